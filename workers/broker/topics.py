@@ -1,0 +1,45 @@
+"""Creating the project's topics, and waiting until the broker answers metadata."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from workers.settings import ALL_TOPICS
+
+
+async def ensure_topics(
+    bootstrap: str,
+    partitions: int,
+    topics: Iterable[str] = ALL_TOPICS,
+    timeout: float = 30.0,
+) -> None:
+    """Create every missing topic with `partitions` partitions; existing ones are kept."""
+    deadline = time.monotonic() + timeout
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [t for t in topics if t not in existing]
+            if missing:
+                try:
+                    await admin.create_topics(
+                        [
+                            NewTopic(t, num_partitions=partitions, replication_factor=1)
+                            for t in missing
+                        ]
+                    )
+                except TopicAlreadyExistsError:
+                    pass
+            return
+        except KafkaError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+        finally:
+            await admin.close()
