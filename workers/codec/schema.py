@@ -63,7 +63,7 @@ class Schema:
     def __init__(self, raw: dict[str, Any]) -> None:
         self.raw = raw
         self.parsed: Any = parse_schema(raw, _force=True)
-        self.name: str = self.parsed["name"]
+        self.name: str = str(raw["namespace"]) + "." + str(raw["name"])
         self.canonical: str = to_parsing_canonical_form(raw)
         self.fingerprint: bytes = crc64_avro(self.canonical.encode()).to_bytes(8, "little")
 
