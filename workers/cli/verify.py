@@ -1,0 +1,94 @@
+"""`kaizen-stream verify [--repair]`: check every frame of the hot log under the data dir.
+
+Prints one table row per partition directory (segments, frames, bytes, bad ranges) and one
+greppable ``bad range:`` line per damaged range; exits 1 when damage remains, 0 otherwise.
+``--repair`` truncates torn tails (and rewrites damaged segment headers), then asks the index
+owner to rebuild the index of each repaired partition (``workers.state.rebuild``), when that
+module exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from workers.cli.errors import CliError
+from workers.hotlog.verify import PartitionVerdict, repaired_partitions, verify_all
+from workers.settings import Settings, SettingsError
+
+REBUILD_MODULE = "workers.state.rebuild"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="data directory (default: KAIZEN_DATA_DIR)"
+    )
+    parser.add_argument(
+        "--repair", action="store_true", help="truncate torn tails, then rebuild their indexes"
+    )
+
+
+def _fmt_range(v: PartitionVerdict) -> str:
+    lines = []
+    for r in v.bad_ranges:
+        fixed = " (repaired)" if r in v.repaired else ""
+        lines.append(f"{r.segment}: [{r.start}, {r.end}) {r.reason}{fixed}")
+    return "\n".join(lines + v.problems) or "-"
+
+
+def _rebuild_index(directories: list[Path], console: Console) -> None:
+    if not directories:
+        return
+    try:
+        found = importlib.util.find_spec(REBUILD_MODULE) is not None
+    except ModuleNotFoundError:  # workers.state itself is missing
+        found = False
+    if not found:
+        console.print(f"index not rebuilt: {REBUILD_MODULE} is not installed")
+        return
+    rebuild = importlib.import_module(REBUILD_MODULE)
+    for directory in directories:
+        rebuild.rebuild_partition(directory)
+        console.print(f"index rebuilt: {directory.name}")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings.from_env().override(data_dir=args.data_dir)
+    except SettingsError as exc:
+        raise CliError(str(exc)) from None
+    hotlog_dir = settings.hotlog_dir
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        raise CliError(f"no such data directory: {args.data_dir}")
+    verdicts = verify_all(hotlog_dir, repair=args.repair)
+    console = Console(width=max(Console().width, 120))
+    table = Table(title=f"hot log {hotlog_dir}")
+    for col in ("partition", "segments", "frames", "bytes", "bad ranges", "status"):
+        table.add_column(col, justify="right" if col in ("segments", "frames", "bytes") else "left")
+    for v in verdicts:
+        status = "CORRUPT" if v.corrupt else ("repaired" if v.repaired else "ok")
+        if v.live:
+            status += " (live)"
+        table.add_row(v.name, str(v.segments), str(v.frames), str(v.bytes), _fmt_range(v), status)
+    console.print(table)
+    for v in verdicts:
+        for r in v.bad_ranges:
+            state = "repaired" if r in v.repaired else "present"
+            console.print(
+                f"bad range: {v.name} segment {r.segment} bytes [{r.start}, {r.end}) "
+                f"{r.reason} ({state})",
+                soft_wrap=True,
+                highlight=False,
+            )
+        for p in v.problems:
+            console.print(f"problem: {v.name}: {p}", soft_wrap=True, highlight=False)
+    if not verdicts:
+        console.print(f"no partitions under {hotlog_dir}")
+    if args.repair:
+        _rebuild_index(repaired_partitions(verdicts), console)
+    return 1 if any(v.corrupt for v in verdicts) else 0

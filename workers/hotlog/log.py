@@ -1,0 +1,557 @@
+"""PartitionLog: the segmented, group-committed, crash-recovering log of one topic-partition.
+
+Directory ``<data>/hotlog/<topic>-<partition>/`` holds the segments, ``checkpoint`` and
+``LOCK`` (an exclusive ``flock`` held while a log is open: one writer per directory).
+
+Invariants:
+
+* Kafka offsets never decrease along the log; a segment is named by the offset of its first
+  frame and created lazily by the first append after a roll; base offsets strictly increase;
+* one ``append_batch`` is one ``write()`` into one segment: a roll happens before a batch that
+  would cross ``segment_bytes`` (a batch bigger than a segment gets a segment of its own);
+* rolling fsyncs the old segment before the new one exists, so only the last segment can hold
+  a torn tail, and recovery scans only the last segment, from the checkpoint when it is there;
+* ``flush()`` returns once every frame appended before it was called is fsynced; its fsync
+  runs outside the bookkeeping lock, so appends from another thread go on during it;
+* ``pending`` counts frames appended but not yet known durable; the checkpoint only names a
+  position covered by a completed fsync;
+* reads (``read``, ``scan``) are safe from any thread while appends go on: they never look
+  past the end of the last completed write;
+* retention deletes whole segments, oldest first, never the last (active) one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from workers.hotlog import checkpoint, frame, segment
+from workers.hotlog.checkpoint import Checkpoint, fsync_dir
+from workers.hotlog.frame import OVERHEAD, CorruptFrame
+from workers.hotlog.policy import (
+    BadRange,
+    CommitPolicy,
+    Entry,
+    Location,
+    RecoveryReport,
+    RetentionPolicy,
+    SegmentInfo,
+)
+from workers.hotlog.segment import HEADER_SIZE
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "LOCK"
+MAX_SEGMENT_BYTES = (1 << 32) - 1  # positions are u32 in a packed Location
+
+
+class LogLocked(RuntimeError):
+    """Another PartitionLog (in this or another process) has the directory open."""
+
+
+class LogClosed(RuntimeError):
+    """The log was closed."""
+
+
+DEFAULT_COMMIT = CommitPolicy()
+DEFAULT_RETENTION = RetentionPolicy()
+
+
+class PartitionLog:
+    """The hot log of one topic-partition.  Create with :meth:`open`."""
+
+    recovery: RecoveryReport
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        topic: str,
+        partition: int,
+        segment_bytes: int,
+        commit: CommitPolicy,
+        retention: RetentionPolicy,
+        checkpoint_bytes: int,
+        lock_fd: int,
+    ) -> None:
+        self.directory = directory
+        self.topic = topic
+        self.partition = partition
+        self.segment_bytes = segment_bytes
+        self.commit = commit
+        self.retention = retention
+        self.checkpoint_bytes = checkpoint_bytes
+        self._lock_fd = lock_fd
+        self._lock = threading.Lock()  # bookkeeping and writes
+        self._flush_lock = threading.Lock()  # one flush (and checkpoint write) at a time
+        self._read_lock = threading.Lock()  # the cache of read fds
+        self._read_fds: dict[int, int] = {}
+        self._bases: list[int] = []
+        self._fd: int | None = None  # write fd of the active segment; None until next append
+        self._active: int | None = None  # base of the segment appends go to
+        self._end = 0  # end of the last completed write in the active segment
+        self._active_frames = 0
+        self._last_offset: int | None = None
+        self._appended = 0  # frames appended since open
+        self._durable = 0  # of which known durable
+        self._appended_bytes = 0
+        self._durable_bytes = 0
+        self._pending_since: float | None = None  # monotonic time of the oldest pending frame
+        self._durable_loc: tuple[int, int] | None = None
+        self._durable_last_offset: int | None = None
+        self._ckpt_loc: tuple[int, int] | None = None
+        self._since_ckpt = 0
+        self._closed = False
+        self.bad_ranges_seen = 0  # counter: bad ranges met by recovery and scans
+        self.recovery = RecoveryReport()
+
+    # ------------------------------------------------------------------ opening, recovery
+
+    @classmethod
+    def open(
+        cls,
+        directory: Path,
+        *,
+        topic: str,
+        partition: int,
+        segment_bytes: int = 64 << 20,
+        commit: CommitPolicy = DEFAULT_COMMIT,
+        retention: RetentionPolicy = DEFAULT_RETENTION,
+        checkpoint_bytes: int = 16 << 20,
+    ) -> PartitionLog:
+        """Open (creating if missing) and recover the log in ``directory``."""
+        if not HEADER_SIZE < segment_bytes <= MAX_SEGMENT_BYTES:
+            raise ValueError(f"segment_bytes must be in ({HEADER_SIZE}, {MAX_SEGMENT_BYTES}]")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        lock_fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock_fd)
+            raise LogLocked(f"{directory} is open in another PartitionLog") from None
+        self = cls(
+            directory,
+            topic=topic,
+            partition=partition,
+            segment_bytes=segment_bytes,
+            commit=commit,
+            retention=retention,
+            checkpoint_bytes=checkpoint_bytes,
+            lock_fd=lock_fd,
+        )
+        try:
+            self._recover()
+        except BaseException:
+            self._release()
+            raise
+        return self
+
+    def _bad(self, rng: BadRange) -> None:
+        self.bad_ranges_seen += 1
+        log.warning(
+            "hotlog %s: bad range in segment %d bytes [%d, %d): %s",
+            self.directory.name,
+            rng.segment,
+            rng.start,
+            rng.end,
+            rng.reason,
+        )
+
+    def _recover(self) -> None:
+        report = self.recovery
+        bases = segment.list_bases(self.directory)
+        ckpt = checkpoint.load(self.directory)
+        while bases:
+            base = bases[-1]
+            path = self.directory / segment.name(base)
+            with segment.Mapped(path) as m:
+                header = m.header()
+                size = m.size
+            if header is None and size <= HEADER_SIZE:
+                # torn at birth: the header never became durable, so no frame did either
+                report.removed_segments.append(base)
+                report.truncated_bytes += size
+                path.unlink()
+                fsync_dir(self.directory)
+                bases.pop()
+                continue
+            if header is not None and (header.topic, header.partition) != (
+                self.topic,
+                self.partition,
+            ):
+                raise ValueError(
+                    f"{path} belongs to {header.topic}-{header.partition}, "
+                    f"not {self.topic}-{self.partition}"
+                )
+            use_ckpt = (
+                ckpt is not None and ckpt.segment == base and HEADER_SIZE <= ckpt.position <= size
+            )
+            start = ckpt.position if use_ckpt and ckpt is not None else HEADER_SIZE
+            if header is None:
+                rng = BadRange(base, 0, HEADER_SIZE, "bad segment header (rewritten)")
+                report.bad_ranges.append(rng)
+                self._bad(rng)
+                fd = os.open(path, os.O_WRONLY)
+                try:
+                    os.pwrite(fd, segment.encode_header(self.topic, self.partition, base), 0)
+                    os.fdatasync(fd)
+                finally:
+                    os.close(fd)
+            scan = segment.scan_tail(path, base, start)
+            report.scanned_from = Location(base, start, 0)
+            report.scanned_bytes = scan.size - start
+            report.frames_scanned = scan.frames
+            for lo, hi in scan.bad:
+                rng = BadRange(base, lo, hi, "bad frame skipped by resync")
+                report.bad_ranges.append(rng)
+                self._bad(rng)
+            if scan.tail is not None:
+                lo, hi = scan.tail
+                report.truncated_bytes += hi - lo
+                log.warning(
+                    "hotlog %s: truncating torn tail of segment %d: bytes [%d, %d)",
+                    self.directory.name,
+                    base,
+                    lo,
+                    hi,
+                )
+                segment.truncate(path, lo)
+            had_frames = scan.frames > 0 or scan.bad or start > HEADER_SIZE
+            if not had_frames:
+                # a segment with a header and no frame: drop it, the next append names anew
+                report.removed_segments.append(base)
+                path.unlink()
+                fsync_dir(self.directory)
+                bases.pop()
+                continue
+            last = scan.last_offset
+            if last is None and use_ckpt and ckpt is not None:
+                last = ckpt.last_offset
+            if last is None:  # only damaged frames after the checkpoint: rescan whole
+                last = segment.scan_tail(path, base, HEADER_SIZE).last_offset
+            fd = os.open(path, os.O_WRONLY)
+            os.lseek(fd, scan.end, os.SEEK_SET)
+            os.fdatasync(fd)  # what survived the crash in the page cache is now durable
+            self._fd = fd
+            self._active = base
+            self._end = scan.end
+            self._active_frames = 1
+            self._last_offset = last if last is not None else base
+            self._durable_loc = (base, scan.end)
+            self._durable_last_offset = self._last_offset
+            break
+        self._bases = bases
+        if self._fd is None and bases:
+            # the last segment held nothing: the greatest offset is in the one before it
+            prev = bases[-1]
+            tail = segment.scan_tail(self.directory / segment.name(prev), prev, HEADER_SIZE)
+            self._last_offset = tail.last_offset if tail.last_offset is not None else prev
+            self._durable_last_offset = self._last_offset
+        if self._durable_loc is not None:
+            self._write_checkpoint(self._durable_loc, self._durable_last_offset)
+
+    # ------------------------------------------------------------------ appending
+
+    def append(self, payload: bytes, offset: int) -> Location:
+        """Append one frame; durable after the next :meth:`flush`."""
+        return self.append_batch((payload,), offset)[0]
+
+    def append_batch(self, payloads: Sequence[bytes], offset: int) -> list[Location]:
+        """Append the frames of one Kafka message in one write, never split across segments."""
+        if not payloads:
+            return []
+        data, positions = frame.encode_batch(payloads, offset, 0)
+        size = len(data)
+        with self._lock:
+            if self._closed:
+                raise LogClosed("log is closed")
+            if self._last_offset is not None and offset < self._last_offset:
+                raise ValueError(f"offset {offset} < last offset {self._last_offset}")
+            if self._fd is None:
+                self._start_segment(offset)
+            elif (
+                self._end + size > self.segment_bytes
+                and self._active_frames
+                and self._active is not None
+                and offset > self._active
+            ):
+                self._roll(offset)
+            fd = self._fd
+            start = self._end
+            assert fd is not None
+            try:
+                segment.write_all(fd, data)
+            except BaseException:
+                # keep the file a sequence of whole frames: cut a partial write off
+                os.ftruncate(fd, start)
+                os.lseek(fd, start, os.SEEK_SET)
+                raise
+            self._end = start + size
+            self._active_frames += len(payloads)
+            self._last_offset = offset
+            if self._appended == self._durable:
+                self._pending_since = time.monotonic()
+            self._appended += len(payloads)
+            self._appended_bytes += size
+            base = self._active
+        assert base is not None
+        return [
+            Location(base, start + pos, len(p)) for pos, p in zip(positions, payloads, strict=True)
+        ]
+
+    def _start_segment(self, base: int) -> None:
+        self._fd = segment.create(self.directory, self.topic, self.partition, base)
+        self._active = base
+        self._end = HEADER_SIZE
+        self._active_frames = 0
+        self._bases.append(base)
+
+    def _roll(self, base: int) -> None:
+        """Seal the active segment (fsync it whole) and start segment ``base``; lock held."""
+        assert self._fd is not None and self._active is not None
+        os.fdatasync(self._fd)
+        os.close(self._fd)
+        self._fd = None
+        self._durable = self._appended
+        self._durable_bytes = self._appended_bytes
+        self._pending_since = None
+        self._durable_loc = (self._active, self._end)
+        self._durable_last_offset = self._last_offset
+        self._start_segment(base)
+        # the new header is durable: let the next flush move the checkpoint into it
+        self._durable_loc = (base, HEADER_SIZE)
+        self._since_ckpt = self.checkpoint_bytes
+
+    def should_flush(self) -> bool:
+        """True when the commit policy says the pending frames should be made durable now."""
+        pending = self._appended - self._durable
+        if not pending:
+            return False
+        c = self.commit
+        if pending >= c.max_records or self._appended_bytes - self._durable_bytes >= c.max_bytes:
+            return True
+        since = self._pending_since
+        return since is not None and (time.monotonic() - since) * 1000.0 >= c.max_ms
+
+    @property
+    def pending(self) -> int:
+        """Frames appended but not yet known durable."""
+        return self._appended - self._durable
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._appended_bytes - self._durable_bytes
+
+    def flush(self) -> None:
+        """fsync everything appended so far; a no-op when nothing is pending.
+
+        Safe to call from another thread than the appender; appends go on during the fsync.
+        """
+        with self._flush_lock:
+            with self._lock:
+                if self._appended == self._durable or self._fd is None:
+                    return
+                fd = os.dup(self._fd)
+                target = self._appended
+                target_bytes = self._appended_bytes
+                assert self._active is not None
+                loc = (self._active, self._end)
+                last = self._last_offset
+                snapshot_at = time.monotonic()
+            try:
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+            write_ckpt = False
+            with self._lock:
+                if target > self._durable:
+                    self._since_ckpt += target_bytes - self._durable_bytes
+                    self._durable = target
+                    self._durable_bytes = target_bytes
+                    # frames appended since the snapshot are younger than it
+                    self._pending_since = None if target == self._appended else snapshot_at
+                if self._durable_loc is None or loc > self._durable_loc:
+                    self._durable_loc = loc
+                    self._durable_last_offset = last
+                if self._since_ckpt >= self.checkpoint_bytes:
+                    write_ckpt = True
+                    self._since_ckpt = 0
+                ckpt_loc, ckpt_last = self._durable_loc, self._durable_last_offset
+            if write_ckpt:
+                self._write_checkpoint(ckpt_loc, ckpt_last)
+
+    def _write_checkpoint(self, loc: tuple[int, int], last: int | None) -> None:
+        if loc == self._ckpt_loc:
+            return
+        checkpoint.store(self.directory, Checkpoint(loc[0], loc[1], last))
+        self._ckpt_loc = loc
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def last_segment_base(self) -> int | None:
+        bases = self._bases
+        return bases[-1] if bases else None
+
+    @property
+    def last_offset(self) -> int | None:
+        """Greatest Kafka offset appended (None for an empty log)."""
+        return self._last_offset
+
+    @property
+    def end(self) -> Location | None:
+        """Where the next frame of the active segment would go (length 0)."""
+        with self._lock:
+            if self._active is None:
+                return None
+            return Location(self._active, self._end, 0)
+
+    def _read_fd(self, base: int) -> int:
+        fd = self._read_fds.get(base)
+        if fd is None:
+            fd = os.open(self.directory / segment.name(base), os.O_RDONLY)
+            self._read_fds[base] = fd
+        return fd
+
+    def read(self, loc: Location) -> bytes:
+        """The payload at ``loc``, CRC-checked; raises CorruptFrame."""
+        with self._read_lock:
+            try:
+                fd = self._read_fd(loc.segment)
+            except FileNotFoundError:
+                raise CorruptFrame(f"no segment {loc.segment}") from None
+            data = os.pread(fd, loc.length + OVERHEAD, loc.position)
+        got = frame.check(data, 0, len(data), loc.segment)
+        if got is None or got[0] != loc.length:
+            raise CorruptFrame(f"bad frame at {loc}")
+        return data[frame.HEAD_SIZE : frame.HEAD_SIZE + loc.length]
+
+    def scan(self, start: Location | None = None) -> Iterator[tuple[Location, bytes]]:
+        """Every good frame from ``start`` (default: the beginning) in log order.
+
+        Bad ranges are skipped by resync and reported (log line, ``bad_ranges_seen``,
+        ``on_bad`` of :meth:`entries`).
+        """
+        for e in self.entries(start):
+            yield e.location, e.payload
+
+    def entries(
+        self,
+        start: Location | None = None,
+        on_bad: Callable[[BadRange], None] | None = None,
+    ) -> Iterator[Entry]:
+        """Like :meth:`scan`, also giving each frame's Kafka offset (for index rebuilds).
+
+        ``on_bad``, when given, is called with each :class:`BadRange` met.
+        """
+        with self._lock:
+            bases = list(self._bases)
+            active, active_end = self._active, self._end
+        for base in bases:
+            if start is not None and base < start.segment:
+                continue
+            pos = start.position if start is not None and base == start.segment else HEADER_SIZE
+            end = active_end if base == active else None
+            try:
+                m = segment.Mapped(self.directory / segment.name(base), end)
+            except FileNotFoundError:  # removed by retention meanwhile
+                continue
+            with m:
+                for item in m.frames(base, pos):
+                    if isinstance(item, frame.Good):
+                        yield Entry(
+                            Location(base, item.position, item.length),
+                            item.offset,
+                            m.payload(item),
+                        )
+                    else:
+                        reason = "torn tail" if item.at_end else "bad frame skipped by resync"
+                        rng = BadRange(base, item.start, item.end, reason)
+                        self._bad(rng)
+                        if on_bad is not None:
+                            on_bad(rng)
+
+    def segments(self) -> list[SegmentInfo]:
+        """The segments, oldest first."""
+        out = []
+        for base in list(self._bases):
+            path = self.directory / segment.name(base)
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            out.append(SegmentInfo(base, path, st.st_size, st.st_mtime))
+        return out
+
+    # ------------------------------------------------------------------ retention, closing
+
+    def enforce_retention(self, now: float | None = None) -> list[int]:
+        """Delete whole old segments by age and total size; return the removed bases.
+
+        The last (active) segment is never deleted.  The caller drops index entries that
+        point into the removed segments.
+        """
+        policy = self.retention
+        if policy.max_age_s is None and policy.max_bytes is None:
+            return []
+        now = time.time() if now is None else now
+        infos = self.segments()
+        removable = infos[:-1]
+        total = sum(i.size for i in infos)
+        doomed: list[SegmentInfo] = []
+        for info in removable:
+            too_old = policy.max_age_s is not None and now - info.mtime > policy.max_age_s
+            too_big = policy.max_bytes is not None and total > policy.max_bytes
+            if not (too_old or too_big):
+                break  # oldest first: keep the log contiguous
+            doomed.append(info)
+            total -= info.size
+        if not doomed:
+            return []
+        removed = [i.base for i in doomed]
+        with self._lock:
+            self._bases = [b for b in self._bases if b not in set(removed)]
+        with self._read_lock:
+            for base in removed:
+                fd = self._read_fds.pop(base, None)
+                if fd is not None:
+                    os.close(fd)
+        for info in doomed:
+            info.path.unlink(missing_ok=True)
+        fsync_dir(self.directory)
+        return removed
+
+    def close(self) -> None:
+        """Flush, write the checkpoint, release the directory."""
+        if self._closed:
+            return
+        self.flush()
+        with self._flush_lock, self._lock:
+            self._closed = True
+            if self._durable_loc is not None:
+                self._write_checkpoint(self._durable_loc, self._durable_last_offset)
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+        self._release()
+
+    def _release(self) -> None:
+        with self._read_lock:
+            for fd in self._read_fds.values():
+                os.close(fd)
+            self._read_fds.clear()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = -1
+
+    def __enter__(self) -> PartitionLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

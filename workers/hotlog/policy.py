@@ -1,0 +1,86 @@
+"""Value types of the hot log: locations, policies, reports.  Pure data, no I/O.
+
+Invariants: ``Location.pack()`` is 16 bytes big-endian (``>QII``) so packed locations sort
+like ``(segment, position)``; every type here is immutable except the mutable report lists.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_LOCATION = struct.Struct(">QII")
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a frame is: its segment (base Kafka offset), start position and payload length."""
+
+    segment: int
+    position: int
+    length: int
+
+    def pack(self) -> bytes:
+        return _LOCATION.pack(self.segment, self.position, self.length)
+
+    @classmethod
+    def unpack(cls, data: bytes) -> Location:
+        segment, position, length = _LOCATION.unpack(data)
+        return cls(segment, position, length)
+
+
+@dataclass(frozen=True)
+class CommitPolicy:
+    """Group commit: fsync once pending frames reach any of these limits."""
+
+    max_bytes: int = 1 << 20
+    max_records: int = 10_000
+    max_ms: float = 5.0
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """Delete whole old segments older than ``max_age_s`` or beyond ``max_bytes`` in total."""
+
+    max_age_s: float | None = None
+    max_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BadRange:
+    """Bytes ``[start, end)`` of segment ``segment`` that hold no good frame."""
+
+    segment: int
+    start: int
+    end: int
+    reason: str
+
+
+@dataclass
+class RecoveryReport:
+    """What opening a partition log found and did."""
+
+    truncated_bytes: int = 0
+    bad_ranges: list[BadRange] = field(default_factory=list)
+    scanned_from: Location | None = None  # where the recovery scan started (length 0)
+    scanned_bytes: int = 0
+    frames_scanned: int = 0
+    removed_segments: list[int] = field(default_factory=list)  # empty or torn-at-birth segments
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentInfo:
+    base: int
+    path: Path
+    size: int
+    mtime: float
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A good frame with the Kafka offset recorded in it (for index rebuilds)."""
+
+    location: Location
+    offset: int
+    payload: bytes

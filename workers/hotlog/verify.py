@@ -1,0 +1,171 @@
+"""Offline check (and repair) of every frame of every segment of the hot log.
+
+``verify_partition`` reads a partition directory without a PartitionLog (opening one would
+recover, i.e. change the files); with ``repair=True`` it takes the directory's lock and
+truncates torn tails (a bad region that runs to the end of a segment) and rewrites damaged
+segment headers.  Bad ranges in the middle of a segment are reported, never "repaired": the
+frames after them stay readable through resync.
+
+The hook point for the index owner is :func:`repair`: it returns the partition directories it
+changed, whose index must be rebuilt from ``PartitionLog.scan()`` / ``entries()``.
+
+Invariants: without ``repair`` nothing is written; a directory that a running writer holds
+(its ``LOCK`` is taken) is never repaired, and its active segment's tail is not called
+corrupt (a write may be in flight).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workers.hotlog import frame, segment
+from workers.hotlog.checkpoint import fsync_dir
+from workers.hotlog.log import LOCK_NAME
+from workers.hotlog.policy import BadRange
+from workers.hotlog.segment import HEADER_SIZE
+
+_DIR_NAME = re.compile(r"^(?P<topic>.+)-(?P<partition>\d+)$")
+
+
+@dataclass
+class PartitionVerdict:
+    directory: Path
+    segments: int = 0
+    frames: int = 0
+    bytes: int = 0
+    bad_ranges: list[BadRange] = field(default_factory=list)  # damage found
+    repaired: list[BadRange] = field(default_factory=list)  # of which repaired
+    problems: list[str] = field(default_factory=list)
+    live: bool = False  # a running writer holds the directory
+
+    @property
+    def name(self) -> str:
+        return self.directory.name
+
+    @property
+    def corrupt(self) -> bool:
+        """Damage remains (after repair, if one was asked for)."""
+        return bool(self.problems) or len(self.repaired) < len(self.bad_ranges)
+
+
+def partition_dirs(hotlog_dir: Path) -> list[Path]:
+    """The ``<topic>-<partition>`` directories under ``hotlog_dir``, sorted."""
+    if not hotlog_dir.is_dir():
+        return []
+    return sorted(
+        p for p in hotlog_dir.iterdir() if p.is_dir() and _DIR_NAME.match(p.name) is not None
+    )
+
+
+def parse_dir_name(name: str) -> tuple[str, int] | None:
+    m = _DIR_NAME.match(name)
+    return (m.group("topic"), int(m.group("partition"))) if m else None
+
+
+def _lock(directory: Path, exclusive: bool) -> int | None:
+    """The directory's lock fd, or None when a running writer holds it."""
+    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def verify_partition(directory: Path, *, repair: bool = False) -> PartitionVerdict:
+    """Check every frame of every segment in ``directory``; optionally repair torn tails."""
+    verdict = PartitionVerdict(directory)
+    lock_fd = _lock(directory, exclusive=repair)
+    verdict.live = lock_fd is None
+    if verdict.live and repair:
+        verdict.problems.append("in use by a running writer: not repaired")
+    try:
+        _check(verdict, repair=repair and not verdict.live)
+    finally:
+        if lock_fd is not None:
+            os.close(lock_fd)
+    return verdict
+
+
+def _check(verdict: PartitionVerdict, *, repair: bool) -> None:
+    directory = verdict.directory
+    owner = parse_dir_name(directory.name)
+    bases = segment.list_bases(directory)
+    verdict.segments = len(bases)
+    for i, base in enumerate(bases):
+        path = directory / segment.name(base)
+        is_last = i == len(bases) - 1
+        cut: int | None = None
+        fix_header = False
+        with segment.Mapped(path) as m:
+            verdict.bytes += m.size
+            header = m.header()
+            if header is None:
+                if is_last and m.size <= HEADER_SIZE:
+                    rng = BadRange(base, 0, m.size, "torn segment creation")
+                    cut = 0
+                else:
+                    rng = BadRange(base, 0, min(HEADER_SIZE, m.size), "bad segment header")
+                    fix_header = owner is not None
+                verdict.bad_ranges.append(rng)
+            elif header.base != base or (owner and (header.topic, header.partition) != owner):
+                verdict.problems.append(
+                    f"segment {base}: header says {header.topic}-{header.partition} "
+                    f"base {header.base}"
+                )
+            if cut is None:
+                for item in m.frames(base):
+                    if isinstance(item, frame.Good):
+                        verdict.frames += 1
+                        continue
+                    if item.at_end:
+                        if is_last and verdict.live:
+                            continue  # a write may be in flight
+                        reason = "torn tail" if is_last else "bad tail of a sealed segment"
+                        cut = item.start
+                    else:
+                        reason = "bad frame skipped by resync"
+                    rng = BadRange(base, item.start, item.end, reason)
+                    verdict.bad_ranges.append(rng)
+        if not repair:
+            continue
+        if fix_header and owner is not None:
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.pwrite(fd, segment.encode_header(owner[0], owner[1], base), 0)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            verdict.repaired.append(
+                next(r for r in verdict.bad_ranges if r.segment == base and r.start == 0)
+            )
+        if cut is not None:
+            rng = next(r for r in reversed(verdict.bad_ranges) if r.segment == base)
+            if cut == 0:
+                path.unlink()
+                fsync_dir(directory)
+            else:
+                segment.truncate(path, cut)
+            verdict.repaired.append(rng)
+
+
+def verify_all(hotlog_dir: Path, *, repair: bool = False) -> list[PartitionVerdict]:
+    """:func:`verify_partition` for every partition directory under ``hotlog_dir``."""
+    return [verify_partition(d, repair=repair) for d in partition_dirs(hotlog_dir)]
+
+
+def repaired_partitions(verdicts: list[PartitionVerdict]) -> list[Path]:
+    return [v.directory for v in verdicts if v.repaired]
+
+
+def repair(hotlog_dir: Path) -> list[Path]:
+    """Repair every partition under ``hotlog_dir``; return the directories that changed.
+
+    The hook for the index owner: rebuild the index of each returned directory.
+    """
+    return repaired_partitions(verify_all(hotlog_dir, repair=True))
