@@ -80,15 +80,20 @@ def encode_batch(payloads: Sequence[bytes], offset: int, start: int) -> tuple[by
     return b"".join(parts), positions
 
 
-def check(buf: Buffer, pos: int, end: int, min_offset: int) -> tuple[int, int] | None:
-    """``(length, offset)`` of the good frame at ``pos`` of ``buf[:end]``, else None."""
+def check(
+    buf: Buffer, pos: int, end: int, min_offset: int, span: int = MAX_OFFSET_SPAN
+) -> tuple[int, int] | None:
+    """``(length, offset)`` of the good frame at ``pos`` of ``buf[:end]``, else None.
+
+    The frame's offset must lie in ``[min_offset, min_offset + span)``.
+    """
     if pos + OVERHEAD > end:
         return None
     length, offset = HEAD.unpack_from(buf, pos)
     stop = pos + HEAD_SIZE + length
     if length > MAX_PAYLOAD or stop + TRAILER.size > end:
         return None
-    if not min_offset <= offset < min_offset + MAX_OFFSET_SPAN:
+    if not min_offset <= offset < min_offset + span:
         return None
     (stored,) = TRAILER.unpack_from(buf, stop)
     if crc32c.crc32c(memoryview(buf)[pos:stop]) != stored:
@@ -98,7 +103,7 @@ def check(buf: Buffer, pos: int, end: int, min_offset: int) -> tuple[int, int] |
 
 def decode(frame: Buffer) -> tuple[int, bytes]:
     """``(offset, payload)`` of a buffer holding exactly one frame; raises CorruptFrame."""
-    got = check(frame, 0, len(frame), 0)
+    got = check(frame, 0, len(frame), 0, 1 << 64)
     if got is None or got[0] + OVERHEAD != len(frame):
         raise CorruptFrame("frame fails its length or CRC check")
     return got[1], bytes(memoryview(frame)[HEAD_SIZE : HEAD_SIZE + got[0]])

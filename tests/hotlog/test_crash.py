@@ -1,0 +1,74 @@
+"""kill -9 a writer at random moments: every frame it saw durable survives exactly once."""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .helpers import open_log
+
+WRITER = Path(__file__).with_name("crash_writer.py")
+ROUNDS = 30
+
+
+def _run_and_kill(directory: Path, rnd: int, delay: float) -> tuple[bool, set[str]]:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]))
+    proc = subprocess.Popen(
+        [sys.executable, str(WRITER), str(directory), str(rnd)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    out, err = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, err.decode()
+    durable: set[str] = set()
+    started = False
+    for line in out.decode().split("\n")[:-1]:  # the last piece may be cut off
+        if line.startswith("START"):
+            started = True
+        elif line.startswith("DURABLE "):
+            durable.update(line[8:].split(","))
+    return started, durable
+
+
+@pytest.mark.slow
+def test_kill_minus_nine_loses_nothing_durable(tmp_path: Path) -> None:
+    d = tmp_path / "kaizen.events-0"
+    rng = random.Random(int.from_bytes(os.urandom(4)))
+    durable: set[str] = set()
+    started_rounds = 0
+    for rnd in range(ROUNDS):
+        started, seen = _run_and_kill(d, rnd, rng.uniform(0.1, 0.6))
+        started_rounds += started
+        durable |= seen
+        with open_log(d) as log:
+            counts = collections.Counter()
+            last = -1
+            for e in log.entries():
+                counts[e.payload.split(b"|", 1)[0].decode()] += 1
+                assert e.offset >= last
+                last = e.offset
+                assert log.read(e.location) == e.payload
+            assert not log.recovery.bad_ranges
+        missing = durable - counts.keys()
+        assert not missing, f"round {rnd}: lost durable frames {sorted(missing)[:5]}"
+        dupes = [k for k, n in counts.items() if n > 1]
+        assert not dupes, f"round {rnd}: duplicated frames {dupes[:5]}"
+    assert started_rounds > ROUNDS // 2 and len(durable) > 1000
+    # appends continue after the last crash
+    with open_log(d) as log:
+        assert log.last_offset is not None
+        loc = log.append(b"final|", log.last_offset + 1)
+    with open_log(d) as log:
+        assert log.read(loc) == b"final|"
+        assert list(log.scan())[-1][1] == b"final|"
