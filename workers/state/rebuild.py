@@ -1,0 +1,219 @@
+"""Rebuilding a partition's index from its hot log, and checking that the two agree.
+
+Invariant 4: the index never points past durable data, and it is rebuilt from the log when
+they disagree.  The ingest calls :func:`index_matches_log` when it opens a partition and
+:func:`rebuild_partition` when that answers False (or the index is unreadable, e.g.
+:class:`~workers.state.store.FormatMismatch`).
+
+Rebuild: the new index is built in ``index.rebuild/`` from every good frame of
+``log.entries()`` (``log.scan()`` for a log without offsets), then swapped in by renames
+(``index`` -> ``index.old``, ``index.rebuild`` -> ``index``, fsync the directory, remove
+``index.old``).  A crash at any point leaves either the old index (checked and rebuilt again
+on the next open) or no index (empty index, non-empty log: disagrees, rebuilt again); never a
+half-built one under ``index``.  Within the log the first frame of a (session_id, seq) wins:
+a later copy can only be a redelivery appended after the index lost its tail.
+
+Watermark after a rebuild.  It must never be above an offset whose records are not all in
+the log, or those records would be skipped (loss); being too low only costs re-consuming
+records that the (session_id, seq) dedupe then drops.  Frames of one Kafka message are
+appended in one write into one segment, in offset order, so after torn-tail recovery every
+message below the greatest offset ``M`` present in the log is complete, while message ``M``
+itself may have lost trailing events.  Hence:
+
+* with offsets in the frames (``PartitionLog.entries``): watermark = ``M - 1``, so message
+  ``M`` is re-consumed and its missing events appended;
+* without them (``scan`` only): watermark = ``log.last_segment_base - 1``: every message of
+  the last segment is re-consumed (a message never spans segments);
+* empty log: -1.
+
+Offsets whose records went to the dead-letter topic or were dropped as duplicates leave no
+frame; re-consuming them is the same dedupe-protected work (a dead-letter record may be
+dead-lettered again).
+
+:func:`catch_up` is the cheap alternative when the index merely lags the log (the process
+died between the log's fsync and the index commit): it indexes the frames after the
+greatest indexed location.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from workers.hotlog import CorruptFrame, Location, PartitionLog
+from workers.hotlog.checkpoint import fsync_dir
+from workers.settings import EVENTS_TOPIC
+from workers.state.options import DEFAULT_OPTIONS, StoreOptions
+from workers.state.store import INDEX_DIR, PartitionStore
+
+log = logging.getLogger(__name__)
+
+REBUILD_DIR = "index.rebuild"
+OLD_DIR = "index.old"
+REBUILD_BATCH = 50_000  # entries per WriteBatch while rebuilding
+
+
+class LogSource(Protocol):
+    """What the index needs of a :class:`PartitionLog`."""
+
+    @property
+    def last_segment_base(self) -> int | None: ...
+
+    def scan(self, start: Location | None = None) -> Iterator[tuple[Location, bytes]]: ...
+
+    def read(self, loc: Location) -> bytes: ...
+
+
+def _frames(
+    log_: LogSource, start: Location | None = None
+) -> tuple[Iterable[tuple[Location, int | None, bytes]], bool]:
+    """(location, offset or None, payload) of every good frame; and whether offsets are known."""
+    entries = getattr(log_, "entries", None)
+    if entries is not None:
+        return ((e.location, e.offset, e.payload) for e in entries(start)), True
+    return ((loc, None, payload) for loc, payload in log_.scan(start)), False
+
+
+def _fields(payload: bytes) -> tuple[str, int, int, str, str | None] | None:
+    # Imported here: fastavro is not needed to open a store or read locations.
+    from workers.codec.event import decode_event
+
+    try:
+        ev: dict[str, Any] = decode_event(payload)
+        return (
+            str(ev["session_id"]),
+            int(ev["seq"]),
+            int(ev["ts_ms"]),
+            str(ev.get("agent") or "other"),
+            ev.get("model"),
+        )
+    except Exception as exc:  # a frame the codec rejects: skip it, keep the rest
+        log.warning("index rebuild: undecodable frame skipped: %s", exc)
+        return None
+
+
+def _index_frames(
+    store: PartitionStore,
+    frames: Iterable[tuple[Location, int | None, bytes]],
+    skip_first: Location | None = None,
+) -> tuple[int, int | None]:
+    """Index frames not yet indexed; return (frames indexed, greatest offset met or None)."""
+    batch = store.begin()
+    indexed = 0
+    max_offset: int | None = None
+    try:
+        for loc, offset, payload in frames:
+            if skip_first is not None:
+                if loc == skip_first:
+                    skip_first = None
+                    continue
+                skip_first = None
+            if offset is not None and (max_offset is None or offset > max_offset):
+                max_offset = offset
+            f = _fields(payload)
+            if f is None:
+                continue
+            sid, seq, ts_ms, agent, model = f
+            if batch.contains(sid, seq) or store.seen(sid, seq):
+                continue
+            batch.add(sid, seq, loc, ts_ms, agent, model)
+            indexed += 1
+            if len(batch) >= REBUILD_BATCH:
+                batch.commit(-1)  # the watermark is set once, at the end
+                batch = store.begin()
+        batch.commit(-1)
+    finally:
+        if not batch.closed:
+            batch.abort()
+    return indexed, max_offset
+
+
+def rebuild_partition(
+    directory: Path,
+    partition: int,
+    log: PartitionLog | None = None,
+    *,
+    options: StoreOptions = DEFAULT_OPTIONS,
+) -> PartitionStore:
+    """Drop the index of ``directory`` and rebuild it from the log; return it open.
+
+    The caller must have closed its PartitionStore of ``directory``.  Without ``log`` the
+    log is opened (and closed again) here.
+    """
+    directory = Path(directory)
+    if log is None:
+        with PartitionLog.open(directory, topic=EVENTS_TOPIC, partition=partition) as own:
+            return _rebuild(directory, partition, own, options)
+    return _rebuild(directory, partition, log, options)
+
+
+def _rebuild(
+    directory: Path, partition: int, log_: LogSource, options: StoreOptions
+) -> PartitionStore:
+    tmp = directory / REBUILD_DIR
+    if tmp.exists():
+        shutil.rmtree(tmp)  # a crashed rebuild
+    store = PartitionStore.open_path(tmp, partition, options)
+    try:
+        frames, with_offsets = _frames(log_)
+        indexed, max_offset = _index_frames(store, frames)
+        if with_offsets:
+            watermark = -1 if max_offset is None else max_offset - 1
+        else:
+            base = log_.last_segment_base
+            watermark = -1 if base is None or indexed == 0 else base - 1
+        store.begin().commit(watermark)
+    finally:
+        store.close()
+    index, old = directory / INDEX_DIR, directory / OLD_DIR
+    if old.exists():
+        shutil.rmtree(old)
+    if index.exists():
+        index.rename(old)
+    tmp.rename(index)
+    fsync_dir(directory)
+    if old.exists():
+        shutil.rmtree(old)
+    log.info("index of %s rebuilt: %d entries, watermark %d", directory.name, indexed, watermark)
+    return PartitionStore.open(directory, partition, options)
+
+
+def catch_up(store: PartitionStore, log_: LogSource) -> int:
+    """Index the log's frames after the greatest indexed location; return how many.
+
+    For an index that merely lags the log.  The watermark moves to (greatest offset among
+    those frames) - 1 (see the module docstring), never backwards.
+    """
+    start = store.max_location
+    frames, with_offsets = _frames(log_, start)
+    indexed, max_offset = _index_frames(store, frames, skip_first=start)
+    if with_offsets and max_offset is not None:
+        store.begin().commit(max_offset - 1)
+    return indexed
+
+
+def _reads_back(log_: LogSource, loc: Location) -> bool:
+    try:
+        log_.read(loc)
+    except (CorruptFrame, OSError, ValueError):
+        return False
+    return True
+
+
+def index_matches_log(store: PartitionStore, log_: LogSource) -> bool:
+    """Cheap check on open: does every pointer of the index reach a good frame?
+
+    False when: the index is empty while the log has a frame; the greatest indexed location
+    or any SessionInfo's ``last`` does not read back (missing segment, past the end, bad
+    CRC).  An index that lags the log (frames after its greatest location) agrees: those
+    records are re-consumed from the watermark, or indexed by :func:`catch_up`.
+    """
+    top = store.max_location
+    if top is None:
+        return next(iter(log_.scan()), None) is None
+    if not _reads_back(log_, top):
+        return False
+    return all(_reads_back(log_, info.last) for info in store.sessions())

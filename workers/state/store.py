@@ -1,0 +1,311 @@
+"""PartitionStore: the RocksDB (rocksdict) index of one topic-partition's hot log.
+
+Lives in ``<partition dir>/index/``; the key layout is in :mod:`workers.state.keys`.
+
+Invariants:
+
+* the index only ever points at frames the hot log has fsynced: entries are written only by
+  :meth:`IndexBatch.commit`, which the caller runs after the log's fsync, and the watermark
+  (last Kafka offset durably in the log, -1 for none) is in the same WriteBatch as the
+  entries it covers;
+* ``seen(s, q)`` is True iff (s, q) is durably indexed.  It costs no RocksDB read when
+  ``q`` is above the session's ``last_seq`` (kept in an in-memory cache filled lazily per
+  session and updated after each commit); only ``q <= last_seq`` needs a point lookup;
+* ``locations`` yields a session's entries in seq order by prefix iteration;
+* ``remove_segments`` drops every entry pointing into the given segments in one
+  WriteBatch, fixing each touched SessionInfo (first, last, count; ``last_seq`` is kept);
+* one writer (one open IndexBatch at a time); reads may run from any thread meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from pathlib import Path
+from typing import cast
+
+from rocksdict import Rdict, ReadOptions, WriteBatch
+
+from workers.hotlog import Location
+from workers.state import keys
+from workers.state.options import DEFAULT_OPTIONS, StoreOptions, rocksdb_options, write_options
+from workers.state.records import SessionInfo, decode_info, decode_last_seq, encode_fields
+from workers.state.transaction import IndexBatch
+
+INDEX_DIR = "index"
+_NONE = -(1 << 64)  # last_seq of a session with no entries: every seq is above it
+_CACHE_LIMIT = 1 << 20  # sessions in the dedupe cache before it is dropped and refilled
+
+
+class FormatMismatch(RuntimeError):
+    """The index on disk was written with another key layout; rebuild it."""
+
+
+def _range(db: Rdict, lower: bytes, upper: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """(key, value) for every key in ``[lower, upper)``, in key order (raw mode: bytes)."""
+    ro = ReadOptions()
+    ro.set_iterate_lower_bound(lower)
+    ro.set_iterate_upper_bound(upper)
+    return cast(Iterator[tuple[bytes, bytes]], db.items(from_key=lower, read_opt=ro))
+
+
+class PartitionStore:
+    """Offset tables of one partition.  Create with :meth:`open`."""
+
+    def __init__(
+        self, db: Rdict, path: Path, partition: int, opts: StoreOptions = DEFAULT_OPTIONS
+    ) -> None:
+        self._db = db
+        self.path = path
+        self.partition = partition
+        self._write_opts = write_options(opts)
+        self._last: dict[str, int] = {}
+        self._closed = False
+        self._watermark = self._meta_i64(keys.WATERMARK_KEY, -1)
+        self._entries = self._meta_u64(keys.ENTRIES_KEY)
+        self._sessions = self._meta_u64(keys.SESSIONS_KEY)
+        self._max_location: bytes = self._db.get(keys.MAX_LOCATION_KEY) or b""
+
+    @classmethod
+    def open(
+        cls, directory: Path, partition: int, options: StoreOptions = DEFAULT_OPTIONS
+    ) -> PartitionStore:
+        """Open (creating if missing) the index in ``directory/index``.
+
+        Raises :class:`FormatMismatch` for an index of another layout version.
+        """
+        return cls.open_path(Path(directory) / INDEX_DIR, partition, options)
+
+    @classmethod
+    def open_path(
+        cls, path: Path, partition: int, options: StoreOptions = DEFAULT_OPTIONS
+    ) -> PartitionStore:
+        """Open (creating if missing) an index at exactly ``path``."""
+        path.mkdir(parents=True, exist_ok=True)
+        db = Rdict(str(path), rocksdb_options(options))
+        try:
+            fmt = db.get(keys.FORMAT_KEY)
+            if fmt is None:
+                db.put(keys.FORMAT_KEY, keys.pack_u64(keys.FORMAT_VERSION))
+            elif keys.unpack_u64(fmt) != keys.FORMAT_VERSION:
+                raise FormatMismatch(f"{path}: index format {keys.unpack_u64(fmt)}")
+            return cls(db, path, partition, options)
+        except BaseException:
+            db.close()
+            raise
+
+    # ------------------------------------------------------------------ metadata
+
+    def _meta_i64(self, key: bytes, default: int) -> int:
+        raw = self._db.get(key)
+        return default if raw is None else keys.unpack_i64(raw)
+
+    def _meta_u64(self, key: bytes) -> int:
+        raw = self._db.get(key)
+        return 0 if raw is None else keys.unpack_u64(raw)
+
+    @property
+    def watermark(self) -> int:
+        """The last Kafka offset durably in the log and indexed; -1 when none."""
+        return self._watermark
+
+    @property
+    def max_location(self) -> Location | None:
+        """The greatest Location ever indexed (None for an empty index)."""
+        return Location.unpack(self._max_location) if self._max_location else None
+
+    @property
+    def incarnation(self) -> str | None:
+        """The broker incarnation (e.g. cluster id) the watermark refers to, if recorded."""
+        raw = self._db.get(keys.INCARNATION_KEY)
+        return None if raw is None else bytes(raw).decode()
+
+    def set_incarnation(self, incarnation: str, watermark: int | None = None) -> None:
+        """Record the broker incarnation; with ``watermark``, also reset the watermark to it.
+
+        Both go in one synced WriteBatch.  A new broker incarnation restarts offsets, so the
+        ingest resets the watermark (usually to -1) when the marker differs.
+        """
+        wb = WriteBatch(raw_mode=True)
+        wb.put(keys.INCARNATION_KEY, incarnation.encode())
+        if watermark is not None:
+            wb.put(keys.WATERMARK_KEY, keys.pack_i64(watermark))
+        self._db.write(wb, write_options(StoreOptions(sync=True)))
+        if watermark is not None:
+            self._watermark = watermark
+
+    # ------------------------------------------------------------------ dedupe, writing
+
+    def _load_last(self, session_id: str) -> int:
+        raw = self._db.get(keys.session_key(session_id))
+        last = _NONE if raw is None else decode_last_seq(raw)
+        if len(self._last) >= _CACHE_LIMIT:
+            self._last.clear()
+        self._last[session_id] = last
+        return last
+
+    def _remember(self, last_seqs: dict[str, int]) -> None:
+        if len(self._last) + len(last_seqs) > _CACHE_LIMIT:
+            self._last.clear()
+        self._last.update(last_seqs)
+
+    def seen(self, session_id: str, seq: int) -> bool:
+        """Is (session_id, seq) durably indexed?  No RocksDB read when seq > last_seq."""
+        last = self._last.get(session_id)
+        if last is None:
+            last = self._load_last(session_id)
+        if seq > last:
+            return False
+        return self._db.get(keys.entry_key(session_id, seq)) is not None
+
+    def begin(self) -> IndexBatch:
+        return IndexBatch(self)
+
+    # ------------------------------------------------------------------ reading
+
+    def _decode(self, session_id: str, raw: bytes) -> SessionInfo:
+        return decode_info(session_id, self.partition, raw)
+
+    def session(self, session_id: str) -> SessionInfo | None:
+        raw = self._db.get(keys.session_key(session_id))
+        return None if raw is None else self._decode(session_id, raw)
+
+    def sessions(self) -> Iterator[SessionInfo]:
+        """Every session, in session-key (byte) order."""
+        for k, v in _range(self._db, keys.SESSION, keys.ENTRY):
+            yield self._decode(keys.session_id_of(k), v)
+
+    def locations(
+        self, session_id: str, from_seq: int | None = None, to_seq: int | None = None
+    ) -> Iterator[tuple[int, Location]]:
+        """(seq, Location) of the session's entries in seq order; bounds are inclusive."""
+        prefix = keys.entry_prefix(session_id)
+        lower = prefix if from_seq is None else prefix + keys.pack_seq(from_seq)
+        if to_seq is None or to_seq >= keys.SEQ_BIAS - 1:
+            upper = keys.entry_prefix_end(prefix)
+        else:
+            upper = prefix + keys.pack_seq(to_seq + 1)
+        if lower >= upper:
+            return
+        cut = len(prefix)
+        unpack_seq = keys.unpack_seq
+        unpack = Location.unpack
+        for k, v in _range(self._db, lower, upper):
+            yield unpack_seq(k[cut:]), unpack(v)
+
+    def location(self, session_id: str, seq: int) -> Location | None:
+        raw = self._db.get(keys.entry_key(session_id, seq))
+        return None if raw is None else Location.unpack(raw)
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "partition": self.partition,
+            "sessions": self._sessions,
+            "entries": self._entries,
+            "watermark": self._watermark,
+        }
+
+    # ------------------------------------------------------------------ retention
+
+    def remove_segments(self, bases: Collection[int]) -> int:
+        """Drop every entry pointing into the segments ``bases``; return how many.
+
+        Scans the entry table once (retention is rare; a per-segment secondary index would
+        double the hot-path write cost).  One WriteBatch: entries, fixed SessionInfos,
+        counters.  A session left with no entries loses its SessionInfo.
+        """
+        doomed = set(bases)
+        if not doomed:
+            return 0
+        removed_total = 0
+        sessions_gone = 0
+        wb = WriteBatch(raw_mode=True)
+        gone: list[str] = []
+
+        def settle(prefix: bytes, removed: int, first: bytes, last: bytes) -> None:
+            nonlocal sessions_gone
+            sid = prefix[3:].decode()
+            skey = keys.session_key(sid)
+            raw = self._db.get(skey)
+            if raw is None:  # entries without a session row: cannot happen, keep counts sane
+                return
+            old = self._decode(sid, raw)
+            count = max(old.count - removed, 0)
+            if not first:
+                wb.delete(skey)
+                sessions_gone += 1
+                gone.append(sid)
+                return
+            wb.put(
+                skey,
+                encode_fields(
+                    first,
+                    last,
+                    count,
+                    old.last_seq,
+                    old.first_ts_ms,
+                    old.last_ts_ms,
+                    old.agent,
+                    old.model,
+                ),
+            )
+
+        cur: bytes | None = None
+        removed = 0
+        max_loc = b""  # the greatest location left: the old one may point into a doomed segment
+        first = b""
+        last = b""
+        seg_of = keys._U64.unpack_from
+        for k, v in _range(self._db, keys.ENTRY, keys.ENTRY_END):
+            prefix = k[: len(k) - keys.SEQ_SIZE]
+            if prefix != cur:
+                if cur is not None and removed:
+                    settle(cur, removed, first, last)
+                cur, removed, first, last = prefix, 0, b"", b""
+            if seg_of(v)[0] in doomed:
+                wb.delete(k)
+                removed += 1
+                removed_total += 1
+            else:
+                if not first or v < first:
+                    first = v
+                if v > last:
+                    last = v
+                if v > max_loc:
+                    max_loc = v
+        if cur is not None and removed:
+            settle(cur, removed, first, last)
+        if removed_total == 0:
+            return 0
+        entries = max(self._entries - removed_total, 0)
+        sessions = max(self._sessions - sessions_gone, 0)
+        wb.put(keys.ENTRIES_KEY, keys.pack_u64(entries))
+        wb.put(keys.SESSIONS_KEY, keys.pack_u64(sessions))
+        if max_loc:
+            wb.put(keys.MAX_LOCATION_KEY, max_loc)
+        else:
+            wb.delete(keys.MAX_LOCATION_KEY)
+        self._db.write(wb, self._write_opts)
+        self._entries = entries
+        self._sessions = sessions
+        self._max_location = max_loc
+        for sid in gone:
+            # The dedupe cache must not claim what the index no longer holds.
+            self._last.pop(sid, None)
+        return removed_total
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._db.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> PartitionStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
