@@ -1,0 +1,99 @@
+"""Producing Events to Kafka as per-session batch messages (workers/codec/batch.py).
+
+Invariants:
+- Events of one session go in seq order into batch messages of at most
+  `max_batch` events and `max_message_bytes` bytes, keyed by session_id, so
+  one session lands on one partition in order.
+- acks="all" and no idempotent producer (the embedded broker rejects it); a
+  resend after a failure is safe because the worker dedupes on (session_id, seq).
+- `send_events` returns only when every message is acknowledged, or raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from workers.codec.batch import join
+from workers.codec.event import complete_event, encode_event
+from workers.settings import EVENTS_TOPIC
+
+MAX_MESSAGE_BYTES = 900_000  # under the broker's default 1 MiB message limit
+
+
+def new_producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:
+    config: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "acks": "all",
+        "enable_idempotence": False,
+        "linger_ms": 5,
+        "max_request_size": 1 << 20,
+        "request_timeout_ms": 10_000,
+    }
+    config.update(overrides)
+    return AIOKafkaProducer(**config)
+
+
+def batches(
+    events: Iterable[dict[str, Any]],
+    *,
+    max_batch: int = 128,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
+) -> list[tuple[bytes, bytes, int]]:
+    """(key, batch message, event count) per message: per session, in seq order."""
+    sessions: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        sessions.setdefault(str(event["session_id"]), []).append(event)
+    out: list[tuple[bytes, bytes, int]] = []
+    for session, evs in sessions.items():
+        evs.sort(key=lambda e: int(e["seq"]))
+        key = session.encode()
+        chunk: list[bytes] = []
+        size = 8
+        for event in evs:
+            item = encode_event(complete_event(event))
+            if chunk and (len(chunk) >= max_batch or size + 4 + len(item) > max_message_bytes):
+                out.append((key, join(chunk), len(chunk)))
+                chunk, size = [], 8
+            chunk.append(item)
+            size += 4 + len(item)
+        if chunk:
+            out.append((key, join(chunk), len(chunk)))
+    return out
+
+
+async def send_events(
+    producer: AIOKafkaProducer,
+    events: Iterable[dict[str, Any]],
+    *,
+    topic: str = EVENTS_TOPIC,
+    max_batch: int = 128,
+) -> int:
+    """Send without awaiting each message, then wait for every ack; the events sent."""
+    futures = []
+    count = 0
+    for key, message, n in batches(events, max_batch=max_batch):
+        futures.append(await producer.send(topic, message, key=key))
+        count += n
+    if futures:
+        await asyncio.gather(*futures)
+    return count
+
+
+async def produce_events(
+    bootstrap: str,
+    events: Iterable[dict[str, Any]],
+    *,
+    topic: str = EVENTS_TOPIC,
+    max_batch: int = 128,
+) -> int:
+    """Encode, group per session into batch messages, send with acks=all; events sent."""
+    producer = new_producer(bootstrap)
+    await producer.start()
+    try:
+        return await send_events(producer, events, topic=topic, max_batch=max_batch)
+    finally:
+        await producer.stop()

@@ -1,0 +1,157 @@
+"""The shipper loop: seal the spool, send sealed frames, commit after the acks.
+
+Invariants (see workers/hooks/spool.py for the files):
+- One shipper per spool: the caller holds shipper.lock (flock) while `run` runs.
+- The commit pointer moves only after Kafka acknowledged every event before
+  it; segments wholly before it are deleted. A crash between ack and commit
+  resends one round, which the worker's (session_id, seq) dedupe absorbs.
+- With the broker down nothing is lost: the spool grows (bounded by
+  KAIZEN_SPOOL_MAX_BYTES in the hook), a warning is logged when it passes half
+  the bound, and sending resumes with backoff once the broker answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from workers.hooks.spool import Spool, max_bytes
+from workers.settings import EVENTS_TOPIC
+from workers.shipper.producer import new_producer, send_events
+
+
+class Shipper:
+    def __init__(
+        self,
+        spool: Spool,
+        bootstrap: str,
+        *,
+        topic: str = EVENTS_TOPIC,
+        max_batch: int = 128,
+        poll: float = 0.2,
+        quiet: bool = False,
+    ) -> None:
+        self.spool = spool
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.max_batch = max_batch
+        self.poll = poll
+        self.quiet = quiet
+        self.shipped = 0
+        self.gave_up = False
+        self._producer: AIOKafkaProducer | None = None
+        self._warned_size = 0.0
+
+    def log(self, message: str) -> None:
+        if not self.quiet:
+            print(f"{time.strftime('%H:%M:%S')} ship: {message}", file=sys.stderr, flush=True)
+
+    async def _close(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):  # a broken connection may fail to close
+                await asyncio.wait_for(producer.stop(), 5)
+
+    def _check_size(self) -> None:
+        used, bound = self.spool.size(), max_bytes()
+        now = time.monotonic()
+        if used * 2 >= bound and now - self._warned_size > 60:
+            self._warned_size = now
+            message = (
+                f"spool holds {used} bytes, over half of KAIZEN_SPOOL_MAX_BYTES={bound}; "
+                "events are dropped when it is full"
+            )
+            self.log(message)
+            self.spool.warn(message)
+
+    async def round(self) -> int:
+        """Ship one round of sealed frames; the number of events (0 = nothing waiting)."""
+        self.spool.seal()
+        frames = list(self.spool.sealed_frames())
+        if not frames:
+            segs = self.spool.segments()
+            if len(segs) > 1:  # sealed segments hold nothing good: move past them
+                last = segs[-2]
+                self.spool.write_commit(last, os.stat(self.spool.seg_path(last)).st_size)
+                self.spool.drop_before(*self.spool.read_commit())
+            return 0
+        events: list[dict[str, Any]] = []
+        for frame in frames:
+            try:
+                events.append(frame.fields())
+            except ValueError:
+                self.spool.warn(f"segment {frame.segment}: frame before {frame.end} is not JSON")
+        if self._producer is None:
+            producer = new_producer(self.bootstrap)
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
+        sent = await send_events(self._producer, events, topic=self.topic, max_batch=self.max_batch)
+        tail = frames[-1]
+        self.spool.write_commit(tail.segment, tail.end)
+        self.spool.drop_before(tail.segment, tail.end)
+        self.shipped += sent
+        return len(frames)
+
+    async def run(self, *, follow: bool = False, linger: float = 0.0, give_up: float = 60.0) -> int:
+        """Ship until idle for `linger` seconds (forever with follow); the events shipped."""
+        idle_since = time.monotonic()
+        failing_since: float | None = None
+        backoff = 0.2
+        try:
+            while True:
+                try:
+                    n = await self.round()
+                except Exception as exc:
+                    now = time.monotonic()
+                    if failing_since is None:
+                        failing_since = now
+                        self.log(
+                            f"cannot deliver to {self.bootstrap} ({type(exc).__name__}: "
+                            f"{exc}); keeping events in {self.spool.path}"
+                        )
+                    await self._close()
+                    self._check_size()
+                    if not follow and give_up and now - failing_since > give_up:
+                        self.gave_up = True
+                        return self.shipped
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                if failing_since is not None:
+                    self.log("delivering again")
+                failing_since = None
+                backoff = 0.2
+                if n:
+                    idle_since = time.monotonic()
+                    continue
+                if not follow and time.monotonic() - idle_since >= linger:
+                    return self.shipped
+                await asyncio.sleep(self.poll)
+        finally:
+            await self._close()
+
+
+def status(spool: Spool) -> dict[str, Any]:
+    return {
+        "spool": spool.path,
+        "bytes": spool.size(),
+        "segments": len(spool.segments()),
+        "commit": spool.read_commit(),
+        "pending": spool.pending(),
+        "shipper_running": spool.shipper_running(),
+    }
+
+
+def status_json(spool: Spool) -> str:
+    return json.dumps(status(spool))
