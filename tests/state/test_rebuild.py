@@ -51,12 +51,12 @@ def append(
 
 
 def messages(first_offset: int, n: int) -> Messages:
-    """n messages; message k carries 3 events of session s{k%4}."""
+    """n messages at offsets from first_offset; message k carries 3 events of session s{k%4}."""
     out = []
-    for k in range(n):
+    for k in range(first_offset, first_offset + n):
         sid = f"s{k % 4}"
         base = (k // 4) * 3
-        out.append((first_offset + k, [(sid, base), (sid, base + 1), (sid, base + 2)]))
+        out.append((k, [(sid, base), (sid, base + 1), (sid, base + 2)]))
     return out
 
 
