@@ -1,0 +1,111 @@
+"""The Faust app of a worker: ingest agent, partition manager, replay agent, web views.
+
+``faust -A workers.app worker`` uses the module-level ``app`` (settings from the
+environment); ``kaizen-stream worker`` builds its own with `create_app`.
+
+Invariants: one consumer group (the app id) holds ``kaizen.events`` and
+``kaizen.replay.requests``; both have the same partition count, so Faust's
+co-partitioning assignor gives partition N of both to the same worker, the one
+whose hot log serves it. The assignor is sticky (it keeps a member's previous
+partitions when it can), so handoffs are rare. Offsets are committed only for
+acked messages, and the ingest agent acks only after its group commit.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+import faust
+from faust import web
+
+from workers.ingest.agent import register_ingest
+from workers.ingest.partitions import IngestConfig, PartitionManager
+from workers.settings import EVENTS_TOPIC, Settings
+
+log = logging.getLogger(__name__)
+
+APP_ID = "kaizen-stream"
+DEFAULT_WEB_PORT = 6066
+
+
+def create_app(settings: Settings, **overrides: Any) -> faust.App:
+    """The worker's Faust app. Overrides: any Faust setting, plus ``ingest_config``
+    (IngestConfig), ``events_topic`` and ``replay`` (False to leave the replay agent out)."""
+    ingest_config: IngestConfig = overrides.pop("ingest_config", None) or IngestConfig()
+    events_topic: str = overrides.pop("events_topic", EVENTS_TOPIC)
+    with_replay: bool = overrides.pop("replay", True)
+    conf: dict[str, Any] = {
+        "broker": f"kafka://{settings.broker.split(',')[0].strip()}",
+        "datadir": str(settings.data_dir / "faust"),
+        "store": "memory://",
+        "topic_partitions": settings.partitions,
+        "topic_allow_declare": False,
+        "topic_disable_leader": True,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "consumer_auto_offset_reset": "earliest",
+        "producer_acks": -1,
+        "broker_session_timeout": 10.0,
+        "broker_heartbeat_interval": 1.0,
+        "broker_commit_interval": 0.5,
+        "consumer_max_fetch_size": 32 << 20,
+        "broker_max_poll_records": 2000,
+        "stream_buffer_maxsize": 8192,
+        "web_port": DEFAULT_WEB_PORT,
+        "web_bind": "127.0.0.1",
+        "web_enabled": True,
+    }
+    conf.update(overrides)
+    app = faust.App(conf.pop("id", APP_ID), **conf)
+    group_id = app.conf.id
+
+    def highwater(partition: int) -> int | None:
+        tp = faust.types.TP(events_topic, partition)
+        hw = app.consumer.highwater(tp)
+        return None if hw is None else int(hw)
+
+    manager = PartitionManager(
+        settings,
+        topic=events_topic,
+        group_id=group_id,
+        config=ingest_config,
+        highwater=highwater,
+    )
+    app.kaizen_manager = manager  # type: ignore[attr-defined]
+
+    @app.on_partitions_assigned.connect
+    async def _assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        await manager.on_partitions_assigned(assigned)
+
+    @app.on_partitions_revoked.connect
+    async def _revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        await manager.on_partitions_revoked(revoked)
+
+    app.service(manager)
+    register_ingest(app, manager)
+
+    @app.page("/metrics", name="kaizen-metrics")
+    async def _metrics(self: web.View, request: web.Request) -> web.Response:
+        return self.text(
+            manager.render_metrics(), content_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    if with_replay:
+        try:
+            replay_agent = importlib.import_module("workers.replay.agent")
+        except ImportError:
+            log.warning("workers.replay.agent is not there: this worker ingests only")
+        else:
+            replay_agent.register(app, manager)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    # `faust -A workers.app worker` wants `app`; build it only then, not on every import
+    if name == "app":
+        global app
+        app = create_app(Settings.from_env())
+        return app
+    raise AttributeError(name)

@@ -1,0 +1,56 @@
+"""`kaizen-stream worker`: run one worker (the Faust app) in this process until SIGINT/SIGTERM.
+
+The worker joins the consumer group, ingests its partitions of kaizen.events
+into the hot log under the data dir, answers replays, and serves /metrics and
+the session views on its web port. A clean stop (Ctrl-C, SIGTERM) flushes and
+commits what it has ingested, then exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from workers.cli.errors import CliError
+from workers.cli.options import add_settings_arguments, positive_int, settings_from
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_settings_arguments(parser)
+    parser.add_argument(
+        "--web-port", type=positive_int, default=6066, metavar="P", help="web server port"
+    )
+    parser.add_argument(
+        "--session-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="consumer group session timeout in seconds (a dead worker's partitions move "
+        "after it; a new group waits about half of it before the first assignment)",
+    )
+    parser.add_argument(
+        "--loglevel", default="info", choices=["debug", "info", "warning", "error"]
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    if args.session_timeout <= 1.0:
+        raise CliError("--session-timeout must be more than 1 second")
+    import faust  # heavy: only now
+
+    from workers.app import create_app
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = create_app(
+        settings,
+        web_port=args.web_port,
+        broker_session_timeout=args.session_timeout,
+        broker_heartbeat_interval=min(1.0, args.session_timeout / 5),
+    )
+    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True, workdir=str(settings.data_dir))
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    return 0

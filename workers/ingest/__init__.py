@@ -1,0 +1,14 @@
+"""The ingest side of the worker: decode, validate, dedupe, append, index, dead-letter.
+
+Modules: ``decode`` (the lean, fully validating decoder of event messages),
+``dlq`` (dead-letter records and their headers), ``epoch`` (the offset base of
+a broker incarnation, kept beside each partition's log), ``metrics``
+(per-partition counters, Prometheus text), ``partitions`` (PartitionState and
+PartitionManager: owned partitions, group commit, handoff/catch-up), ``agent``
+(the Faust agent over ``kaizen.events``).
+
+The order that makes ingest exactly-once (invariants 1, 2, 4): decode → dedupe
+on (session_id, seq) → append → fsync → commit the index batch with the
+watermark → only then ack the Kafka messages (so only then may Faust commit
+their offsets).
+"""

@@ -1,0 +1,644 @@
+"""Owned partitions of ``kaizen.events``: their hot log, index, group commit and handoff.
+
+`PartitionState` is one owned partition; `PartitionManager` (a mode.Service
+living as long as the worker) opens a state when Faust assigns the partition,
+brings it up to date, and closes it when the partition goes elsewhere.
+
+Invariants:
+
+* exactly-once order, per partition: decode → dedupe on (session_id, seq) →
+  ``log.append_batch`` → ``log.flush()`` (fsync) → ``IndexBatch.commit`` with
+  the watermark → ack the Faust events (only acked offsets are ever committed
+  to Kafka). A message at or below the watermark is skipped whole, so
+  redelivery after a crash duplicates nothing and dead-letters nothing again;
+* the log and the index number records by *log offset* = epoch base + Kafka
+  offset (`workers.ingest.epoch`); a new broker incarnation (the group has no
+  committed offset while the partition has local data, or the probe message
+  recorded for the epoch is no longer what the broker has at that offset)
+  starts a new epoch above everything seen, and then only the (session_id, seq)
+  dedupe keeps duplicates out;
+* handoff: a newly assigned partition is *not ready* until its log has caught
+  up to the group's committed offset (exact, unlike tansu's end offsets):
+  from its own watermark when it has local data, from the start of the topic
+  when it has none, read with a raw aiokafka consumer at the client's speed.
+  Until then the ingest agent and `wait_ready` (replay) wait; nothing is
+  served from a partition that is behind;
+* `read_session` reads through the index, which never points past fsynced data;
+* one writer per partition: the agent and the flusher task take ``state.lock``;
+  the catch-up runs before the state is ready, when neither touches it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import crc32c
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.partitioner import murmur2
+from mode import Service
+
+from workers.hotlog import CommitPolicy, PartitionLog, RetentionPolicy
+from workers.ingest import epoch as epochs
+from workers.ingest import metrics
+from workers.ingest.decode import DEFAULT_MAX_EVENT_BYTES, LeanDecoder
+from workers.ingest.dlq import DeadLetter, dead_letter
+from workers.settings import EVENTS_TOPIC, Settings
+from workers.state import IndexBatch, PartitionStore
+
+log = logging.getLogger(__name__)
+
+
+class Ackable(Protocol):
+    def ack(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Tuning of the ingest path; the defaults suit one worker process per machine."""
+
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    segment_bytes: int = 64 << 20
+    #: group commit: flush when any bound is reached
+    flush_max_ms: float = 20.0
+    flush_max_messages: int = 4_000
+    flush_max_events: int = 50_000
+    flush_max_bytes: int = 16 << 20
+    #: catch-up reads
+    catchup_fetch_bytes: int = 32 << 20
+    catchup_stall_s: float = 60.0
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    retention_every_s: float = 60.0
+    stats_every_s: float = 1.0
+    tick_s: float = 0.005
+
+
+def partition_dir(settings: Settings, partition: int, topic: str = EVENTS_TOPIC) -> Path:
+    return settings.hotlog_dir / f"{topic}-{partition}"
+
+
+def partition_for_key(key: bytes, partitions: int) -> int:
+    """aiokafka's (and the Java client's) default partitioner: murmur2 of the key."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class PartitionState:
+    """One owned partition: its log + store + readiness, and the pending group commit."""
+
+    log: PartitionLog
+    store: PartitionStore
+
+    def __init__(
+        self,
+        partition: int,
+        directory: Path,
+        *,
+        topic: str = EVENTS_TOPIC,
+        decoder: LeanDecoder | None = None,
+        config: IngestConfig | None = None,
+    ) -> None:
+        self.partition = partition
+        self.directory = directory
+        self.topic = topic
+        self.config = config or IngestConfig()
+        self.decoder = decoder or LeanDecoder(self.config.max_event_bytes)
+        self.ready = asyncio.Event()
+        self.lock = asyncio.Lock()
+        self.counters = metrics.Counters()
+        self.epoch = epochs.Epoch()
+        self.opened = False
+        self.closed = False
+        self.next_offset: int | None = None  # next Kafka offset to process (for lag)
+        self._batch: IndexBatch | None = None
+        self._pending_offset = -1  # log offset of the last message processed, not committed
+        self._pending_messages = 0
+        self._pending_events = 0
+        self._pending_bytes = 0
+        self._pending_since = 0.0
+        self._acks: list[Ackable] = []
+        self._dlq: list[Awaitable[Any]] = []
+        self._probe: tuple[int, int] | None = None  # (kafka offset, crc) to record at commit
+
+    # ------------------------------------------------------------------ opening
+
+    def open(self) -> None:
+        """Open the log (recovering torn tails) and the index (rebuilt when it disagrees)."""
+        cfg = self.config
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.log = PartitionLog.open(
+            self.directory,
+            topic=self.topic,
+            partition=self.partition,
+            segment_bytes=cfg.segment_bytes,
+            commit=CommitPolicy(
+                max_bytes=cfg.flush_max_bytes,
+                max_records=cfg.flush_max_events,
+                max_ms=cfg.flush_max_ms,
+            ),
+            retention=cfg.retention,
+        )
+        try:
+            self.store = self._open_store()
+        except BaseException:
+            self.log.close()
+            raise
+        self.epoch = epochs.load(self.directory)
+        self.counters = metrics.load(self.directory)
+        self.opened = True
+
+    def _open_store(self) -> PartitionStore:
+        try:
+            from workers.state.rebuild import index_matches_log, rebuild_partition
+        except ImportError:  # pragma: no cover - until the rebuild module lands
+            return PartitionStore.open(self.directory, self.partition)
+        try:
+            store = PartitionStore.open(self.directory, self.partition)
+        except Exception as exc:  # e.g. FormatMismatch, a damaged index
+            log.warning("partition %d: index unusable (%s); rebuilding", self.partition, exc)
+            return rebuild_partition(self.directory, self.partition, self.log)
+        if index_matches_log(store, self.log):
+            return store
+        log.warning("partition %d: index disagrees with the log; rebuilding", self.partition)
+        store.close()
+        return rebuild_partition(self.directory, self.partition, self.log)
+
+    @property
+    def has_local_data(self) -> bool:
+        return self.store.watermark >= 0 or self.log.last_offset is not None
+
+    def new_epoch(self, reason: str) -> None:
+        """Start numbering at one past everything seen (a new broker incarnation)."""
+        last = self.log.last_offset
+        base = max(self.store.watermark, -1 if last is None else last) + 1
+        base = max(base, self.epoch.base)
+        log.warning(
+            "partition %d: %s; new broker incarnation assumed, log offsets now start at %d "
+            "(dedupe on (session_id, seq) alone for redelivered events)",
+            self.partition,
+            reason,
+            base,
+        )
+        self.epoch = epochs.Epoch(base)
+        epochs.store(self.directory, self.epoch)
+
+    @property
+    def next_kafka_offset(self) -> int:
+        """The first Kafka offset not yet durably processed (by the watermark)."""
+        return max(self.store.watermark - self.epoch.base + 1, 0)
+
+    # ------------------------------------------------------------------ reading
+
+    def read_session(
+        self, session_id: str, from_seq: int | None = None, to_seq: int | None = None
+    ) -> Iterator[tuple[int, bytes]]:
+        """(seq, single-object event bytes) in seq order, through the index."""
+        read = self.log.read
+        for seq, loc in self.store.locations(session_id, from_seq, to_seq):
+            yield seq, read(loc)
+
+    # ------------------------------------------------------------------ ingest
+
+    def process(self, offset: int, value: bytes | None, key: bytes | None = None) -> list[DeadLetter]:
+        """Decode, dedupe and append one Kafka message; returns what to dead-letter.
+
+        Durable only after the next `flush`. The caller holds ``lock`` (or owns the
+        state alone during catch-up) and later acks the message via `add_ack`.
+        """
+        log_offset = self.epoch.base + offset
+        self.next_offset = offset + 1
+        if log_offset <= self._pending_offset or log_offset <= self.store.watermark:
+            self.counters.skipped_messages += 1
+            return []
+        if self._pending_messages == 0:
+            self._pending_since = time.monotonic()
+        self._pending_messages += 1
+        self._pending_offset = log_offset
+        if self.epoch.probe_offset is None and self._probe is None and value is not None:
+            self._probe = (offset, crc32c.crc32c(value))
+        counters = self.counters
+        counters.messages += 1
+        result = self.decoder.message(value)
+        letters: list[DeadLetter] = []
+        if result.rejected:
+            whole = len(result.rejected) == 1 and not result.events
+            for i, bad in enumerate(result.rejected):
+                letters.append(
+                    dead_letter(
+                        reason=bad.reason,
+                        detail=bad.detail,
+                        data=bad.data,
+                        topic=self.topic,
+                        partition=self.partition,
+                        offset=offset,
+                        key=key,
+                        index=None if whole else i,
+                    )
+                )
+            counters.dead_lettered += len(result.rejected)
+        events = result.events
+        if not events:
+            return letters
+        batch = self._batch
+        if batch is None:
+            batch = self._batch = self.store.begin()
+        seen = self.store.seen
+        contains = batch.contains
+        fresh = []
+        keys: set[tuple[str, int]] | None = set() if len(events) > 1 else None
+        for ev in events:
+            k = (ev.session_id, ev.seq)
+            if contains(ev.session_id, ev.seq) or seen(ev.session_id, ev.seq):
+                counters.duplicates += 1
+                continue
+            if keys is not None:
+                if k in keys:
+                    counters.duplicates += 1
+                    continue
+                keys.add(k)
+            fresh.append(ev)
+        if not fresh:
+            return letters
+        locations = self.log.append_batch([ev.data for ev in fresh], log_offset)
+        add = batch.add
+        size = 0
+        for ev, loc in zip(fresh, locations, strict=True):
+            add(ev.session_id, ev.seq, loc, ev.ts_ms, ev.agent, ev.model)
+            size += len(ev.data)
+        counters.ingested += len(fresh)
+        counters.bytes += size
+        self._pending_events += len(fresh)
+        self._pending_bytes += size
+        return letters
+
+    def add_ack(self, ack: Ackable) -> None:
+        self._acks.append(ack)
+
+    def add_dlq(self, delivery: Awaitable[Any]) -> None:
+        self._dlq.append(delivery)
+
+    @property
+    def pending_messages(self) -> int:
+        return self._pending_messages
+
+    def want_flush(self, now: float | None = None) -> bool:
+        if not self._pending_messages:
+            return False
+        cfg = self.config
+        if (
+            self._pending_messages >= cfg.flush_max_messages
+            or self._pending_events >= cfg.flush_max_events
+            or self._pending_bytes >= cfg.flush_max_bytes
+        ):
+            return True
+        now = time.monotonic() if now is None else now
+        return (now - self._pending_since) * 1000.0 >= cfg.flush_max_ms
+
+    def _commit_sync(self, batch: IndexBatch, watermark: int, probe: tuple[int, int] | None) -> None:
+        if probe is not None:  # the first message of the epoch: remember it (before the index)
+            self.epoch = epochs.Epoch(self.epoch.base, probe[0], probe[1])
+            epochs.store(self.directory, self.epoch)
+        self.log.flush()  # fsync first: the index never points past durable data
+        batch.commit(watermark)
+
+    async def flush(self) -> None:
+        """Group commit: fsync, index batch with the watermark, then ack. Caller holds lock."""
+        if not self._pending_messages:
+            return
+        if self._dlq:  # dead letters are delivered before their offsets can be committed
+            deliveries, self._dlq = self._dlq, []
+            await asyncio.gather(*deliveries)
+        batch = self._batch if self._batch is not None else self.store.begin()
+        self._batch = None
+        watermark = self._pending_offset
+        probe, self._probe = self._probe, None
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, self._commit_sync, batch, watermark, probe)
+        except BaseException:
+            if not batch.closed:
+                batch.abort()
+            raise
+        acks, self._acks = self._acks, []
+        for ack in acks:
+            ack.ack()
+        self._pending_messages = self._pending_events = self._pending_bytes = 0
+        self.counters.flushes += 1
+
+    def save_stats(self) -> None:
+        with contextlib.suppress(OSError):
+            metrics.save(self.directory, self.counters)
+
+    def enforce_retention(self) -> None:
+        removed = self.log.enforce_retention()
+        if removed:
+            self.store.remove_segments(removed)
+
+    def close(self) -> None:
+        """Close log and store; pending (unflushed) work is dropped, never acked."""
+        if self.closed:
+            return
+        self.closed = True
+        self.ready.clear()
+        if self._batch is not None:
+            self._batch.abort()
+            self._batch = None
+        if self.opened:
+            self.save_stats()
+            self.store.close()
+            self.log.close()
+
+
+class PartitionManager(Service):
+    """The partitions of ``kaizen.events`` this worker owns; lives as long as the worker."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        topic: str = EVENTS_TOPIC,
+        group_id: str | None = None,
+        config: IngestConfig | None = None,
+        highwater: Callable[[int], int | None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.group_id = group_id
+        self.config = config or IngestConfig()
+        self.decoder = LeanDecoder(self.config.max_event_bytes)
+        self.highwater = highwater
+        self._states: dict[int, PartitionState] = {}
+        self._handoffs: dict[int, asyncio.Task[None]] = {}
+        self._assigned: set[int] = set()
+        super().__init__(**kwargs)
+
+    # ------------------------------------------------------------------ the API of replay
+
+    def get(self, partition: int) -> PartitionState | None:
+        return self._states.get(partition)
+
+    def owned(self) -> list[int]:
+        return sorted(self._states)
+
+    async def wait_ready(self, partition: int, timeout: float) -> PartitionState:
+        """The partition's state once it has caught up; TimeoutError if not within timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self._states.get(partition)
+            left = deadline - time.monotonic()
+            if state is not None and state.ready.is_set() and not state.closed:
+                return state
+            if left <= 0:
+                raise TimeoutError(f"partition {partition} is not ready on this worker")
+            if state is not None and not state.closed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(state.ready.wait(), min(left, 0.5))
+            else:
+                await asyncio.sleep(min(left, 0.05))
+
+    def partition_for(self, session_id: str) -> int:
+        return partition_for_key(session_id.encode(), self.settings.partitions)
+
+    # ------------------------------------------------------------------ rebalance
+
+    async def on_partitions_assigned(self, assigned: set[Any]) -> None:
+        """Faust's full assignment: open new partitions (catch-up in a task), close gone ones."""
+        mine = {tp.partition for tp in assigned if tp.topic == self.topic}
+        self._assigned = mine
+        for p in [p for p in self._states if p not in mine]:
+            await self._close_partition(p)
+        for p in sorted(mine - self._states.keys()):
+            state = PartitionState(
+                p,
+                partition_dir(self.settings, p, self.topic),
+                topic=self.topic,
+                decoder=self.decoder,
+                config=self.config,
+            )
+            self._states[p] = state
+            self._handoffs[p] = asyncio.ensure_future(self._handoff(state))
+
+    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
+        """Flush what is pending so its offsets go out with Faust's commit on revoke."""
+        for tp in revoked:
+            if tp.topic != self.topic:
+                continue
+            state = self._states.get(tp.partition)
+            if state is not None and state.ready.is_set() and not state.closed:
+                async with state.lock:
+                    await state.flush()
+
+    async def _close_partition(self, p: int) -> None:
+        state = self._states.pop(p, None)
+        task = self._handoffs.pop(p, None)
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        if state is None:
+            return
+        async with state.lock:
+            if state.opened and not state.closed:
+                with contextlib.suppress(Exception):
+                    await state.flush()
+            state.close()
+        log.info("partition %d: closed (assigned elsewhere)", p)
+
+    # ------------------------------------------------------------------ handoff
+
+    async def _handoff(self, state: PartitionState) -> None:
+        p = state.partition
+        try:
+            started = time.monotonic()
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, state.open)
+            committed = await self.committed_offset(p)
+            if state.has_local_data:
+                if committed is None:
+                    state.new_epoch("the group has no committed offset but the log has data")
+                elif not await self._probe_matches(state):
+                    state.new_epoch("the broker holds other data at the epoch's first offset")
+            start = state.next_kafka_offset
+            if committed is not None and start < committed:
+                await self._catch_up(state, start, committed)
+            state.next_offset = committed if committed is not None else start
+            state.ready.set()
+            log.info(
+                "partition %d: ready in %.2fs (watermark %d, committed %s)",
+                p,
+                time.monotonic() - started,
+                state.store.watermark,
+                committed,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("partition %d: handoff failed", p)
+            await self.crash(exc)
+
+    def _bootstrap(self) -> str:
+        return self.settings.broker
+
+    async def committed_offset(self, partition: int) -> int | None:
+        """The group's committed offset of the partition (exact), None when it has none."""
+        if self.group_id is None:
+            return None
+        tp = TopicPartition(self.topic, partition)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap(), request_timeout_ms=10000)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(self.group_id, partitions=[tp])
+        finally:
+            await admin.close()
+        meta = offsets.get(tp)
+        if meta is None or meta.offset is None or meta.offset < 0:
+            return None
+        return int(meta.offset)
+
+    def _consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap(),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_bytes=self.config.catchup_fetch_bytes,
+            max_partition_fetch_bytes=self.config.catchup_fetch_bytes,
+        )
+
+    async def _probe_matches(self, state: PartitionState) -> bool:
+        """Does the broker still hold the epoch's first message at its offset?"""
+        probe_offset, probe_crc = state.epoch.probe_offset, state.epoch.probe_crc
+        if probe_offset is None or probe_crc is None:
+            return True  # nothing recorded yet: the committed offset decided
+        tp = TopicPartition(self.topic, state.partition)
+        consumer = self._consumer()
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            earliest = (await consumer.beginning_offsets([tp]))[tp]
+            if earliest > probe_offset:
+                return True  # removed by retention: cannot tell, trust the committed offset
+            consumer.seek(tp, probe_offset)
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline:
+                got = await consumer.getmany(tp, timeout_ms=500, max_records=1)
+                for rec in got.get(tp, []):
+                    return bool(
+                        rec.offset == probe_offset
+                        and rec.value is not None
+                        and crc32c.crc32c(rec.value) == probe_crc
+                    )
+            return False  # nothing at that offset: the topic is shorter than it was
+        finally:
+            await consumer.stop()
+
+    async def _catch_up(self, state: PartitionState, start: int, end: int) -> None:
+        """Read [start, end) of the source topic into the log at the client's raw speed."""
+        p = state.partition
+        tp = TopicPartition(self.topic, p)
+        consumer = self._consumer()
+        await consumer.start()
+        t0 = time.monotonic()
+        n = 0
+        try:
+            consumer.assign([tp])
+            earliest = (await consumer.beginning_offsets([tp]))[tp]
+            if start < earliest:
+                log.error(
+                    "partition %d: offsets %d..%d were deleted by the topic's retention before "
+                    "this worker had them; their events are lost to this hot log "
+                    "(see docs/OPERATIONS.md, retention)",
+                    p,
+                    start,
+                    earliest - 1,
+                )
+                start = earliest
+            consumer.seek(tp, start)
+            log.info("partition %d: catching up offsets %d..%d", p, start, end - 1)
+            position = start
+            last_progress = time.monotonic()
+            while position < end:
+                got = await consumer.getmany(tp, timeout_ms=500, max_records=20_000)
+                records = got.get(tp, [])
+                if not records:
+                    if time.monotonic() - last_progress > self.config.catchup_stall_s:
+                        raise RuntimeError(
+                            f"partition {p}: catch-up stalled at offset {position} of {end}"
+                        )
+                    continue
+                last_progress = time.monotonic()
+                for rec in records:
+                    if rec.offset >= end:
+                        position = end
+                        break
+                    # dead letters were sent by whoever processed these offsets first
+                    state.process(rec.offset, rec.value, rec.key)
+                    position = rec.offset + 1
+                    n += 1
+                if state.want_flush():
+                    await state.flush()
+            await state.flush()
+        finally:
+            await consumer.stop()
+        log.info(
+            "partition %d: caught up %d messages in %.2fs", p, n, time.monotonic() - t0
+        )
+
+    # ------------------------------------------------------------------ background
+
+    @Service.task
+    async def _flusher(self) -> None:
+        """Group commits on time (the agent flushes on size), stats, retention."""
+        last_stats = last_retention = time.monotonic()
+        cfg = self.config
+        while not self.should_stop:
+            await asyncio.sleep(cfg.tick_s)
+            now = time.monotonic()
+            for state in list(self._states.values()):
+                if state.closed or not state.ready.is_set():
+                    continue
+                if state.want_flush(now) and not state.lock.locked():
+                    async with state.lock:
+                        if not state.closed:
+                            await state.flush()
+            if now - last_stats >= cfg.stats_every_s:
+                last_stats = now
+                for state in list(self._states.values()):
+                    if state.opened and not state.closed:
+                        self._update_lag(state)
+                        state.save_stats()
+            if cfg.retention.max_age_s is None and cfg.retention.max_bytes is None:
+                continue
+            if now - last_retention >= cfg.retention_every_s:
+                last_retention = now
+                for state in list(self._states.values()):
+                    if state.ready.is_set() and not state.closed:
+                        async with state.lock:
+                            state.enforce_retention()
+
+    def _update_lag(self, state: PartitionState) -> None:
+        if self.highwater is None or state.next_offset is None:
+            return
+        with contextlib.suppress(Exception):
+            hw = self.highwater(state.partition)
+            if hw is not None:
+                state.counters.lag = max(hw - state.next_offset, 0)
+
+    def render_metrics(self) -> str:
+        rows = []
+        for p, state in sorted(self._states.items()):
+            if state.opened and not state.closed:
+                self._update_lag(state)
+            rows.append((p, state.counters, state.ready.is_set()))
+        return metrics.render(rows)
+
+    async def on_stop(self) -> None:
+        for p in list(self._states):
+            await self._close_partition(p)
