@@ -2,8 +2,10 @@
 
 Invariants:
 
-* ``first`` / ``last`` are the locations of the lowest / highest seq currently indexed for
-  the session; ``count`` is the number of its indexed entries;
+* ``first`` / ``last`` are the earliest / latest locations in log order (segment, position)
+  among the session's indexed entries, so retention (dropping the oldest segments) moves
+  ``first`` and ``count``; ``count`` is the number of its indexed entries; the entries
+  themselves are read in seq order with ``PartitionStore.locations``;
 * ``last_seq`` is the greatest seq ever indexed for the session and never moves backwards,
   not even when retention drops that entry (dedupe relies on it);
 * ``first_ts_ms`` / ``last_ts_ms`` are the least / greatest event timestamps seen;
