@@ -1,0 +1,82 @@
+"""Hooks keep working with the broker down; once it is back every event arrives once.
+
+Real parts only: the installed lean hook command in subprocesses, the shipper
+it starts on demand (detached), and the embedded broker stopped and started
+again on the same port (tansu keeps memory only, so each broker run is read
+on its own and the union is checked).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+from tests.hooks.util import consume_events, hook_env, run_hook
+from workers.broker.embedded import EmbeddedBroker
+from workers.broker.topics import ensure_topics
+from workers.hooks.samples import sample_payloads
+from workers.hooks.spool import Spool
+
+PARTITIONS = 4
+
+
+def wait_for(pred, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.2)
+    return pred()
+
+
+def _shipper_pid(spool: Path) -> int | None:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"--lock-fd" in cmd and str(spool).encode() in cmd:
+                return int(entry.name)
+    return None
+
+
+def test_broker_down_then_back(tmp_path: Path, fresh_broker: EmbeddedBroker, unique: str) -> None:
+    spool_dir = tmp_path / "spool"
+    env = hook_env(spool_dir, KAIZEN_BROKER=fresh_broker.bootstrap, KAIZEN_HOOK_NO_SHIP="")
+    payloads = sample_payloads("claude")
+    session = f"down-{unique}"
+    for p in payloads:
+        p["session_id"] = session
+    first, second = payloads[:10], payloads[10:]
+
+    for p in first:
+        assert run_hook("claude", p, env).returncode == 0
+    got1 = consume_events(fresh_broker.bootstrap, len(first), timeout=30, sessions={session})
+    assert sorted(e["seq"] for e in got1) == list(range(len(first)))
+
+    fresh_broker.stop()
+    for p in second:
+        assert run_hook("claude", p, env).returncode == 0
+    spool = Spool(str(spool_dir))
+    time.sleep(1.0)
+    assert spool.pending()  # nothing can leave while the broker is down
+
+    again = EmbeddedBroker(port=fresh_broker.port, log=tmp_path / "tansu2.log").start()
+    try:
+        asyncio.run(ensure_topics(again.bootstrap, PARTITIONS))
+        got2 = consume_events(again.bootstrap, len(second), timeout=60, sessions={session})
+        assert wait_for(lambda: not spool.pending(), 30)
+        seqs = sorted(e["seq"] for e in got1 + got2)
+        assert seqs == list(range(len(payloads)))  # every event, once
+        assert [e["tool_call_id"] for e in sorted(got2, key=lambda e: e["seq"])] == [
+            p.get("tool_use_id") for p in second
+        ]
+    finally:
+        pid = _shipper_pid(spool_dir)
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+        again.stop()
