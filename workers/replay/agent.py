@@ -1,0 +1,71 @@
+"""The replay agent: `register(app, manager)` wires replay and the HTTP views into the Faust app.
+
+The agent consumes `kaizen.replay.requests` as raw bytes (the request is
+decoded inside, so a bad body is dead-lettered instead of crashing the
+agent's stream) and hands each request to `ReplayService`, which answers it
+in a task of its own. The request topic has the partition count of
+`kaizen.events` and is keyed by session id, so the worker that owns the
+session's events partition receives the request.
+
+A request is acknowledged once its task has started, not once it is
+answered: a worker that dies mid-replay leaves the requester to time out and
+ask again (replies are idempotent to read: they are filtered by request id).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from mode import Service
+
+from workers.replay.interfaces import ManagerLike
+from workers.replay.service import ReplayService
+from workers.settings import REPLAY_REQUESTS_TOPIC
+
+AGENT_NAME = "kaizen-replay"
+
+
+def bootstrap_of(app: faust.App) -> str:
+    """The app's brokers as aiokafka bootstrap servers (host:port,...)."""
+    servers = []
+    for url in app.conf.broker:
+        servers.append(f"{url.host or '127.0.0.1'}:{url.port or 9092}")
+    return ",".join(servers)
+
+
+def register(app: faust.App, manager: ManagerLike) -> ReplayService:
+    """Define the replay agent and the HTTP views on `app`; returns the service (for tests)."""
+    service = ReplayService(bootstrap_of(app), manager)
+
+    requests = app.topic(
+        REPLAY_REQUESTS_TOPIC,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    @app.agent(requests, name=AGENT_NAME)
+    async def replay_requests(stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            await service.handle(
+                event.value,
+                key=event.key,
+                partition=message.partition,
+                offset=message.offset,
+            )
+
+    class ReplayLifecycle(Service):
+        """Stops the running replays and the producer when the app stops."""
+
+        async def on_stop(self) -> None:
+            await service.stop()
+
+    app.service(ReplayLifecycle)
+
+    from workers.web.views import register_views  # the web layer depends on replay, not back
+
+    register_views(app, manager, service)
+    return service

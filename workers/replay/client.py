@@ -1,0 +1,237 @@
+"""The client side of replay and tail: ask for a replay, read its reply, follow kaizen.events.
+
+No consumer groups anywhere here: a group costs a join delay (about half the
+session timeout on tansu) and commits nobody needs. Consumers `assign()`
+every partition of their topic and seek to its end.
+
+Invariants:
+
+* `open_follower` returns only once every partition's position is resolved,
+  so anything produced after it returns is read. tansu answers "latest" with
+  the start of the last batch + 1, which may put us slightly before the true
+  end: harmless, replies are filtered by request id and live events by seq;
+* the reply consumer is positioned BEFORE the request is sent, so no reply is
+  missed; the end marker (never an end offset) says when a replay is complete,
+  and its count and checksum are checked against what arrived;
+* a silence of `timeout` seconds with no reply for the request raises
+  `ReplyTimeout`; any reply resets the clock (long replays never time out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from workers.codec import batch as batches
+from workers.codec.errors import DecodeError
+from workers.codec.event import Event, decode_event
+from workers.replay import formats
+from workers.replay.formats import EndMarker, ReplayRequest, SeqChecksum
+from workers.settings import REPLAY_REQUESTS_TOPIC, REPLAY_TOPIC
+
+DEFAULT_TIMEOUT = 30.0
+
+
+class ReplyTimeout(TimeoutError):
+    """No reply to a replay request within the timeout."""
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    seq: int
+    value: bytes
+    total: int | None  # the worker's expected count, on the first event only
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    end: EndMarker
+    received: int
+    checksum: str
+
+    @property
+    def complete(self) -> bool:
+        """Every event the worker sent arrived once, in order."""
+        return self.received == self.end.count and self.checksum == self.end.checksum
+
+
+async def open_follower(
+    bootstrap: str, topic: str, *, from_beginning: bool = False, timeout: float = 15.0
+) -> AIOKafkaConsumer:
+    """A group-less consumer of every partition of `topic`, positioned at its end (or start)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        fetch_max_wait_ms=50,
+        max_partition_fetch_bytes=8 << 20,
+        fetch_max_bytes=64 << 20,
+    )
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout
+        partitions = consumer.partitions_for_topic(topic)
+        while not partitions:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topic {topic} does not exist on {bootstrap}")
+            await consumer.topics()  # refreshes the metadata
+            partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                await asyncio.sleep(0.2)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        if from_beginning:
+            await consumer.seek_to_beginning(*tps)
+        else:
+            await consumer.seek_to_end(*tps)
+        for tp in tps:
+            await consumer.position(tp)  # resolve the reset now, not at the first fetch
+    except BaseException:
+        await consumer.stop()
+        raise
+    return consumer
+
+
+async def start_producer(bootstrap: str) -> AIOKafkaProducer:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
+    await producer.start()
+    return producer
+
+
+async def send_request(producer: AIOKafkaProducer, request: ReplayRequest) -> None:
+    await producer.send_and_wait(
+        REPLAY_REQUESTS_TOPIC,
+        value=formats.encode_request(request),
+        key=request.session_id.encode(),
+    )
+
+
+async def replies(
+    consumer: AIOKafkaConsumer, request_id: str, timeout: float = DEFAULT_TIMEOUT
+) -> AsyncIterator[Replayed | EndMarker]:
+    """Events of the reply to `request_id`, then its end marker; ReplyTimeout on silence."""
+    deadline = time.monotonic() + timeout
+    while True:
+        batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+        for records in batch.values():
+            for record in records:
+                headers = formats.header_map(record.headers)
+                if headers.get(formats.H_REQUEST) != request_id:
+                    continue
+                deadline = time.monotonic() + timeout
+                end = formats.parse_end(headers)
+                if end is not None:
+                    yield end
+                    return
+                total = headers.get(formats.H_TOTAL)
+                yield Replayed(
+                    int(headers[formats.H_SEQ]), record.value or b"", int(total) if total else None
+                )
+        if time.monotonic() > deadline:
+            raise ReplyTimeout(f"no reply to replay request {request_id} in {timeout:.0f}s")
+
+
+class ReplayClient:
+    """Producer + reply consumer; ask for any number of replays with `replay()`."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        target_topic: str = REPLAY_TOPIC,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.target_topic = target_topic
+        self.timeout = timeout
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def __aenter__(self) -> ReplayClient:
+        try:
+            self._consumer = await open_follower(self.bootstrap, self.target_topic)
+            self._producer = await start_producer(self.bootstrap)
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        producer, self._producer = self._producer, None
+        if consumer is not None:
+            await consumer.stop()
+        if producer is not None:
+            await producer.stop()
+
+    def request(self, session_id: str, **options: Any) -> ReplayRequest:
+        request = ReplayRequest(
+            request_id=formats.new_request_id(),
+            session_id=session_id,
+            target_topic=self.target_topic,
+            requested_ts_ms=int(time.time() * 1000),
+            **options,
+        )
+        request.validate()
+        return request
+
+    async def replay(
+        self, request: ReplayRequest
+    ) -> AsyncIterator[Replayed | EndMarker | ReplayResult]:
+        """Send `request`; yield its events, its end marker, then the checked result."""
+        assert self._consumer is not None and self._producer is not None, "use async with"
+        await send_request(self._producer, request)
+        checksum = SeqChecksum()
+        async for item in replies(self._consumer, request.request_id, self.timeout):
+            if isinstance(item, Replayed):
+                checksum.add(item.seq)
+            yield item
+            if isinstance(item, EndMarker):
+                yield ReplayResult(item, checksum.count, checksum.hex)
+
+    async def collect(self, session_id: str, **options: Any) -> tuple[list[Replayed], ReplayResult]:
+        """The whole reply to one request (tests, benchmarks)."""
+        events: list[Replayed] = []
+        result: ReplayResult | None = None
+        async for item in self.replay(self.request(session_id, **options)):
+            if isinstance(item, Replayed):
+                events.append(item)
+            elif isinstance(item, ReplayResult):
+                result = item
+        assert result is not None
+        return events, result
+
+
+def decode_message(value: bytes | None) -> Iterator[bytes]:
+    """The single-object events in one kaizen.events message (a batch or one event)."""
+    if not value:
+        return
+    if batches.is_batch(value):
+        yield from batches.split(value)
+    elif batches.is_single(value):
+        yield value
+    else:
+        raise DecodeError("bad_marker", f"message starts with {value[:4].hex()}")
+
+
+def live_events(records: Iterable[Any], session_id: str | None) -> Iterator[tuple[Event, bytes]]:
+    """Decoded events of kaizen.events records, of one session (or all); bad ones skipped."""
+    key = session_id.encode() if session_id is not None else None
+    for record in records:
+        if key is not None and record.key is not None and record.key != key:
+            continue
+        try:
+            for item in decode_message(record.value):
+                event = decode_event(item)
+                if session_id is None or event["session_id"] == session_id:
+                    yield event, item
+        except DecodeError:
+            continue  # the worker dead-letters it; a viewer just skips it

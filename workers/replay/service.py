@@ -1,0 +1,312 @@
+"""The worker side of replay: answer one request by republishing a session from the hot log.
+
+`ReplayService` owns one aiokafka producer (acks=all, not idempotent: tansu)
+shared by every replay and by the web views, a small thread pool for the
+blocking hot-log reads, and the set of running replay tasks.
+
+Invariants:
+
+* each request runs as its own asyncio task, so replays of different sessions
+  run concurrently and the request agent never waits for a replay; the reads
+  happen in chunks in the thread pool, so ingest on the event loop never waits
+  for replay I/O either;
+* events go out in seq order (the index order of `read_session`), all to the
+  one partition of the target topic that the session id hashes to, followed by
+  exactly one end marker on that same partition (`formats`); every request
+  gets its end marker: ok, not_found (count 0) or error;
+* a request that cannot be decoded or is invalid goes to the dead-letter topic
+  with its reason in headers; nothing a requester sends stops the agent;
+* replies never go to kaizen.events, the request topic or the DLQ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
+
+from workers.codec.errors import DecodeError
+from workers.ingest.dlq import dead_letter
+from workers.replay import formats
+from workers.replay.formats import ReplayRequest, SeqChecksum
+from workers.replay.interfaces import ManagerLike
+from workers.settings import DLQ_TOPIC, REPLAY_REQUESTS_TOPIC, REPLAY_TOPIC
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1000  # events read per trip to the thread pool
+READY_TIMEOUT = 120.0  # how long a request waits for its partition to catch up
+
+
+def _take(it: Iterator[tuple[int, bytes]], n: int) -> list[tuple[int, bytes]]:
+    return list(itertools.islice(it, n))
+
+
+class ReplayService:
+    def __init__(
+        self,
+        bootstrap: str,
+        manager: ManagerLike,
+        *,
+        ready_timeout: float = READY_TIMEOUT,
+        max_concurrent: int = 32,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.manager = manager
+        self.ready_timeout = ready_timeout
+        self._producer: AIOKafkaProducer | None = None
+        self._start_lock: asyncio.Lock | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kaizen-replay")
+        self._partitioner = DefaultPartitioner()
+        self.answered = 0
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def producer(self) -> AIOKafkaProducer:
+        if self._producer is not None:
+            return self._producer
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self.bootstrap,
+                    acks="all",
+                    enable_idempotence=False,
+                    linger_ms=2,
+                    max_batch_size=1 << 20,
+                    max_request_size=8 << 20,
+                )
+                await producer.start()
+                self._producer = producer
+        return self._producer
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- requests ------------------------------------------------------------------
+
+    async def handle(
+        self,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+    ) -> ReplayRequest | None:
+        """Decode one request and start answering it; bad ones go to the DLQ. Never raises."""
+        try:
+            request = formats.decode_request(value)
+        except DecodeError as exc:
+            await self._dead_letter(value, key, exc.reason, exc.detail, partition, offset)
+            if isinstance(exc, formats.InvalidRequest):
+                # It decoded, so someone waits for an answer: tell them on the default topic.
+                with contextlib.suppress(Exception):
+                    record = formats.request_codec().decode(value or b"")
+                    await self._send_end(
+                        REPLAY_TOPIC,
+                        str(record.get("session_id", "")),
+                        str(record.get("request_id", "")),
+                        formats.STATUS_ERROR,
+                        SeqChecksum(),
+                        f"{exc.reason}: {exc.detail}",
+                    )
+            return None
+        except Exception as exc:  # never let a request kill the agent
+            await self._dead_letter(value, key, "error", repr(exc), partition, offset)
+            return None
+        self.start(request)
+        return request
+
+    def start(self, request: ReplayRequest) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(self._answer(request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _answer(self, request: ReplayRequest) -> None:
+        checksum = SeqChecksum()
+        async with self._slots:
+            try:
+                status = await self._replay(request, checksum)
+                error = ""
+            except asyncio.CancelledError:
+                raise
+            except TimeoutError:
+                status = formats.STATUS_ERROR
+                error = f"partition not ready within {self.ready_timeout:.0f}s"
+            except Exception as exc:
+                log.exception("replay %s of %s failed", request.request_id, request.session_id)
+                status = formats.STATUS_ERROR
+                error = f"{type(exc).__name__}: {exc}"
+            try:
+                await self._send_end(
+                    request.target_topic,
+                    request.session_id,
+                    request.request_id,
+                    status,
+                    checksum,
+                    error,
+                )
+            except Exception:
+                log.exception("end marker of replay %s not sent", request.request_id)
+            self.answered += 1
+
+    async def _replay(self, request: ReplayRequest, checksum: SeqChecksum) -> str:
+        partition = self.manager.partition_for(request.session_id)
+        state = await self.manager.wait_ready(partition, timeout=self.ready_timeout)
+        info = state.store.session(request.session_id)
+        if info is None:
+            return formats.STATUS_NOT_FOUND
+        producer = await self.producer()
+        topic = request.target_topic
+        key = request.session_id.encode()
+        target = await self._partition_of(topic, key)
+        total = _expected(info, request)
+        by_time = request.from_ts_ms is not None or request.to_ts_ms is not None
+        paced = request.pacing == formats.PACING_ORIGINAL
+        loop = asyncio.get_running_loop()
+        it = state.read_session(request.session_id, request.from_seq, request.to_seq)
+        batch = producer.create_batch()
+        pending: list[asyncio.Future[Any]] = []
+        prev_ts: int | None = None
+        first = True
+        while True:
+            chunk = await loop.run_in_executor(self._pool, _take, it, CHUNK)
+            if not chunk:
+                break
+            for seq, data in chunk:
+                if by_time or paced:
+                    _, ts_ms = formats.peek_seq_ts(data)
+                    if request.from_ts_ms is not None and ts_ms < request.from_ts_ms:
+                        continue
+                    if request.to_ts_ms is not None and ts_ms > request.to_ts_ms:
+                        continue
+                    if paced:
+                        if prev_ts is not None and ts_ms > prev_ts:
+                            # Send what is due before waiting for the next event's time.
+                            if batch.record_count():
+                                pending.append(
+                                    await producer.send_batch(batch, topic, partition=target)
+                                )
+                                batch = producer.create_batch()
+                            await asyncio.sleep((ts_ms - prev_ts) / 1000.0 / request.speed)
+                        prev_ts = ts_ms
+                headers = formats.event_headers(request.request_id, seq, total if first else None)
+                first = False
+                if batch.append(key=key, value=data, timestamp=None, headers=headers) is None:
+                    pending.append(await producer.send_batch(batch, topic, partition=target))
+                    batch = producer.create_batch()
+                    batch.append(key=key, value=data, timestamp=None, headers=headers)
+                checksum.add(seq)
+            if len(pending) > 8:
+                await asyncio.gather(*pending)
+                pending.clear()
+        if batch.record_count():
+            pending.append(await producer.send_batch(batch, topic, partition=target))
+        if pending:
+            await asyncio.gather(*pending)
+        return formats.STATUS_OK
+
+    async def _partition_of(self, topic: str, key: bytes) -> int:
+        producer = await self.producer()
+        partitions = sorted(await producer.partitions_for(topic))
+        return int(self._partitioner(key, partitions, partitions))
+
+    async def _send_end(
+        self,
+        topic: str,
+        session_id: str,
+        request_id: str,
+        status: str,
+        checksum: SeqChecksum,
+        error: str = "",
+    ) -> None:
+        producer = await self.producer()
+        key = session_id.encode()
+        target = await self._partition_of(topic, key)
+        await producer.send_and_wait(
+            topic,
+            value=b"",
+            key=key,
+            partition=target,
+            headers=formats.end_headers(request_id, status, checksum, error),
+        )
+
+    async def _dead_letter(
+        self,
+        value: bytes | None,
+        key: bytes | None,
+        reason: str,
+        detail: str,
+        partition: int | None,
+        offset: int | None,
+    ) -> None:
+        """Same record shape as ingest's dead letters (`workers.ingest.dlq`)."""
+        log.warning("replay request to the DLQ: %s: %s", reason, detail)
+        letter = dead_letter(
+            reason=reason,
+            detail=detail,
+            data=value or b"",
+            topic=REPLAY_REQUESTS_TOPIC,
+            partition=-1 if partition is None else partition,
+            offset=-1 if offset is None else offset,
+            key=key,
+        )
+        try:
+            producer = await self.producer()
+            await producer.send_and_wait(
+                DLQ_TOPIC, value=letter.value, key=letter.key, headers=letter.headers
+            )
+        except Exception:
+            log.exception("could not dead-letter a replay request (%s)", reason)
+
+    # -- used by the web views -----------------------------------------------------
+
+    async def submit(self, request: ReplayRequest) -> None:
+        """Produce `request` to the request topic, so the session's owner answers it."""
+        request.validate()
+        producer = await self.producer()
+        await producer.send_and_wait(
+            REPLAY_REQUESTS_TOPIC,
+            value=formats.encode_request(request),
+            key=request.session_id.encode(),
+        )
+
+
+def _expected(info: Any, request: ReplayRequest) -> int | None:
+    """How many events the replay will likely send (progress bars only), or None."""
+    count = getattr(info, "count", None)
+    if not isinstance(count, int):
+        return None
+    if request.from_seq is None and request.to_seq is None:
+        return count
+    last = getattr(info, "last_seq", None)
+    if not isinstance(last, int):
+        return None
+    lo = max(request.from_seq or 0, last - count + 1)
+    hi = min(request.to_seq if request.to_seq is not None else last, last)
+    return max(0, hi - lo + 1)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
