@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 APP_ID = "kaizen-stream"
 DEFAULT_WEB_PORT = 6066
 
+app: faust.App  # built on first access (see __getattr__ below)
+
 
 def create_app(settings: Settings, **overrides: Any) -> faust.App:
     """The worker's Faust app. Overrides: any Faust setting, plus ``ingest_config``
@@ -75,22 +77,20 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
     )
     app.kaizen_manager = manager  # type: ignore[attr-defined]
 
-    @app.on_partitions_assigned.connect
-    async def _assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
-        await manager.on_partitions_assigned(assigned)
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def _assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
+        await manager.on_partitions_assigned(set(args[0] if args else kwargs["assigned"]))
 
-    @app.on_partitions_revoked.connect
-    async def _revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
-        await manager.on_partitions_revoked(revoked)
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def _revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
+        await manager.on_partitions_revoked(set(args[0] if args else kwargs["revoked"]))
 
-    app.service(manager)
+    app.service(manager)  # type: ignore[arg-type]  # an instance is fine at runtime
     register_ingest(app, manager)
 
     @app.page("/metrics", name="kaizen-metrics")
     async def _metrics(self: web.View, request: web.Request) -> web.Response:
-        return self.text(
-            manager.render_metrics(), content_type="text/plain; version=0.0.4; charset=utf-8"
-        )
+        return self.text(manager.render_metrics(), content_type="text/plain; version=0.0.4")
 
     if with_replay:
         try:

@@ -27,9 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="consumer group session timeout in seconds (a dead worker's partitions move "
         "after it; a new group waits about half of it before the first assignment)",
     )
-    parser.add_argument(
-        "--loglevel", default="info", choices=["debug", "info", "warning", "error"]
-    )
+    parser.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ are produced before the commit that covers their offset, and awaited by it.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import faust
@@ -17,6 +18,8 @@ import faust
 from workers.ingest.dlq import DeadLetter
 from workers.ingest.partitions import PartitionManager
 from workers.settings import DLQ_TOPIC
+
+log = logging.getLogger(__name__)
 
 AGENT_NAME = "kaizen-ingest"
 
@@ -50,14 +53,22 @@ def register_ingest(app: faust.App, manager: PartitionManager, dlq_topic: str = 
                 continue  # revoked meanwhile: not ours to process (and never acked)
             if not state.ready.is_set():
                 await state.ready.wait()  # handoff: catch up before new messages
-            async with state.lock:
-                if state.closed:
-                    continue
-                letters = state.process(message.offset, message.value, message.key)
-                for letter in letters:
-                    state.add_dlq(await send_dead_letter(letter))
-                state.add_ack(event)
-                if state.want_flush():
-                    await state.flush()
+            try:
+                async with state.lock:
+                    if state.closed:
+                        continue
+                    letters = state.process(message.offset, message.value, message.key)
+                    for letter in letters:
+                        state.add_dlq(await send_dead_letter(letter))
+                    state.add_ack(event)
+                    if state.want_flush():
+                        await state.flush()
+            except Exception as exc:
+                # Bad input never raises (it is dead-lettered); this is I/O trouble or a bug.
+                # Restarting the agent alone would skip this message and stall the commits
+                # behind it, so stop the worker: a restart resumes from the committed offset.
+                log.exception("ingest of %s offset %d failed", message.tp, message.offset)
+                await app.crash(exc)
+                raise
 
     return ingest

@@ -251,7 +251,10 @@ def compile_reader(writer: schemas.Schema) -> Reader:
         "_Malformed": _Malformed,
         "_Trailing": _Trailing,
     }
-    exec(compile("\n".join(gen.lines), f"<lean reader {writer.fingerprint.hex()}>", "exec"), namespace)
+    exec(
+        compile("\n".join(gen.lines), f"<lean reader {writer.fingerprint.hex()}>", "exec"),
+        namespace,
+    )
     reader: Reader = namespace["read"]
     return reader
 

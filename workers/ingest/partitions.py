@@ -86,7 +86,7 @@ def partition_dir(settings: Settings, partition: int, topic: str = EVENTS_TOPIC)
 
 def partition_for_key(key: bytes, partitions: int) -> int:
     """aiokafka's (and the Java client's) default partitioner: murmur2 of the key."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 class PartitionState:
@@ -205,7 +205,9 @@ class PartitionState:
 
     # ------------------------------------------------------------------ ingest
 
-    def process(self, offset: int, value: bytes | None, key: bytes | None = None) -> list[DeadLetter]:
+    def process(
+        self, offset: int, value: bytes | None, key: bytes | None = None
+    ) -> list[DeadLetter]:
         """Decode, dedupe and append one Kafka message; returns what to dead-letter.
 
         Durable only after the next `flush`. The caller holds ``lock`` (or owns the
@@ -300,7 +302,9 @@ class PartitionState:
         now = time.monotonic() if now is None else now
         return (now - self._pending_since) * 1000.0 >= cfg.flush_max_ms
 
-    def _commit_sync(self, batch: IndexBatch, watermark: int, probe: tuple[int, int] | None) -> None:
+    def _commit_sync(
+        self, batch: IndexBatch, watermark: int, probe: tuple[int, int] | None
+    ) -> None:
         if probe is not None:  # the first message of the epoch: remember it (before the index)
             self.epoch = epochs.Epoch(self.epoch.base, probe[0], probe[1])
             epochs.store(self.directory, self.epoch)
@@ -587,9 +591,7 @@ class PartitionManager(Service):
             await state.flush()
         finally:
             await consumer.stop()
-        log.info(
-            "partition %d: caught up %d messages in %.2fs", p, n, time.monotonic() - t0
-        )
+        log.info("partition %d: caught up %d messages in %.2fs", p, n, time.monotonic() - t0)
 
     # ------------------------------------------------------------------ background
 
