@@ -20,6 +20,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
@@ -115,30 +116,34 @@ async def send_request(producer: AIOKafkaProducer, request: ReplayRequest) -> No
 async def replies(
     consumer: AIOKafkaConsumer, request_id: str, timeout: float = DEFAULT_TIMEOUT
 ) -> AsyncIterator[Replayed | EndMarker]:
-    """Events of the reply to `request_id`, then its end marker; ReplyTimeout on silence."""
+    """Events of the reply to `request_id`, then its end marker; ReplyTimeout on silence.
+
+    For one request at a time on a consumer of its own; `ReplayClient` routes many.
+    """
     deadline = time.monotonic() + timeout
     while True:
         batch = await consumer.getmany(timeout_ms=200, max_records=5000)
         for records in batch.values():
             for record in records:
-                headers = formats.header_map(record.headers)
-                if headers.get(formats.H_REQUEST) != request_id:
+                item = _reply_item(record)
+                if item is None or item[0] != request_id:
                     continue
                 deadline = time.monotonic() + timeout
-                end = formats.parse_end(headers)
-                if end is not None:
-                    yield end
+                yield item[1]
+                if isinstance(item[1], EndMarker):
                     return
-                total = headers.get(formats.H_TOTAL)
-                yield Replayed(
-                    int(headers[formats.H_SEQ]), record.value or b"", int(total) if total else None
-                )
         if time.monotonic() > deadline:
             raise ReplyTimeout(f"no reply to replay request {request_id} in {timeout:.0f}s")
 
 
 class ReplayClient:
-    """Producer + reply consumer; ask for any number of replays with `replay()`."""
+    """Producer + one reply consumer, shared by any number of concurrent replays.
+
+    One reader task owns the consumer and routes each reply record, by its
+    request id, to the queue of the replay waiting for it (records of other
+    requests are dropped), so concurrent `replay()` calls never steal each
+    other's records.
+    """
 
     def __init__(
         self,
@@ -151,6 +156,8 @@ class ReplayClient:
         self.timeout = timeout
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._waiting: dict[str, asyncio.Queue[Replayed | EndMarker]] = {}
 
     async def __aenter__(self) -> ReplayClient:
         try:
@@ -159,18 +166,37 @@ class ReplayClient:
         except BaseException:
             await self.close()
             raise
+        self._reader = asyncio.ensure_future(self._read(self._consumer))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     async def close(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
         consumer, self._consumer = self._consumer, None
         producer, self._producer = self._producer, None
         if consumer is not None:
             await consumer.stop()
         if producer is not None:
             await producer.stop()
+
+    async def _read(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            for records in batch.values():
+                for record in records:
+                    item = _reply_item(record)
+                    if item is None:
+                        continue
+                    request_id, reply = item
+                    queue = self._waiting.get(request_id)
+                    if queue is not None:
+                        queue.put_nowait(reply)
 
     def request(self, session_id: str, **options: Any) -> ReplayRequest:
         request = ReplayRequest(
@@ -183,14 +209,40 @@ class ReplayClient:
         request.validate()
         return request
 
+    def expect(self, request_id: str) -> AsyncIterator[Replayed | EndMarker]:
+        """Start collecting the replies to `request_id` now; iterate to read them."""
+        queue: asyncio.Queue[Replayed | EndMarker] = asyncio.Queue()
+        self._waiting[request_id] = queue
+        return self._drain(request_id, queue)
+
+    async def _drain(
+        self, request_id: str, queue: asyncio.Queue[Replayed | EndMarker]
+    ) -> AsyncIterator[Replayed | EndMarker]:
+        try:
+            while True:
+                if self._reader is not None and self._reader.done():
+                    self._reader.result()  # the reader died: raise its error here
+                try:
+                    item = await asyncio.wait_for(queue.get(), self.timeout)
+                except TimeoutError:
+                    raise ReplyTimeout(
+                        f"no reply to replay request {request_id} in {self.timeout:.0f}s"
+                    ) from None
+                yield item
+                if isinstance(item, EndMarker):
+                    return
+        finally:
+            self._waiting.pop(request_id, None)
+
     async def replay(
         self, request: ReplayRequest
     ) -> AsyncIterator[Replayed | EndMarker | ReplayResult]:
         """Send `request`; yield its events, its end marker, then the checked result."""
-        assert self._consumer is not None and self._producer is not None, "use async with"
+        assert self._producer is not None, "use async with"
+        replies_ = self.expect(request.request_id)
         await send_request(self._producer, request)
         checksum = SeqChecksum()
-        async for item in replies(self._consumer, request.request_id, self.timeout):
+        async for item in replies_:
             if isinstance(item, Replayed):
                 checksum.add(item.seq)
             yield item
@@ -208,6 +260,22 @@ class ReplayClient:
                 result = item
         assert result is not None
         return events, result
+
+
+def _reply_item(record: Any) -> tuple[str, Replayed | EndMarker] | None:
+    """(request id, reply) of one record of the reply topic; None when it is not a reply."""
+    headers = formats.header_map(record.headers)
+    request_id = headers.get(formats.H_REQUEST)
+    if request_id is None:
+        return None
+    end = formats.parse_end(headers)
+    if end is not None:
+        return request_id, end
+    seq = headers.get(formats.H_SEQ)
+    if seq is None:
+        return None
+    total = headers.get(formats.H_TOTAL)
+    return request_id, Replayed(int(seq), record.value or b"", int(total) if total else None)
 
 
 def decode_message(value: bytes | None) -> Iterator[bytes]:

@@ -11,11 +11,17 @@ import json
 from datetime import datetime
 from typing import Any
 
+from workers.codec.event import field_names
+
 FORMATS = ("jsonl", "pretty")
 
 
 def event_json(event: dict[str, Any]) -> str:
-    return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+    names = field_names()
+    ordered = {name: event[name] for name in names if name in event}
+    if len(ordered) != len(event):  # fields of no schema version we know: keep them, last
+        ordered.update((k, v) for k, v in event.items() if k not in ordered)
+    return json.dumps(ordered, ensure_ascii=False, separators=(",", ":"))
 
 
 def _tokens(event: dict[str, Any]) -> str:

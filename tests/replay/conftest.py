@@ -1,0 +1,176 @@
+"""Replay fixtures: one real worker (subprocess, own group id) on the shared broker, and helpers.
+
+The worker lives for the whole tests/replay package (starting one costs a
+group join); every test uses its own session ids (`unique`), so tests do not
+see each other's data. The worker has `KAIZEN_API_TOKEN` set, for the HTTP tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from tests.conftest import TEST_PARTITIONS
+from workers.broker.embedded import EmbeddedBroker, free_port
+from workers.codec import batch
+from workers.codec.event import complete_event, encode_event
+from workers.replay.client import ReplayClient, Replayed, ReplayResult
+from workers.settings import EVENTS_TOPIC
+
+API_TOKEN = "test-token-" + uuid.uuid4().hex[:8]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Worker:
+    broker: EmbeddedBroker
+    data_dir: Path
+    web_port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return kaizen_env(self.broker, self.data_dir)
+
+    def cli(
+        self, *args: str, timeout: float = 120, **kwargs: Any
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "workers", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd=ROOT,
+            **kwargs,
+        )
+
+
+def kaizen_env(broker: EmbeddedBroker, data_dir: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "KAIZEN_BROKER": broker.bootstrap,
+        "KAIZEN_DATA_DIR": str(data_dir),
+        "KAIZEN_PARTITIONS": str(TEST_PARTITIONS),
+        "KAIZEN_API_TOKEN": API_TOKEN,
+    }
+
+
+@pytest.fixture(scope="package")
+def worker(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    tmp = tmp_path_factory.mktemp("replay-worker")
+    log = tmp / "worker.log"
+    port = free_port()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.replay.worker_main",
+                f"kaizen-replay-tests-{uuid.uuid4().hex[:6]}",
+                str(port),
+            ],
+            env=kaizen_env(broker, tmp / "data"),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+    w = Worker(broker, tmp / "data", port, proc, log)
+    try:
+        asyncio.run(_wait_serving(broker.bootstrap, proc, log))
+        yield w
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def _wait_serving(bootstrap: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Until the worker answers a replay of every partition (not_found is an answer)."""
+    deadline = time.monotonic() + 90
+    async with ReplayClient(bootstrap, timeout=3) as client:
+        probes = [f"probe-{i}-{uuid.uuid4().hex[:6]}" for i in range(16)]
+        for probe in probes:
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"worker exited: {log.read_text()[-3000:]}")
+                try:
+                    await client.collect(probe)
+                    break
+                except TimeoutError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(
+                            f"worker not serving: {log.read_text()[-3000:]}"
+                        ) from None
+
+
+def make_events(
+    session: str, count: int, start: int = 0, t0: int = 1_760_000_000_000
+) -> list[dict[str, Any]]:
+    kinds = ["tool_call", "tool_result", "message", "cost", "hook"]
+    return [
+        complete_event(
+            {
+                "session_id": session,
+                "seq": seq,
+                "ts_ms": t0 + seq * 1000,
+                "kind": kinds[seq % len(kinds)],
+                "agent": "claude",
+                "model": "opus" if seq % 2 else None,
+                "tool": ["Bash", None, "Edit"][seq % 3],
+                "tokens_in": seq * 3,
+                "payload": f'{{"n": {seq}}}',
+            }
+        )
+        for seq in range(start, start + count)
+    ]
+
+
+def as_messages(
+    events: Sequence[dict[str, Any]], per_message: int = 50
+) -> list[tuple[bytes, bytes]]:
+    out = []
+    for i in range(0, len(events), per_message):
+        chunk = [encode_event(e) for e in events[i : i + per_message]]
+        key = str(events[i]["session_id"]).encode()
+        out.append((key, chunk[0] if len(chunk) == 1 else batch.join(chunk)))
+    return out
+
+
+async def produce(bootstrap: str, messages: Sequence[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(EVENTS_TOPIC, value, key=key) for key, value in messages]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def replay_until(
+    client: ReplayClient, session: str, expected: int, timeout: float = 60, **options: Any
+) -> tuple[list[Replayed], ReplayResult]:
+    """Replay until `expected` events come back (ingest is asynchronous)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events, result = await client.collect(session, **options)
+        if len(events) >= expected or time.monotonic() > deadline:
+            return events, result
+        await asyncio.sleep(0.2)

@@ -1,0 +1,192 @@
+"""Pure parts of replay: request codec, end marker, checksum, peek, seam, time specs, views."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from workers.codec.errors import DecodeError
+from workers.codec.event import complete_event, encode_event
+from workers.replay import formats
+from workers.replay.formats import ReplayRequest, SeqChecksum
+from workers.replay.render import event_json, event_line
+from workers.replay.seam import Seam
+from workers.replay.timespec import parse_time_ms
+from workers.web.views import authorized, session_matches
+
+
+def test_request_round_trip() -> None:
+    request = ReplayRequest(
+        request_id="r1",
+        session_id="s1",
+        from_seq=3,
+        to_seq=9,
+        from_ts_ms=5,
+        to_ts_ms=None,
+        pacing="original",
+        speed=2.5,
+        requested_ts_ms=123,
+    )
+    data = formats.encode_request(request)
+    assert data[:2] == b"\xc3\x01"
+    assert formats.decode_request(data) == request
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"target_topic": "kaizen.events"}, "bad_target"),
+        ({"target_topic": "kaizen.replay.requests"}, "bad_target"),
+        ({"from_seq": 5, "to_seq": 4}, "bad_range"),
+        ({"from_ts_ms": 5, "to_ts_ms": 4}, "bad_range"),
+        ({"session_id": ""}, "bad_request"),
+        ({"speed": 0.0}, "bad_request"),
+    ],
+)
+def test_invalid_requests_are_refused(changes: dict[str, object], reason: str) -> None:
+    record = ReplayRequest("r", "s").to_record() | changes
+    data = formats.request_codec().encode(record)
+    with pytest.raises(formats.InvalidRequest) as exc:
+        formats.decode_request(data)
+    assert exc.value.reason == reason
+
+
+@pytest.mark.parametrize("data", [None, b"", b"junk", b"\xc3\x01" + b"\x00" * 8 + b"zz"])
+def test_garbage_is_a_decode_error(data: bytes | None) -> None:
+    with pytest.raises(DecodeError):
+        formats.decode_request(data)
+
+
+def test_end_marker_round_trip_and_checksum() -> None:
+    checksum = SeqChecksum().add_all([0, 1, 2, 5])
+    headers = formats.header_map(formats.end_headers("r9", "ok", checksum))
+    end = formats.parse_end(headers)
+    assert end is not None
+    assert (end.request_id, end.status, end.count, end.last_seq) == ("r9", "ok", 4, 5)
+    assert end.checksum == checksum.hex == SeqChecksum().add_all([0, 1, 2, 5]).hex
+    # order and duplicates change it
+    assert SeqChecksum().add_all([1, 0, 2, 5]).hex != checksum.hex
+    assert SeqChecksum().add_all([0, 1, 2, 2, 5]).hex != checksum.hex
+    event = formats.header_map(formats.event_headers("r9", 3, total=10))
+    assert formats.parse_end(event) is None
+    assert event[formats.H_SEQ] == "3"
+
+
+def test_not_found_marker_has_no_last_seq() -> None:
+    end = formats.parse_end(
+        formats.header_map(formats.end_headers("r", "not_found", SeqChecksum()))
+    )
+    assert end is not None and end.count == 0 and end.last_seq is None
+
+
+@given(
+    st.text(max_size=50),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+)
+def test_peek_matches_decode(session: str, seq: int, ts_ms: int) -> None:
+    data = encode_event(complete_event({"session_id": session, "seq": seq, "ts_ms": ts_ms}))
+    assert formats.peek_seq_ts(data) == (seq, ts_ms)
+
+
+def test_peek_truncated() -> None:
+    data = encode_event(complete_event({"session_id": "abc", "seq": 1, "ts_ms": 2}))
+    with pytest.raises(DecodeError):
+        formats.peek_seq_ts(data[:12])
+
+
+@given(
+    st.integers(min_value=0, max_value=40),
+    st.lists(st.integers(min_value=0, max_value=60), max_size=80),
+    st.lists(st.integers(min_value=0, max_value=60), max_size=80),
+    st.randoms(),
+)
+def test_seam_emits_each_seq_once_in_order(
+    replayed_to: int, during: list[int], after: list[int], rnd: random.Random
+) -> None:
+    """Replay 0..replayed_to; live events (with redeliveries) during and after: no dup, ordered."""
+    seam: Seam[int] = Seam()
+    out: list[int] = []
+    events = list(range(replayed_to + 1))
+    live_during = sorted(during)
+    # the replay and the live stream interleave arbitrarily while the replay runs
+    while events or live_during:
+        if events and (not live_during or rnd.random() < 0.5):
+            seq = events.pop(0)
+            if seam.replayed(seq):
+                out.append(seq)
+        else:
+            seq = live_during.pop(0)
+            assert seam.live(seq, seq) == []
+    out.extend(s for s, _ in seam.replay_done())
+    for seq in sorted(after) + sorted(after):
+        out.extend(s for s, _ in seam.live(seq, seq))
+    assert out == sorted(set(out))
+    expected = set(range(replayed_to + 1)) | {s for s in during if s > replayed_to}
+    expected |= {s for s in after if s > max(expected)}
+    assert set(out) <= expected | set(after)
+    assert set(range(replayed_to + 1)) <= set(out)
+
+
+def test_seam_gap() -> None:
+    seam: Seam[str] = Seam()
+    for seq in range(5):
+        assert seam.replayed(seq)
+    seam.live(8, "e8")
+    seam.live(9, "e9")
+    seam.live(3, "old")  # at or below what was replayed: never kept
+    assert seam.gap() == (5, 7)
+    for seq in (5, 6, 7):
+        assert seam.replayed(seq)
+    assert seam.gap() is None
+    assert seam.replay_done() == [(8, "e8"), (9, "e9")]
+    assert seam.live(9, "dup") == []
+    assert seam.live(10, "e10") == [(10, "e10")]
+
+
+def test_parse_time() -> None:
+    now = 1_800_000_000_000
+    assert parse_time_ms("15m", now) == now - 15 * 60_000
+    assert parse_time_ms("2h", now) == now - 7_200_000
+    assert parse_time_ms("1700000000") == 1_700_000_000_000
+    assert parse_time_ms("1700000000123") == 1_700_000_000_123
+    assert parse_time_ms("2026-01-01T00:00:00Z") == 1_767_225_600_000
+    with pytest.raises(ValueError, match="cannot read"):
+        parse_time_ms("yesterday-ish")
+
+
+def test_render() -> None:
+    event = complete_event(
+        {"session_id": "s", "seq": 1, "ts_ms": 0, "kind": "tool_call", "tool": "Bash"}
+    )
+    assert event_json(event).startswith('{"session_id":"s","seq":1,"ts_ms":0,')
+    line = event_line(event | {"tokens_in": 5})
+    assert "tool_call" in line and "Bash" in line and "tokens 5/-" in line
+
+
+def test_bearer_token() -> None:
+    assert authorized({}, None)
+    assert not authorized({}, "t0k")
+    assert not authorized({"Authorization": "Bearer nope"}, "t0k")
+    assert not authorized({"Authorization": "Basic t0k"}, "t0k")
+    assert authorized({"Authorization": "Bearer t0k"}, "t0k")
+
+
+class _Info:
+    agent = "claude"
+    model = "opus"
+    first_ts_ms = 100
+    last_ts_ms = 200
+
+
+def test_session_filters() -> None:
+    info = _Info()
+    assert session_matches(info, None, None, None, None)
+    assert session_matches(info, "claude", "opus", 150, 150)
+    assert not session_matches(info, "codex", None, None, None)
+    assert not session_matches(info, None, "sonnet", None, None)
+    assert not session_matches(info, None, None, 201, None)
+    assert not session_matches(info, None, None, None, 99)
