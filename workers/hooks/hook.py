@@ -20,11 +20,11 @@ Invariants (docs/ARCHITECTURE.md, 7 and 8):
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import sys
 import time
 
+from workers.hooks import fastjson
 from workers.hooks.mapping import map_payload
 from workers.hooks.redact import Redactor
 from workers.hooks.spool import Spool
@@ -50,7 +50,7 @@ def read_payload(args: list[str]) -> Any:
     if not raw:
         return {}
     try:
-        return json.loads(raw)
+        return fastjson.loads(raw)
     except ValueError:
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
         return {"unparsed": text}

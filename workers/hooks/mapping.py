@@ -13,7 +13,7 @@ the broker refuses. Invariants:
 
 from __future__ import annotations
 
-import json
+from workers.hooks import fastjson
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; the hook path avoids it
 if TYPE_CHECKING:
@@ -101,10 +101,10 @@ def _shorten(value: Any, limit: int) -> Any:
 def payload_text(payload: Any) -> str:
     """The payload as compact JSON text, long strings shortened so it stays small."""
     limit = MAX_STRING
-    text = json.dumps(_shorten(payload, limit), ensure_ascii=False, separators=(",", ":"))
+    text = fastjson.dumps(_shorten(payload, limit))
     while len(text) > MAX_PAYLOAD and limit > 64:
         limit //= 4
-        text = json.dumps(_shorten(payload, limit), ensure_ascii=False, separators=(",", ":"))
+        text = fastjson.dumps(_shorten(payload, limit))
     return text
 
 
