@@ -32,7 +32,9 @@ def test_encode_decode(payload: bytes, offset: int) -> None:
 
 @given(st.lists(st.binary(max_size=300), min_size=1, max_size=20), st.integers(0, 2**40))
 def test_batch_is_the_concatenation_of_frames(payloads: list[bytes], offset: int) -> None:
-    data, positions = frame.encode_batch(payloads, offset, 7)
+    data, lens = frame.encode_batch(payloads, offset)
+    assert lens == [len(p) for p in payloads]
+    positions = frame.positions(lens, 7)
     assert data == b"".join(frame.encode(p, offset) for p in payloads)
     goods = list(frame.iter_frames(data, 0, len(data), offset))
     assert [g.position + 7 for g in goods if isinstance(g, Good)] == positions

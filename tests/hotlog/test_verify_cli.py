@@ -77,6 +77,9 @@ def test_repair_fixes_a_torn_tail(tmp_path: Path) -> None:
     res = _verify(tmp_path, "--repair")
     assert res.returncode == 0, res.stdout
     assert "repaired" in res.stdout
+    # the index owner's rebuild ran for the repaired partition only
+    assert "index rebuilt: kaizen.events-0" in res.stdout
+    assert "kaizen.events-1" not in res.stdout.split("index rebuilt")[-1]
     assert seg.stat().st_size == size - 76
     assert _verify(tmp_path).returncode == 0
     with open_log(dirs[0]) as log:

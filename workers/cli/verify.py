@@ -3,8 +3,8 @@
 Prints one table row per partition directory (segments, frames, bytes, bad ranges) and one
 greppable ``bad range:`` line per damaged range; exits 1 when damage remains, 0 otherwise.
 ``--repair`` truncates torn tails (and rewrites damaged segment headers), then asks the index
-owner to rebuild the index of each repaired partition (``workers.state.rebuild``), when that
-module exists.
+owner to rebuild the index of each repaired partition
+(``workers.state.rebuild.rebuild_partition(directory, partition)``), when that module exists.
 """
 
 from __future__ import annotations
@@ -18,8 +18,13 @@ from rich.console import Console
 from rich.table import Table
 
 from workers.cli.errors import CliError
-from workers.hotlog.verify import PartitionVerdict, repaired_partitions, verify_all
-from workers.settings import Settings, SettingsError
+from workers.hotlog.verify import (
+    PartitionVerdict,
+    parse_dir_name,
+    repaired_partitions,
+    verify_all,
+)
+from workers.settings import EVENTS_TOPIC, Settings, SettingsError
 
 REBUILD_MODULE = "workers.state.rebuild"
 
@@ -42,6 +47,7 @@ def _fmt_range(v: PartitionVerdict) -> str:
 
 
 def _rebuild_index(directories: list[Path], console: Console) -> None:
+    """Rebuild the index of each repaired partition through the index owner's module."""
     if not directories:
         return
     try:
@@ -53,7 +59,12 @@ def _rebuild_index(directories: list[Path], console: Console) -> None:
         return
     rebuild = importlib.import_module(REBUILD_MODULE)
     for directory in directories:
-        rebuild.rebuild_partition(directory)
+        owner = parse_dir_name(directory.name)
+        if owner is None or owner[0] != EVENTS_TOPIC:
+            console.print(f"index not rebuilt: {directory.name} is not a {EVENTS_TOPIC} partition")
+            continue
+        store = rebuild.rebuild_partition(directory, owner[1])
+        store.close()
         console.print(f"index rebuilt: {directory.name}")
 
 
