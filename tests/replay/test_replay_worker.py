@@ -92,9 +92,9 @@ def test_replay_while_the_session_is_being_ingested(worker: Worker, unique: str)
         await producer.start()
 
         async def feed() -> None:
-            for key, value in as_messages(produced, 25):
+            for key, value in as_messages(produced, 10):
                 await producer.send_and_wait("kaizen.events", value, key=key)
-                await asyncio.sleep(0.002)
+                await asyncio.sleep(0.01)
 
         try:
             async with ReplayClient(worker.broker.bootstrap) as client:
@@ -112,7 +112,7 @@ def test_replay_while_the_session_is_being_ingested(worker: Worker, unique: str)
                 await feeder
                 events, result = await replay_until(client, sid, len(produced))
                 assert [e.value for e in events] == [encode_event(x) for x in produced]
-                assert len(seen) >= 2
+                assert len(seen) >= 2, seen
         finally:
             await producer.stop()
 
