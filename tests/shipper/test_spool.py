@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from workers.hooks.spool import MAGIC, Spool, encode_frame, iter_frames
@@ -75,3 +76,24 @@ def test_shipper_lock_probe(tmp_path: Path) -> None:
         assert spool.shipper_running()
     finally:
         os.close(fd)
+
+
+def test_backlog_stays_in_few_segments_while_sending_fails(tmp_path: Path) -> None:
+    import asyncio
+
+    from workers.broker.embedded import free_port
+    from workers.shipper.shipper import Shipper
+
+    spool = Spool(str(tmp_path))
+    shipper = Shipper(spool, f"127.0.0.1:{free_port()}", quiet=True)
+
+    async def rounds() -> None:
+        for _ in range(4):
+            spool.append(fields())
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(shipper.round(), 3)
+            await shipper._close()
+
+    asyncio.run(rounds())
+    assert len(spool.segments()) == 2
+    assert sum(1 for _ in spool.sealed_frames()) == 1  # the first sealed; the rest wait open

@@ -73,8 +73,12 @@ class Shipper:
 
     async def round(self) -> int:
         """Ship one round of sealed frames; the number of events (0 = nothing waiting)."""
-        self.spool.seal()
         frames = list(self.spool.sealed_frames())
+        if not frames:
+            # seal only when nothing sealed waits: while the broker is down the backlog
+            # stays in two segments, so a hook's size check stats two files, not thousands
+            self.spool.seal()
+            frames = list(self.spool.sealed_frames())
         if not frames:
             segs = self.spool.segments()
             if len(segs) > 1:  # sealed segments hold nothing good: move past them
