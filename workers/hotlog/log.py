@@ -27,6 +27,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from itertools import repeat
 from pathlib import Path
@@ -63,16 +64,21 @@ _new = object.__new__
 _set_segment = vars(Location)["segment"].__set__
 _set_position = vars(Location)["position"].__set__
 _set_length = vars(Location)["length"].__set__
+_sink: deque[object] = deque(maxlen=0)
+_consume = _sink.extend
 
 
-def _location(segment: int, position: int, length: int) -> Location:
-    """``Location(segment, position, length)`` at 60% of the cost: the frozen dataclass
-    ``__init__`` goes through ``object.__setattr__``; this sets the slots directly."""
-    loc: Location = _new(Location)
-    _set_segment(loc, segment)
-    _set_position(loc, position)
-    _set_length(loc, length)
-    return loc
+def _locations(segment: int, positions: list[int], lengths: list[int]) -> list[Location]:
+    """``[Location(segment, p, n) for p, n in zip(positions, lengths)]`` at half the cost.
+
+    The frozen dataclass ``__init__`` goes through ``object.__setattr__`` per field; here the
+    slots are set directly, each field for the whole batch in one C-level ``map``.
+    """
+    locs: list[Location] = list(map(_new, repeat(Location, len(lengths))))
+    _consume(map(_set_segment, locs, repeat(segment)))
+    _consume(map(_set_position, locs, positions))
+    _consume(map(_set_length, locs, lengths))
+    return locs
 
 
 DEFAULT_COMMIT = CommitPolicy()
@@ -318,7 +324,7 @@ class PartitionLog:
             self._appended_bytes += size
             base = self._active
         assert base is not None
-        return list(map(_location, repeat(base), frame.positions(lens, start), lens))
+        return _locations(base, frame.positions(lens, start), lens)
 
     def _start_segment(self, base: int) -> None:
         self._fd = segment.create(self.directory, self.topic, self.partition, base)
