@@ -99,9 +99,10 @@ def test_other_notify_program_is_kept(home: Path) -> None:
 
 
 def test_installed_command_runs(home: Path, tmp_path: Path) -> None:
-    install("claude", "user")
+    install("claude", "user", broker="127.0.0.1:1")
     settings = json.loads((home / ".claude" / "settings.json").read_text())
     command = settings["hooks"]["Stop"][-1]["hooks"][0]["command"]
+    assert command.endswith(" claude --broker=127.0.0.1:1")
     env = hook_env(tmp_path / "spool")
     proc = subprocess.run(
         command,
@@ -113,3 +114,12 @@ def test_installed_command_runs(home: Path, tmp_path: Path) -> None:
     )
     assert proc.returncode == 0 and proc.stdout == b""
     assert [f["session_id"] for f in spooled_fields(tmp_path / "spool")] == ["inst"]
+
+
+def test_hook_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers.hooks.hook import apply_options
+
+    monkeypatch.delenv("KAIZEN_BROKER", raising=False)
+    args = apply_options(["codex", "--broker=kafka:9092", '{"type": "agent-turn-complete"}'])
+    assert args == ["codex", '{"type": "agent-turn-complete"}']
+    assert os.environ["KAIZEN_BROKER"] == "kafka:9092"

@@ -16,9 +16,12 @@ from workers.hooks import hook
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("agent", choices=hook.AGENTS, help="the agent that calls the hook")
     parser.add_argument("payload", nargs="?", help="hook JSON (Codex notify); default: stdin")
+    parser.add_argument("--broker", help="bootstrap servers for the shipper it may start")
 
 
 def run(args: argparse.Namespace) -> int:
     argv = [args.agent] + ([args.payload] if args.payload else [])
+    if args.broker:
+        argv.append(f"--broker={args.broker}")
     hook.main(argv)
     return 0

@@ -24,6 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scope", choices=("user", "project"), default="user")
     parser.add_argument("--uninstall", action="store_true", help="remove our hook entries")
     parser.add_argument("--project-dir", help="project directory for --scope project (default .)")
+    parser.add_argument(
+        "--broker",
+        help="bootstrap servers written into the hook command (default: the agent's "
+        "$KAIZEN_BROKER at hook time)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -128,7 +128,25 @@ _SHIP_CODE = (
 )
 
 
+def apply_options(args: list[str]) -> list[str]:
+    """Take `--broker=HOST:PORT` / `--spool-dir=PATH` (written by `hooks install`) off args.
+
+    They become KAIZEN_BROKER / KAIZEN_SPOOL_DIR for this process and the
+    shipper it may start, so the agent's environment need not carry them.
+    """
+    rest = []
+    for arg in args:
+        if arg.startswith("--broker="):
+            os.environ["KAIZEN_BROKER"] = arg[9:]
+        elif arg.startswith("--spool-dir="):
+            os.environ["KAIZEN_SPOOL_DIR"] = arg[12:]
+        else:
+            rest.append(arg)
+    return rest
+
+
 def main(args: list[str]) -> int:
+    args = apply_options(args)
     agent = args[0] if args and args[0] in AGENTS else "other"
     spool = Spool()
     payload: Any = {}

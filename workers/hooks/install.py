@@ -77,9 +77,12 @@ CURSOR_EVENTS = (
 TOOL_EVENTS = frozenset(("PreToolUse", "PostToolUse", "PostToolUseFailure", "PermissionRequest"))
 
 
-def hook_command(agent: str, python: str | None = None) -> list[str]:
+def hook_command(agent: str, python: str | None = None, broker: str | None = None) -> list[str]:
     """The lean command: interpreter without site-packages, running _entry.py."""
-    return [python or sys.executable, "-I", "-S", ENTRY, agent]
+    argv = [python or sys.executable, "-I", "-S", ENTRY, agent]
+    if broker:
+        argv.append(f"--broker={broker}")
+    return argv
 
 
 def is_ours(command: Any) -> bool:
@@ -261,9 +264,10 @@ def install(
     uninstall: bool = False,
     project: str | None = None,
     python: str | None = None,
+    broker: str | None = None,
 ) -> list[str]:
     """Install (or uninstall) our hooks for one agent; one line per file changed or kept."""
-    argv = hook_command(agent, python)
+    argv = hook_command(agent, python, broker)
     command = shlex.join(argv)
     path = settings_path(agent, scope, project)
     report: list[str] = []
