@@ -14,6 +14,8 @@ ask again (replies are idempotent to read: they are filtered by request id).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import faust
@@ -24,6 +26,8 @@ from workers.replay.service import ReplayService
 from workers.settings import REPLAY_REQUESTS_TOPIC
 
 AGENT_NAME = "kaizen-replay"
+
+log = logging.getLogger(__name__)
 
 
 def bootstrap_of(app: faust.App) -> str:
@@ -58,7 +62,17 @@ def register(app: faust.App, manager: ManagerLike) -> ReplayService:
             )
 
     class ReplayLifecycle(Service):
-        """Stops the running replays and the producer when the app stops."""
+        """Runs the low-latency request path; stops replays and the producer with the app."""
+
+        @Service.task
+        async def _fast_path(self) -> None:
+            try:
+                await service.run_fast_path()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The agent still answers every request, only with Faust's fetch latency.
+                log.exception("replay fast path stopped")
 
         async def on_stop(self) -> None:
             await service.stop()
