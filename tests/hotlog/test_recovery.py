@@ -122,3 +122,57 @@ def test_bit_flips_anywhere(
             loc = log.append(b"after", 1000)
             assert log.read(loc) == b"after"
     shutil.rmtree(root)
+
+
+def test_segment_torn_at_birth_is_removed(tmp_path: Path) -> None:
+    d = tmp_path / "t-0"
+    with open_log(d, segment_bytes=2048) as log:
+        for off in range(20):
+            log.append_batch([b"b" * 100] * 3, off)
+        bases = [s.base for s in log.segments()]
+    # a crash while creating the next segment left a partial header
+    (d / "00000000000000000999.seg").write_bytes(b"KZHOTLOG\x00\x01")
+    with open_log(d) as log:
+        assert log.recovery.removed_segments == [999]
+        assert [s.base for s in log.segments()] == bases
+        assert log.last_offset == 19
+        # appends go on in what is now the last segment (it has room)
+        assert log.append(b"next", 20).segment == bases[-1]
+    with open_log(d) as log:
+        assert [p for _, p in log.scan()][-1] == b"next"
+
+
+def test_empty_active_segment_is_dropped_and_last_offset_kept(tmp_path: Path) -> None:
+    d = tmp_path / "t-0"
+    with open_log(d, segment_bytes=2048) as log:
+        for off in range(20):
+            log.append_batch([b"b" * 100] * 3, off)
+        last = log.last_segment_base
+        assert last is not None
+    path = d / f"{last:020d}.seg"
+    with path.open("r+b") as f:  # nothing of the last segment's frames survived
+        f.truncate(HEADER_SIZE + 5)
+    (d / "checkpoint").unlink()
+    with open_log(d) as log:
+        assert log.recovery.removed_segments == [last]
+        assert log.recovery.truncated_bytes == 5
+        assert log.last_offset is not None and log.last_offset < last
+        prev = log.last_segment_base
+        assert prev is not None and prev < last
+        assert log.append(b"again", last).segment == prev
+
+
+def test_checkpoint_in_a_segment_removed_by_retention(tmp_path: Path) -> None:
+    from workers.hotlog import RetentionPolicy
+
+    d = tmp_path / "t-0"
+    with open_log(d, segment_bytes=2048, retention=RetentionPolicy(max_bytes=1)) as log:
+        for off in range(10):
+            log.append_batch([b"c" * 100] * 3, off)
+    ckpt_mod.store(d, Checkpoint(0, HEADER_SIZE + 116, 0))  # points into the oldest segment
+    with open_log(d, segment_bytes=2048, retention=RetentionPolicy(max_bytes=1)) as log:
+        removed = log.enforce_retention()
+        assert 0 in removed
+    with open_log(d) as log:
+        assert log.recovery.bad_ranges == [] and log.recovery.truncated_bytes == 0
+        assert log.last_offset == 9

@@ -269,13 +269,9 @@ class PartitionLog:
             self._durable_loc = (base, scan.end)
             self._durable_last_offset = self._last_offset
             break
+        # a dropped empty segment makes the one before it the last: the loop recovered that
+        # one as the active segment, so either there is an active segment or no segment
         self._bases = bases
-        if self._fd is None and bases:
-            # the last segment held nothing: the greatest offset is in the one before it
-            prev = bases[-1]
-            tail = segment.scan_tail(self.directory / segment.name(prev), prev, HEADER_SIZE)
-            self._last_offset = tail.last_offset if tail.last_offset is not None else prev
-            self._durable_last_offset = self._last_offset
         if self._durable_loc is not None:
             self._write_checkpoint(self._durable_loc, self._durable_last_offset)
 

@@ -103,7 +103,9 @@ def create(directory: Path, topic: str, partition: int, base: int) -> int:
         os.fdatasync(fd)
         fsync_dir(directory)
     except BaseException:
+        # leave no half-made segment behind: the next append creates it again
         os.close(fd)
+        path.unlink(missing_ok=True)
         raise
     return fd
 
