@@ -133,3 +133,18 @@ def test_real_hook_process_redacts(tmp_path: Path, agent: str) -> None:
     data = spool_bytes(tmp_path / "spool")
     assert_clean(data)
     assert b"zq9hookuser" not in data
+
+
+def test_huge_strings_are_clipped_without_leaking(tmp_path: Path) -> None:
+    from workers.hooks.mapping import CLIP_BEFORE_REDACTION, MAX_STRING
+
+    token = "ghp_FAKEfake0123456789FAKEfake0123456789ab"
+    for cut in range(-30, 30, 7):  # the secret straddles the clip point
+        start = CLIP_BEFORE_REDACTION + cut - len(token) // 2
+        text = "a " * (start // 2) + token + " b" * 50_000
+        spool = Spool(str(tmp_path / f"s{cut}"))
+        record("claude", {"session_id": "big", "tool_response": text}, spool, Redactor())
+        data = spool_bytes(tmp_path / f"s{cut}")
+        assert b"ghp_FAKE" not in data and b"0123456789ab" not in data
+        assert len(data) < MAX_STRING + 4096
+    assert Redactor().text("git@github.com:org/repo.git") == "git@github.com:org/repo.git"

@@ -25,7 +25,7 @@ import sys
 import time
 
 from workers.hooks import fastjson
-from workers.hooks.mapping import map_payload
+from workers.hooks.mapping import clip, map_payload
 from workers.hooks.redact import Redactor
 from workers.hooks.spool import Spool
 
@@ -71,7 +71,7 @@ def reply(agent: str, payload: Any) -> str:
 def record(agent: str, payload: Any, spool: Spool, redactor: Redactor | None = None) -> int | None:
     """Redact, map and spool one payload; the seq it got (None when the spool is full)."""
     redactor = redactor or Redactor.from_config()
-    clean = redactor.obj(payload)
+    clean = redactor.obj(clip(payload))
     host = os.uname().nodename
     fields = map_payload(agent, clean, int(time.time() * 1000), redactor.text(host))
     return spool.append(fields)

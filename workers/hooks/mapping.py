@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     from typing import Any
 
 MAX_STRING = 16_384  # characters kept of any one string in `payload`
+# Strings are clipped to this before redaction (bounding its cost on huge tool
+# output), then to MAX_STRING after it. MAX_STRING < CLIP_BEFORE_REDACTION, so a
+# secret cut by the first clip lies wholly in the part the second one drops.
+CLIP_BEFORE_REDACTION = 65_536
 MAX_PAYLOAD = 200_000  # characters of payload JSON; beyond this, strings are cut harder
 
 if TYPE_CHECKING:
@@ -84,6 +88,11 @@ def _int(value: Any) -> int | None:
     if isinstance(value, float):
         return int(value)
     return None
+
+
+def clip(value: Any, limit: int = CLIP_BEFORE_REDACTION) -> Any:
+    """`value` with every string longer than `limit` cut (the hook does this before redacting)."""
+    return _shorten(value, limit)
 
 
 def _shorten(value: Any, limit: int) -> Any:

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 _SECRET_KEY_RE = (
     r"(?i)(?:passw(?:or)?d|passwd|secret|api[_-]?key|apikey|access[_-]?key|private[_-]?key|"
     r"credential|authorization|auth[_-]?token|access[_-]?token|refresh[_-]?token|"
-    r"id[_-]?token|bearer|cookie|^token$|_token$|-token$|client[_-]?secret|^pwd$)"
+    r"id[_-]?token|bearer|cookie|^token$|_token$|-token$|client[_-]?secret)"
 )
 
 # name -> regex. Order matters only for overlapping rules: the first listed wins
@@ -79,7 +79,10 @@ _RULES: tuple[tuple[str, str], ...] = (
         r"[A-Za-z0-9_.-]*['\"]?[ \t]*(?::|=|:=)[ \t]*['\"]?(?:(?:bearer|basic|token)[ \t]+)?"
         r"(?!\[REDACTED)(?!\d+\b)[^\s'\",;]{3,})",
     ),
-    ("email", r"\b[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"),
+    (
+        "email",
+        r"\b(?!git@)[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b",
+    ),
     (
         "home",
         r"(?:(?<![\w.~-])/(?:home|Users)/[^/\s'\":]+|\b[A-Za-z]:\\\\?Users\\\\?[^\\\s'\":]+)",

@@ -16,7 +16,7 @@ import json
 import os
 from typing import Any
 
-from workers.hooks.mapping import map_payload
+from workers.hooks.mapping import clip, map_payload
 from workers.hooks.redact import Redactor
 
 SAMPLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples")
@@ -46,7 +46,7 @@ def sample_fields() -> list[dict[str, Any]]:
     for n, agent in enumerate(SAMPLE_FILES):
         for i, payload in enumerate(sample_payloads(agent)):
             ts = BASE_TS_MS + n * 3_600_000 + i * STEP_MS
-            fields = map_payload(agent, redactor.obj(payload), ts, SAMPLE_HOST)
+            fields = map_payload(agent, redactor.obj(clip(payload)), ts, SAMPLE_HOST)
             fields["seq"] = i
             out.append(fields)
     return out

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from workers.hooks.mapping import payload_text
+from workers.hooks.mapping import clip, payload_text
 from workers.hooks.redact import Redactor
 from workers.importer import IMPORT_SEQ_BASE
 
@@ -186,6 +186,7 @@ def transcript_events(path: str, redactor: Redactor, agent: str | None = None) -
     for i, raw in enumerate(parsed):
         if raw is None:
             continue
+        raw = clip(raw)
         line = redactor.obj(raw) if isinstance(raw, dict) else {"raw": redactor.obj(raw)}
         if agent == "claude":
             mid = (
