@@ -362,6 +362,11 @@ class PartitionLog:
         return self._appended - self._durable
 
     @property
+    def durable_frames(self) -> int:
+        """Frames appended since open that are known durable (fsynced)."""
+        return self._durable
+
+    @property
     def pending_bytes(self) -> int:
         return self._appended_bytes - self._durable_bytes
 
