@@ -97,3 +97,14 @@ def test_backlog_stays_in_few_segments_while_sending_fails(tmp_path: Path) -> No
     asyncio.run(rounds())
     assert len(spool.segments()) == 2
     assert sum(1 for _ in spool.sealed_frames()) == 1  # the first sealed; the rest wait open
+
+
+def test_warnings_log_is_bounded(tmp_path: Path) -> None:
+    from workers.hooks import spool as spool_mod
+
+    spool = Spool(str(tmp_path))
+    spool.ensure()
+    for _ in range(3):
+        spool.warn("x" * 600_000)
+    assert (tmp_path / "warnings.log.1").exists()
+    assert (tmp_path / "warnings.log").stat().st_size <= spool_mod.LOG_MAX + 700_000

@@ -27,7 +27,7 @@ import time
 from workers.hooks import fastjson
 from workers.hooks.mapping import clip, map_payload
 from workers.hooks.redact import Redactor
-from workers.hooks.spool import Spool
+from workers.hooks.spool import Spool, rotate_log
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -104,8 +104,10 @@ def spawn_shipper(spool: Spool) -> bool:
             if os.fork() == 0:
                 os.set_inheritable(fd, True)
                 devnull = os.open(os.devnull, os.O_RDWR)
+                log_path = os.path.join(spool.path, "shipper.log")
+                rotate_log(log_path)
                 log = os.open(
-                    os.path.join(spool.path, "shipper.log"),
+                    log_path,
                     os.O_WRONLY | os.O_APPEND | os.O_CREAT,
                     0o600,
                 )

@@ -135,6 +135,8 @@ class Spool:
         return fd
 
     def warn(self, message: str) -> None:
+        """One line in warnings.log; past LOG_MAX bytes it moves to warnings.log.1."""
+        rotate_log(self.warnings_path)
         line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {message}\n".encode()
         fd = os.open(self.warnings_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
@@ -333,6 +335,18 @@ def iter_frames(data: bytes, start: int, segment: int, warn: Any = None) -> Iter
                     f"skipped {skipped_to - pos} bytes"
                 )
             pos = skipped_to
+
+
+LOG_MAX = 1 << 20
+
+
+def rotate_log(path: str, limit: int = LOG_MAX) -> None:
+    """Keep a log file bounded: past `limit` bytes it becomes `<path>.1` (the old .1 goes)."""
+    try:
+        if os.stat(path).st_size > limit:
+            os.replace(path, path + ".1")
+    except OSError:
+        pass
 
 
 def _fsync_dir(path: str) -> None:
