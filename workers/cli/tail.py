@@ -211,7 +211,16 @@ async def _follow_session(
             printer(event)
         printer.flush()
         while True:
-            seq, event = await queue.get()
+            if queue.empty():
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, pump}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    pump.result()  # the follower died: raise why
+                    raise CliError("stopped following kaizen.events", 1)
+                seq, event = getter.result()
+            else:
+                seq, event = queue.get_nowait()
             for _, ready in seam.live(seq, event):
                 printer(ready)
             if queue.empty():

@@ -7,6 +7,12 @@ in a task of its own. The request topic has the partition count of
 `kaizen.events` and is keyed by session id, so the worker that owns the
 session's events partition receives the request.
 
+Beside the agent, `ReplayService.run_fast_path` reads the same (owned)
+request partitions with a 20 ms fetch wait, because Faust's worker consumer
+long-polls for a fixed 1.5 s and tansu holds a fetch that long even when data
+arrives; a request id is started once, by whichever path sees it first. The
+agent alone dead-letters bad requests and commits request offsets.
+
 A request is acknowledged once its task has started, not once it is
 answered: a worker that dies mid-replay leaves the requester to time out and
 ask again (replies are idempotent to read: they are filtered by request id).
