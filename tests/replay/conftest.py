@@ -48,15 +48,17 @@ class Worker:
     def cli(
         self, *args: str, timeout: float = 120, **kwargs: Any
     ) -> subprocess.CompletedProcess[str]:
+        options: dict[str, Any] = {"capture_output": True} | kwargs
+        if not options["capture_output"]:
+            del options["capture_output"]
         return subprocess.run(
             [sys.executable, "-m", "workers", *args],
             env=self.env,
-            capture_output=True,
             text=True,
             timeout=timeout,
             check=False,
             cwd=ROOT,
-            **kwargs,
+            **options,
         )
 
 

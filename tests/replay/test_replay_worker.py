@@ -261,3 +261,25 @@ def test_http_sessions_and_replay(worker: Worker, unique: str) -> None:
         worker, "POST", f"/sessions/{sid}/replay", body={"target_topic": "kaizen.events"}
     )
     assert status == 400
+
+
+def test_progress_bar_on_a_terminal_leaves_stdout_clean(worker: Worker, unique: str) -> None:
+    import os
+
+    sid = f"tty-{unique}"
+    produced = make_events(sid, 3000)
+
+    async def main() -> None:
+        await produce(worker.broker.bootstrap, as_messages(produced, 500))
+        async with ReplayClient(worker.broker.bootstrap) as client:
+            await replay_until(client, sid, len(produced))
+
+    asyncio.run(main())
+    leader, follower = os.openpty()  # stderr is a terminal: the bar shows there
+    try:
+        result = worker.cli("replay", sid, stderr=follower, capture_output=False, stdout=-1)
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert result.returncode == 0
+    assert [json.loads(line)["seq"] for line in result.stdout.splitlines()] == list(range(3000))

@@ -65,6 +65,7 @@ def register(app: faust.App, manager: ManagerLike) -> ReplayService:
                 key=event.key,
                 partition=message.partition,
                 offset=message.offset,
+                timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
             )
 
     class ReplayLifecycle(Service):

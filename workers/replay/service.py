@@ -16,7 +16,9 @@ Invariants:
   gets its end marker: ok, not_found (count 0) or error;
 * a request that cannot be decoded or is invalid goes to the dead-letter topic
   with its reason in headers; nothing a requester sends stops the agent;
-* replies never go to kaizen.events, the request topic or the DLQ.
+* replies never go to kaizen.events, the request topic or the DLQ;
+* a request older than MAX_REQUEST_AGE (by its Kafka timestamp) is skipped: a
+  new consumer group starts at the earliest request, whose requesters are gone.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from workers.settings import DLQ_TOPIC, REPLAY_REQUESTS_TOPIC, REPLAY_TOPIC
 log = logging.getLogger(__name__)
 
 MAX_REMEMBERED = 100_000  # request ids remembered for the dedupe of the two paths
+MAX_REQUEST_AGE = 300.0  # seconds: older requests (by Kafka timestamp) are not answered
 CHUNK = 1000  # events read per trip to the thread pool
 READY_TIMEOUT = 120.0  # how long a request waits for its partition to catch up
 
@@ -60,7 +63,9 @@ class ReplayService:
         *,
         ready_timeout: float = READY_TIMEOUT,
         max_concurrent: int = 32,
+        max_age_s: float = MAX_REQUEST_AGE,
     ) -> None:
+        self.max_age_s = max_age_s
         self.bootstrap = bootstrap
         self.manager = manager
         self.ready_timeout = ready_timeout
@@ -116,6 +121,7 @@ class ReplayService:
         partition: int | None = None,
         offset: int | None = None,
         fast: bool = False,
+        timestamp_ms: int | None = None,
     ) -> ReplayRequest | None:
         """Decode one request and start answering it; bad ones go to the DLQ. Never raises.
 
@@ -147,6 +153,10 @@ class ReplayService:
                 await self._dead_letter(value, key, "error", repr(exc), partition, offset)
             return None
         if request.request_id in self._started:
+            return None
+        if timestamp_ms is not None and timestamp_ms < now_ms() - self.max_age_s * 1000:
+            # A new consumer group starts at the earliest request: its requesters are gone.
+            log.info("replay request %s is too old, skipped", request.request_id)
             return None
         self._started[request.request_id] = None
         while len(self._started) > MAX_REMEMBERED:
@@ -203,6 +213,7 @@ class ReplayService:
                             partition=record.partition,
                             offset=record.offset,
                             fast=True,
+                            timestamp_ms=record.timestamp,
                         )
         finally:
             await consumer.stop()

@@ -1,0 +1,88 @@
+"""A request for a partition that is still catching up waits for it, then is answered in full."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from tests.replay.conftest import ROOT, as_messages, kaizen_env, make_events, produce, replay_until
+from workers.broker.embedded import EmbeddedBroker, free_port
+from workers.codec.event import encode_event
+from workers.replay.client import ReplayClient
+
+
+def _start_worker(
+    broker: EmbeddedBroker, data_dir: Path, group: str, log: Path
+) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.replay.worker_main", group, str(free_port())],
+            env=kaizen_env(broker, data_dir),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+
+
+def _stop_worker(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_partition_catching_up_is_waited_for_then_answered_in_full(
+    fresh_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """Worker 1 ingests and stops; requests wait on the topic; worker 2, with an empty data
+    dir in the same group, must catch its partitions up from kaizen.events to the group's
+    committed offsets before it answers them, and then answers every event."""
+    sessions = {f"cu-{i}": make_events(f"cu-{i}", 400 + 50 * i) for i in range(6)}
+    bootstrap = fresh_broker.bootstrap
+    group = f"catch-up-{uuid.uuid4().hex[:6]}"
+    log = tmp_path / "worker.log"
+
+    async def main() -> None:
+        messages = [m for evs in sessions.values() for m in as_messages(evs, 20)]
+        await produce(bootstrap, messages)
+        first = _start_worker(fresh_broker, tmp_path / "data1", group, log)
+        try:
+            async with ReplayClient(bootstrap, timeout=60) as client:
+                for sid, evs in sessions.items():
+                    await replay_until(client, sid, len(evs), timeout=90)
+            await asyncio.sleep(2)  # past the commit interval
+        finally:
+            _stop_worker(first)
+        async with ReplayClient(bootstrap, timeout=90) as client:
+            tasks = {
+                sid: asyncio.ensure_future(_collect(client.replay(client.request(sid))))
+                for sid in sessions
+            }
+            await asyncio.sleep(1.0)  # every request is on the topic before worker 2 exists
+            second = _start_worker(fresh_broker, tmp_path / "data2", group, log)
+            try:
+                for sid, task in tasks.items():
+                    assert await task == [encode_event(x) for x in sessions[sid]], sid
+            finally:
+                _stop_worker(second)
+        assert "caught up" in log.read_text() or "ready in" in log.read_text()
+
+    asyncio.run(main())
+
+
+async def _collect(replies: object) -> list[bytes]:
+    from workers.replay.client import Replayed, ReplayResult
+
+    out: list[bytes] = []
+    async for item in replies:  # type: ignore[attr-defined]
+        if isinstance(item, Replayed):
+            out.append(item.value)
+        elif isinstance(item, ReplayResult):
+            assert item.end.status == "ok" and item.complete
+    return out
