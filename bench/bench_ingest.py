@@ -1,0 +1,298 @@
+"""Durable end-to-end ingest throughput of one worker process, against two baselines.
+
+On a fresh embedded broker, N events (128 per Kafka message, the shipper's batch
+format, many sessions) are produced to kaizen.events; then, in the same run:
+
+  raw     an aiokafka getmany loop reading every message (the client's ceiling)
+  noop    a Faust agent over the same topic that does nothing per message
+  worker  `kaizen-stream worker` (a separate process, fsync on), from its first
+          ingested event to the last one durably indexed (read from /metrics)
+
+and prints events/s and Kafka messages/s of each, with the ratios. Goals: worker
+>= 100k events/s, and >= 10x the no-op agent's message rate in events.
+
+    .venv/bin/python bench/bench_ingest.py            # 1M events
+    .venv/bin/python bench/bench_ingest.py --quick    # 200k events
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
+
+from workers.broker.embedded import EmbeddedBroker, free_port  # noqa: E402
+from workers.broker.topics import ensure_topics  # noqa: E402
+from workers.codec import batch  # noqa: E402
+from workers.codec.event import complete_event, encode_event  # noqa: E402
+from workers.settings import EVENTS_TOPIC  # noqa: E402
+
+PARTITIONS = 4
+PER_MESSAGE = 128
+
+
+def _zigzag(n: int) -> bytes:
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def event_factory(session_id: str) -> Any:
+    """Fast encoder for one session: header + session_id + seq + a fixed 200-byte-ish rest."""
+    template = encode_event(
+        complete_event(
+            {
+                "session_id": session_id,
+                "seq": 0,
+                "ts_ms": 1_760_000_000_000,
+                "kind": "tool_call",
+                "agent": "claude",
+                "model": "claude-opus-4",
+                "workspace": "~/src/project",
+                "host": "devbox",
+                "tool": "Bash",
+                "tool_call_id": "toolu_0123456789",
+                "tokens_in": 1234,
+                "tokens_out": 56,
+                "cost_usd_e6": 4321,
+                "latency_ms": 1500,
+                "payload": json.dumps({"command": "ls -la", "description": "list" * 20}),
+            }
+        )
+    )
+    sid = session_id.encode()
+    head = template[:10] + _zigzag(len(sid)) + sid
+    rest = template[len(head) + 1 :]  # seq 0 is one byte
+
+    def make(seq: int) -> bytes:
+        return head + _zigzag(seq) + rest
+
+    return make
+
+
+async def produce(bootstrap: str, total: int, sessions: int) -> int:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=20,
+        max_batch_size=1 << 20,
+        max_request_size=8 << 20,
+    )
+    await producer.start()
+    messages = 0
+    try:
+        per_session = total // sessions
+        makers = [event_factory(f"bench-{s:05d}") for s in range(sessions)]
+        futures = []
+        for start in range(0, per_session, PER_MESSAGE):
+            for s, make in enumerate(makers):
+                end = min(start + PER_MESSAGE, per_session)
+                value = batch.join([make(q) for q in range(start, end)])
+                futures.append(
+                    await producer.send(EVENTS_TOPIC, value, key=f"bench-{s:05d}".encode())
+                )
+                messages += 1
+            if len(futures) > 2000:
+                await asyncio.gather(*futures)
+                futures = []
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return messages
+
+
+async def raw_read(bootstrap: str, messages: int) -> float:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_bytes=64 << 20,
+        max_partition_fetch_bytes=32 << 20,
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(EVENTS_TOPIC, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        seen = 0
+        t0 = time.perf_counter()
+        while seen < messages:
+            got = await consumer.getmany(timeout_ms=1000, max_records=50_000)
+            for records in got.values():
+                seen += len(records)
+        return time.perf_counter() - t0
+    finally:
+        await consumer.stop()
+
+
+NOOP_APP = """
+import os, sys, time, faust
+n = int(sys.argv[1]); broker = sys.argv[2]
+app = faust.App("bench-noop-" + sys.argv[3], broker="kafka://" + broker, store="memory://",
+    topic_allow_declare=False, topic_disable_leader=True, web_enabled=False,
+    consumer_auto_offset_reset="earliest", broker_session_timeout=6, broker_heartbeat_interval=1,
+    consumer_max_fetch_size=32 << 20, key_serializer="raw", value_serializer="raw")
+topic = app.topic("kaizen.events", key_type=bytes, value_type=bytes,
+    key_serializer="raw", value_serializer="raw")
+state = {"seen": 0, "t0": None}
+
+@app.agent(topic)
+async def noop(stream):
+    async for _ in stream:
+        if state["t0"] is None:
+            state["t0"] = time.perf_counter()
+        state["seen"] += 1
+        if state["seen"] >= n:
+            with open(sys.argv[4], "w") as f:
+                f.write(str(time.perf_counter() - state["t0"]))
+            os._exit(0)  # stopping the app from inside its own agent would wait for this event
+
+faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+"""
+
+
+def noop_faust(bootstrap: str, messages: int, workdir: Path) -> float:
+    script = workdir / "noop_app.py"
+    script.write_text(NOOP_APP)
+    result = workdir / "noop_elapsed"
+    out = subprocess.run(
+        [sys.executable, str(script), str(messages), bootstrap, str(os.getpid()), str(result)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=workdir,
+        check=False,
+    )
+    if not result.exists():
+        raise RuntimeError("no-op agent did not finish:\n" + (out.stdout + out.stderr)[-3000:])
+    return float(result.read_text())
+
+
+def scrape(port: int) -> dict[str, int]:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read()
+    except OSError:
+        return {}
+    totals: dict[str, int] = {}
+    for line in text.decode().splitlines():
+        if line.startswith("kaizen_ingest_"):
+            name = line.split("{", 1)[0]
+            totals[name] = totals.get(name, 0) + int(float(line.rsplit(" ", 1)[1]))
+    return totals
+
+
+def worker_run(bootstrap: str, total: int, workdir: Path) -> tuple[float, dict[str, int]]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "KAIZEN_BROKER": bootstrap,
+        "KAIZEN_DATA_DIR": str(workdir / "data"),
+        "KAIZEN_PARTITIONS": str(PARTITIONS),
+    }
+    log = (workdir / "worker.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "workers", "worker", "--web-port", str(port)),
+            *("--session-timeout", "6", "--loglevel", "warning"),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    try:
+        t_first = None
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            m = scrape(port)
+            done = m.get("kaizen_ingest_ingested_total", 0)
+            if done and t_first is None:
+                # first progress seen: back-date by the events already in at this poll
+                t_first = time.perf_counter()
+                first_done = done
+            if done >= total:
+                assert t_first is not None
+                elapsed = time.perf_counter() - t_first
+                # the events before the first poll took about (first_done / rate) seconds
+                rate = (done - first_done) / elapsed if elapsed > 0 else float("inf")
+                return (total / rate if rate else elapsed), m
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker exited; see {workdir / 'worker.log'}")
+            time.sleep(0.05)
+        raise RuntimeError("worker did not finish")
+    finally:
+        proc.terminate()
+        proc.wait(60)
+        log.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="200k events instead of 1M")
+    parser.add_argument("--events", type=int)
+    parser.add_argument("--sessions", type=int, default=400)
+    parser.add_argument("--keep", action="store_true", help="keep the work dir")
+    args = parser.parse_args()
+    total = args.events or (200_000 if args.quick else 1_000_000)
+    total -= total % args.sessions
+    workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    broker = EmbeddedBroker(port=free_port(), log=workdir / "tansu.log").start()
+    try:
+        asyncio.run(ensure_topics(broker.bootstrap, PARTITIONS))
+        t0 = time.perf_counter()
+        messages = asyncio.run(produce(broker.bootstrap, total, args.sessions))
+        took = time.perf_counter() - t0
+        print(f"produced {total:,} events in {messages:,} messages in {took:.1f}s", flush=True)
+        raw_s = asyncio.run(raw_read(broker.bootstrap, messages))
+        noop_s = noop_faust(broker.bootstrap, messages, workdir)
+        worker_s, m = worker_run(broker.bootstrap, total, workdir)
+    finally:
+        broker.stop()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    rows = [
+        ("raw aiokafka getmany", raw_s, None),
+        ("no-op Faust agent", noop_s, None),
+        ("kaizen worker (fsync, durable)", worker_s, total),
+    ]
+    print()
+    print(f"{'path':34} {'seconds':>8} {'msgs/s':>10} {'events/s':>11}")
+    for name, secs, events in rows:
+        ev = f"{events / secs:>11,.0f}" if events else f"{'-':>11}"
+        print(f"{name:34} {secs:8.2f} {messages / secs:10,.0f} {ev}")
+    noop_rate = messages / noop_s
+    worker_events = total / worker_s
+    print()
+    print(f"worker events/s / no-op agent msgs/s: {worker_events / noop_rate:6.1f}x  (goal >= 10x)")
+    print(f"worker events/s:                      {worker_events:10,.0f}  (goal >= 100,000)")
+    print(
+        f"worker msgs/s / raw getmany msgs/s:   {(messages / worker_s) / (messages / raw_s):6.3f}"
+    )
+    print(
+        f"dead-lettered {m.get('kaizen_ingest_dead_lettered_total', 0)}, "
+        f"duplicates {m.get('kaizen_ingest_duplicates_total', 0)}, "
+        f"flushes {m.get('kaizen_ingest_flushes_total', 0)}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""`kaizen-stream sessions`: the sessions in the local data dir, or --stats per partition.
+
+Reads each partition's RocksDB index under ``<data>/hotlog/kaizen.events-<p>/``
+directly (read-only when a running worker holds it), so it works with or
+without a worker; ``--stats`` adds the ingest counters the worker keeps beside
+each partition (ingested, duplicates skipped, dead-lettered, bytes, lag).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from workers.cli.errors import CliError
+from workers.cli.options import add_settings_arguments, positive_int, settings_from
+from workers.settings import EVENTS_TOPIC
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_settings_arguments(parser, partitions=False)
+    parser.add_argument("--stats", action="store_true", help="per-partition counters instead")
+    parser.add_argument("--agent", help="only sessions of this agent")
+    parser.add_argument("--limit", type=positive_int, default=100, metavar="N")
+    parser.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+
+
+def partition_dirs(hotlog: Path, topic: str = EVENTS_TOPIC) -> Iterator[tuple[int, Path]]:
+    pattern = re.compile(re.escape(topic) + r"-(\d+)$")
+    if not hotlog.is_dir():
+        return
+    found = []
+    for child in hotlog.iterdir():
+        m = pattern.match(child.name)
+        if m and (child / "index").is_dir():
+            found.append((int(m.group(1)), child))
+    yield from sorted(found)
+
+
+@contextlib.contextmanager
+def open_store(directory: Path, partition: int) -> Iterator[Any]:
+    """The partition's index; read-only when a worker has it open."""
+    from rocksdict import AccessType, Rdict
+
+    from workers.state import PartitionStore
+    from workers.state.options import DEFAULT_OPTIONS, rocksdb_options
+
+    try:
+        store = PartitionStore.open(directory, partition)
+    except Exception:
+        path = directory / "index"
+        db = Rdict(str(path), rocksdb_options(DEFAULT_OPTIONS), access_type=AccessType.read_only())
+        store = PartitionStore(db, path, partition)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _time(ms: int) -> str:
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError):
+        return str(ms)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    dirs = list(partition_dirs(settings.hotlog_dir))
+    if not dirs:
+        raise CliError(
+            f"no partitions in {settings.hotlog_dir}; has a worker run with this data dir?"
+        )
+    from rich.console import Console
+    from rich.table import Table
+
+    from workers.ingest import metrics
+
+    console = Console()
+    if args.stats:
+        table = Table(title=f"partitions in {settings.hotlog_dir}")
+        cols = ["partition", "sessions", "events", "watermark", "ingested", "duplicates"]
+        cols += ["dead-lettered", "bytes", "lag"]
+        for col in cols:
+            table.add_column(col, justify="right")
+        for p, d in dirs:
+            with open_store(d, p) as store:
+                st = store.stats()
+            c = metrics.load(d)
+            row = {**st, **c.to_json()}
+            if args.json:
+                print(json.dumps(row))
+                continue
+            table.add_row(
+                str(p),
+                f"{st['sessions']:,}",
+                f"{st['entries']:,}",
+                str(st["watermark"]),
+                f"{c.ingested:,}",
+                f"{c.duplicates:,}",
+                f"{c.dead_lettered:,}",
+                f"{c.bytes:,}",
+                f"{c.lag:,}",
+            )
+        if not args.json:
+            console.print(table)
+        return 0
+    infos = []
+    for p, d in dirs:
+        with open_store(d, p) as store:
+            for info in store.sessions():
+                if args.agent and info.agent != args.agent:
+                    continue
+                infos.append(info)
+    infos.sort(key=lambda i: i.last_ts_ms, reverse=True)
+    shown = infos[: args.limit]
+    if args.json:
+        for info in shown:
+            print(json.dumps(info.to_json()))
+        return 0
+    table = Table(title=f"{len(shown)} of {len(infos)} sessions in {settings.data_dir}")
+    for col, just in [
+        ("session", "left"),
+        ("agent", "left"),
+        ("model", "left"),
+        ("events", "right"),
+        ("first", "left"),
+        ("last", "left"),
+        ("partition", "right"),
+    ]:
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for info in shown:
+        table.add_row(
+            info.session_id,
+            info.agent,
+            info.model or "",
+            f"{info.count:,}",
+            _time(info.first_ts_ms),
+            _time(info.last_ts_ms),
+            str(info.partition),
+        )
+    console.print(table)
+    return 0
