@@ -87,20 +87,19 @@ def list_sessions(
     until = parse_time_ms(query["until"]) if query.get("until") else None
     limit = min(int(query.get("limit") or MAX_LIMIT), MAX_LIMIT)
     owned = sorted(manager.owned())
-    sessions: list[dict[str, object]] = []
-    truncated = False
+    matches: list[Any] = []
     for partition in owned:
         state = manager.get(partition)
         if state is None:
             continue
-        for info in state.store.sessions():
-            if not session_matches(info, agent, model, since, until):
-                continue
-            if len(sessions) >= limit:
-                truncated = True
-                break
-            sessions.append(info.to_json())
-    sessions.sort(key=lambda s: (-int(str(s.get("last_ts_ms", 0))), str(s["session_id"])))
+        matches.extend(
+            info
+            for info in state.store.sessions()
+            if session_matches(info, agent, model, since, until)
+        )
+    matches.sort(key=lambda info: (-info.last_ts_ms, info.session_id))  # most recent first
+    truncated = len(matches) > limit
+    sessions = [info.to_json() for info in matches[:limit]]
     complete = total_partitions is not None and len(owned) >= total_partitions
     return {
         "partitions": owned,
