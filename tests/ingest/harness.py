@@ -1,0 +1,250 @@
+"""Helpers of the ingest tests: worker processes, producing, reading what the stores hold."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from workers.broker.embedded import free_port
+from workers.codec import batch
+from workers.codec.event import complete_event, decode_event, encode_event
+from workers.hotlog import PartitionLog
+from workers.settings import EVENTS_TOPIC
+from workers.state import PartitionStore
+
+ROOT = Path(__file__).resolve().parents[2]
+GROUP = "kaizen-stream"
+
+
+def event(sid: str, seq: int, **more: object) -> bytes:
+    fields = {"session_id": sid, "seq": seq, "ts_ms": 1_760_000_000_000 + seq, "agent": "claude"}
+    fields.update(more)
+    return encode_event(complete_event(fields))
+
+
+def session_messages(sid: str, seqs: Iterable[int], sizes: list[int]) -> list[tuple[str, bytes]]:
+    """A session's events as messages: batches of the given sizes in turn (1 = plain event)."""
+    seqs = list(seqs)
+    out = []
+    i = k = 0
+    while i < len(seqs):
+        n = sizes[k % len(sizes)]
+        k += 1
+        chunk = [event(sid, q) for q in seqs[i : i + n]]
+        out.append((sid, chunk[0] if len(chunk) == 1 else batch.join(chunk)))
+        i += n
+    return out
+
+
+async def produce(
+    bootstrap: str, messages: list[tuple[str, bytes]], topic: str = EVENTS_TOPIC
+) -> dict[int, int]:
+    """Produce in order; returns partition -> number of messages produced there."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", max_request_size=16 << 20, linger_ms=5
+    )
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key.encode()) for key, value in messages]
+        metas = await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return dict(Counter(m.partition for m in metas))
+
+
+async def end_offsets(bootstrap: str, partitions: int, topic: str = EVENTS_TOPIC) -> dict[int, int]:
+    """Exact next offsets: read each partition to an empty poll (tansu's end offsets lie)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=32 << 20,
+        fetch_max_bytes=64 << 20,
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        ends = dict.fromkeys(range(partitions), 0)
+        empty = 0
+        while empty < 3:
+            got = await consumer.getmany(timeout_ms=300, max_records=100_000)
+            if not any(got.values()):
+                empty += 1
+            for tp, records in got.items():
+                if records:
+                    ends[tp.partition] = records[-1].offset + 1
+        return ends
+    finally:
+        await consumer.stop()
+
+
+async def committed(bootstrap: str, partitions: int, group: str = GROUP) -> dict[int, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        tps = [TopicPartition(EVENTS_TOPIC, p) for p in range(partitions)]
+        # tansu cannot answer OffsetFetch for "all partitions": name them
+        offsets = await admin.list_consumer_group_offsets(group, partitions=tps)
+    finally:
+        await admin.close()
+    return {
+        tp.partition: meta.offset
+        for tp, meta in offsets.items()
+        if tp.topic == EVENTS_TOPIC and meta.offset is not None and meta.offset >= 0
+    }
+
+
+def wait_committed(bootstrap: str, ends: dict[int, int], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = asyncio.run(committed(bootstrap, len(ends)))
+        if all(got.get(p, 0) >= end for p, end in ends.items() if end):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"committed {got}, want {ends}")
+        time.sleep(0.5)
+
+
+@dataclass
+class Worker:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    log_file: IO[bytes] = field(repr=False)
+
+    def metrics(self) -> dict[str, int]:
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2).read()
+        except OSError:
+            return {}
+        totals: dict[str, int] = {}
+        for line in text.decode().splitlines():
+            if line.startswith("kaizen_"):
+                name = line.split("{", 1)[0]
+                totals[name] = totals.get(name, 0) + int(float(line.rsplit(" ", 1)[1]))
+        return totals
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.log_file.close()
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log_file.close()
+        return self.proc.returncode
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_worker(
+    bootstrap: str, data_dir: Path, partitions: int, log_path: Path, session_timeout: float = 6
+) -> Worker:
+    port = free_port()
+    env = {
+        **os.environ,
+        "KAIZEN_BROKER": bootstrap,
+        "KAIZEN_DATA_DIR": str(data_dir),
+        "KAIZEN_PARTITIONS": str(partitions),
+    }
+    log_file = log_path.open("ab")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "workers",
+            "worker",
+            "--web-port",
+            str(port),
+            "--session-timeout",
+            str(session_timeout),
+        ],
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    return Worker(proc, port, log_path, log_file)
+
+
+def indexed(data_dir: Path, partitions: int) -> dict[str, tuple[int, list[int]]]:
+    """session -> (partition, seqs in index order), read through index and log (worker stopped).
+
+    Every indexed frame is decoded and checked to hold the (session, seq) it is indexed as.
+    """
+    out: dict[str, tuple[int, list[int]]] = {}
+    for p in range(partitions):
+        d = data_dir / "hotlog" / f"{EVENTS_TOPIC}-{p}"
+        if not (d / "index").is_dir():
+            continue
+        log = PartitionLog.open(d, topic=EVENTS_TOPIC, partition=p)
+        store = PartitionStore.open(d, p)
+        try:
+            for info in store.sessions():
+                seqs = []
+                for seq, loc in store.locations(info.session_id):
+                    ev = decode_event(log.read(loc))
+                    assert (ev["session_id"], ev["seq"]) == (info.session_id, seq)
+                    seqs.append(seq)
+                assert info.session_id not in out, f"{info.session_id} in two partitions"
+                out[info.session_id] = (p, seqs)
+        finally:
+            store.close()
+            log.close()
+    return out
+
+
+async def read_dlq(
+    bootstrap: str, partitions: int, topic: str
+) -> list[tuple[dict[str, str], bytes]]:
+    from workers.ingest.dlq import header_dict
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=32 << 20,
+    )
+    await consumer.start()
+    out = []
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+        empty = 0
+        while empty < 3:
+            got = await consumer.getmany(timeout_ms=300)
+            if not any(got.values()):
+                empty += 1
+            for records in got.values():
+                for r in records:
+                    out.append((header_dict(r.headers), r.value or b""))
+    finally:
+        await consumer.stop()
+    return out
+
+
+def dump(obj: object) -> str:
+    return json.dumps(obj, default=str)[:2000]
