@@ -211,8 +211,13 @@ def main() -> int:
     base = statistics.median(rows[0][2])
     base_min = min(rows[0][2])
     print()
-    print("| case      | events in log | session | median s | min s  | events/s  | ratio |")
-    print("|-----------|--------------:|--------:|---------:|-------:|----------:|------:|")
+    print(
+        "| case      | events in log | session | median s | min s  "
+        "| events/s  | ratio | min ratio |"
+    )
+    print(
+        "|-----------|--------------:|--------:|---------:|-------:|----------:|------:|----------:|"
+    )
     for name, in_log, times in rows:
         med = statistics.median(times)
         print(
