@@ -283,3 +283,23 @@ def test_progress_bar_on_a_terminal_leaves_stdout_clean(worker: Worker, unique: 
         os.close(leader)
     assert result.returncode == 0
     assert [json.loads(line)["seq"] for line in result.stdout.splitlines()] == list(range(3000))
+
+
+def test_no_broker_is_one_line(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    from tests.replay.conftest import ROOT
+    from workers.broker.embedded import free_port
+
+    for command in (["replay", "x"], ["tail", "x"], ["tail", "--all"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "workers", *command, "--broker", f"127.0.0.1:{free_port()}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=ROOT,
+        )
+        assert result.returncode == 1, command
+        assert result.stderr.count("\n") == 1 and "is it running?" in result.stderr

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import sys
 from typing import IO, Any
@@ -94,6 +95,11 @@ def request_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def quiet_client_logs() -> None:
+    """The command reports broker trouble in one line; aiokafka's own log lines would repeat it."""
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
 def timeout_message(session: str, timeout: float, broker: str) -> str:
     return (
         f"no answer for session {session} within {timeout:g}s: is a worker running? "
@@ -102,6 +108,7 @@ def timeout_message(session: str, timeout: float, broker: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    quiet_client_logs()
     settings = settings_of(args)
     options = request_options(args)
     if args.timeout <= 0:

@@ -28,7 +28,7 @@ import sys
 from typing import IO, Any
 
 from workers.cli.errors import CliError
-from workers.cli.replay import EXIT_TIMEOUT, settings_of, timeout_message
+from workers.cli.replay import EXIT_TIMEOUT, quiet_client_logs, settings_of, timeout_message
 from workers.settings import EVENTS_TOPIC, REPLAY_TOPIC, Settings
 
 GAP_FILL_ATTEMPTS = 3
@@ -56,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    quiet_client_logs()
     if args.all == bool(args.session):
         raise CliError("give a SESSION or --all (not both)")
     if args.lookback < 0:

@@ -74,8 +74,8 @@ async def open_follower(
         max_partition_fetch_bytes=8 << 20,
         fetch_max_bytes=64 << 20,
     )
-    await consumer.start()
     try:
+        await consumer.start()
         deadline = time.monotonic() + timeout
         partitions = consumer.partitions_for_topic(topic)
         while not partitions:
@@ -101,7 +101,11 @@ async def open_follower(
 
 async def start_producer(bootstrap: str) -> AIOKafkaProducer:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
-    await producer.start()
+    try:
+        await producer.start()
+    except BaseException:
+        await producer.stop()
+        raise
     return producer
 
 
