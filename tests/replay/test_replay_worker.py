@@ -303,3 +303,43 @@ def test_no_broker_is_one_line(tmp_path: Any) -> None:
         )
         assert result.returncode == 1, command
         assert result.stderr.count("\n") == 1 and "is it running?" in result.stderr
+
+
+def test_client_keeps_to_the_first_replier(worker: Worker, unique: str) -> None:
+    """Two answers to one request (two workers during a rebalance): the client takes one."""
+    from workers.replay.client import Replayed, ReplayResult
+
+    async def main() -> None:
+        bootstrap = worker.broker.bootstrap
+        async with ReplayClient(bootstrap, target_topic="kaizen.replay") as client:
+            request_id = f"dup-{unique}"
+            replies = client.expect(request_id)
+            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+            await producer.start()
+            try:
+                key = f"dup-{unique}".encode()
+                sums = {"a": formats.SeqChecksum(), "b": formats.SeqChecksum()}
+                for seq in range(5):
+                    for replier in ("a", "b"):
+                        sums[replier].add(seq)
+                        await producer.send_and_wait(
+                            "kaizen.replay",
+                            b"x",
+                            key=key,
+                            headers=formats.event_headers(request_id, seq, replier=replier),
+                        )
+                for replier in ("b", "a"):
+                    await producer.send_and_wait(
+                        "kaizen.replay",
+                        b"",
+                        key=key,
+                        headers=formats.end_headers(request_id, "ok", sums[replier], "", replier),
+                    )
+            finally:
+                await producer.stop()
+            got = [item async for item in replies]
+            assert [g.seq for g in got if isinstance(g, Replayed)] == [0, 1, 2, 3, 4]
+            assert isinstance(got[-1], formats.EndMarker) and got[-1].count == 5
+            assert not any(isinstance(g, ReplayResult) for g in got)
+
+    asyncio.run(main())

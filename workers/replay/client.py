@@ -125,6 +125,7 @@ async def replies(
     For one request at a time on a consumer of its own; `ReplayClient` routes many.
     """
     deadline = time.monotonic() + timeout
+    first: str | None = None
     while True:
         batch = await consumer.getmany(timeout_ms=200, max_records=5000)
         for records in batch.values():
@@ -132,9 +133,13 @@ async def replies(
                 item = _reply_item(record)
                 if item is None or item[0] != request_id:
                     continue
+                if first is None:
+                    first = item[1]
+                elif item[1] != first:
+                    continue  # a second worker answering the same request
                 deadline = time.monotonic() + timeout
-                yield item[1]
-                if isinstance(item[1], EndMarker):
+                yield item[2]
+                if isinstance(item[2], EndMarker):
                     return
         if time.monotonic() > deadline:
             raise ReplyTimeout(f"no reply to replay request {request_id} in {timeout:.0f}s")
@@ -162,6 +167,7 @@ class ReplayClient:
         self._consumer: AIOKafkaConsumer | None = None
         self._reader: asyncio.Task[None] | None = None
         self._waiting: dict[str, asyncio.Queue[Replayed | EndMarker]] = {}
+        self._replier: dict[str, str] = {}
 
     async def __aenter__(self) -> ReplayClient:
         try:
@@ -197,9 +203,12 @@ class ReplayClient:
                     item = _reply_item(record)
                     if item is None:
                         continue
-                    request_id, reply = item
+                    request_id, replier, reply = item
                     queue = self._waiting.get(request_id)
-                    if queue is not None:
+                    if queue is None:
+                        continue
+                    first = self._replier.setdefault(request_id, replier)
+                    if replier == first:  # a second worker answering it is ignored
                         queue.put_nowait(reply)
 
     def request(self, session_id: str, **options: Any) -> ReplayRequest:
@@ -237,6 +246,7 @@ class ReplayClient:
                     return
         finally:
             self._waiting.pop(request_id, None)
+            self._replier.pop(request_id, None)
 
     async def replay(
         self, request: ReplayRequest
@@ -266,20 +276,25 @@ class ReplayClient:
         return events, result
 
 
-def _reply_item(record: Any) -> tuple[str, Replayed | EndMarker] | None:
-    """(request id, reply) of one record of the reply topic; None when it is not a reply."""
+def _reply_item(record: Any) -> tuple[str, str, Replayed | EndMarker] | None:
+    """(request id, replier, reply) of a record of the reply topic; None if it is not a reply."""
     headers = formats.header_map(record.headers)
     request_id = headers.get(formats.H_REQUEST)
     if request_id is None:
         return None
+    replier = headers.get(formats.H_REPLIER, "")
     end = formats.parse_end(headers)
     if end is not None:
-        return request_id, end
+        return request_id, replier, end
     seq = headers.get(formats.H_SEQ)
     if seq is None:
         return None
     total = headers.get(formats.H_TOTAL)
-    return request_id, Replayed(int(seq), record.value or b"", int(total) if total else None)
+    return (
+        request_id,
+        replier,
+        Replayed(int(seq), record.value or b"", int(total) if total else None),
+    )
 
 
 def decode_message(value: bytes | None) -> Iterator[bytes]:

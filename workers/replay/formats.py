@@ -14,6 +14,10 @@ Reply, on the request's target topic (default `kaizen.replay`), keyed by session
   `kaizen-checksum` (see `SeqChecksum`), `kaizen-last-seq` (when count > 0)
   and `kaizen-error` (a sentence, with status error).
 
+Every reply message also carries `kaizen-replier`, unique per answer (worker
+instance + answer number): if two workers ever answer one request (a
+rebalance at the wrong moment), a client keeps to the first replier it hears.
+
 Invariants: every header value is ASCII text; events are sent in strictly
 increasing seq order; the end marker is the last message of a request; the
 checksum is the CRC-32C of the seqs sent, each as 8 bytes big-endian signed,
@@ -44,6 +48,7 @@ H_COUNT = "kaizen-count"
 H_CHECKSUM = "kaizen-checksum"
 H_LAST_SEQ = "kaizen-last-seq"
 H_ERROR = "kaizen-error"
+H_REPLIER = "kaizen-replier"
 
 STATUS_OK = "ok"
 STATUS_NOT_FOUND = "not_found"
@@ -178,15 +183,19 @@ class SeqChecksum:
         return f"{self.crc:08x}"
 
 
-def event_headers(request_id: str, seq: int, total: int | None = None) -> list[tuple[str, bytes]]:
+def event_headers(
+    request_id: str, seq: int, total: int | None = None, replier: str = ""
+) -> list[tuple[str, bytes]]:
     headers = [(H_REQUEST, request_id.encode()), (H_SEQ, str(seq).encode())]
+    if replier:
+        headers.append((H_REPLIER, replier.encode()))
     if total is not None:
         headers.append((H_TOTAL, str(total).encode()))
     return headers
 
 
 def end_headers(
-    request_id: str, status: str, checksum: SeqChecksum, error: str = ""
+    request_id: str, status: str, checksum: SeqChecksum, error: str = "", replier: str = ""
 ) -> list[tuple[str, bytes]]:
     headers = [
         (H_REQUEST, request_id.encode()),
@@ -194,6 +203,8 @@ def end_headers(
         (H_COUNT, str(checksum.count).encode()),
         (H_CHECKSUM, checksum.hex.encode()),
     ]
+    if replier:
+        headers.append((H_REPLIER, replier.encode()))
     if checksum.last_seq is not None:
         headers.append((H_LAST_SEQ, str(checksum.last_seq).encode()))
     if error:

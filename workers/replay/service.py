@@ -28,6 +28,7 @@ import contextlib
 import itertools
 import logging
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -76,6 +77,8 @@ class ReplayService:
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kaizen-replay")
         self._partitioner = DefaultPartitioner()
         self.answered = 0
+        self._answers = 0
+        self._instance = uuid.uuid4().hex[:8]
         self._started: OrderedDict[str, None] = OrderedDict()
 
     # -- lifecycle -----------------------------------------------------------------
@@ -226,9 +229,11 @@ class ReplayService:
 
     async def _answer(self, request: ReplayRequest) -> None:
         checksum = SeqChecksum()
+        self._answers += 1
+        replier = f"{self._instance}-{self._answers}"
         async with self._slots:
             try:
-                status = await self._replay(request, checksum)
+                status = await self._replay(request, checksum, replier)
                 error = ""
             except asyncio.CancelledError:
                 raise
@@ -247,12 +252,13 @@ class ReplayService:
                     status,
                     checksum,
                     error,
+                    replier,
                 )
             except Exception:
                 log.exception("end marker of replay %s not sent", request.request_id)
             self.answered += 1
 
-    async def _replay(self, request: ReplayRequest, checksum: SeqChecksum) -> str:
+    async def _replay(self, request: ReplayRequest, checksum: SeqChecksum, replier: str) -> str:
         partition = self.manager.partition_for(request.session_id)
         state = await self.manager.wait_ready(partition, timeout=self.ready_timeout)
         info = state.store.session(request.session_id)
@@ -292,7 +298,9 @@ class ReplayService:
                                 batch = producer.create_batch()
                             await asyncio.sleep((ts_ms - prev_ts) / 1000.0 / request.speed)
                         prev_ts = ts_ms
-                headers = formats.event_headers(request.request_id, seq, total if first else None)
+                headers = formats.event_headers(
+                    request.request_id, seq, total if first else None, replier
+                )
                 first = False
                 if batch.append(key=key, value=data, timestamp=None, headers=headers) is None:
                     pending.append(await producer.send_batch(batch, topic, partition=target))
@@ -321,6 +329,7 @@ class ReplayService:
         status: str,
         checksum: SeqChecksum,
         error: str = "",
+        replier: str = "",
     ) -> None:
         producer = await self.producer()
         key = session_id.encode()
@@ -330,7 +339,7 @@ class ReplayService:
             value=b"",
             key=key,
             partition=target,
-            headers=formats.end_headers(request_id, status, checksum, error),
+            headers=formats.end_headers(request_id, status, checksum, error, replier),
         )
 
     async def _dead_letter(
