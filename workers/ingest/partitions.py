@@ -215,12 +215,13 @@ class PartitionState:
         """
         log_offset = self.epoch.base + offset
         self.next_offset = offset + 1
+        if self._pending_messages == 0:
+            self._pending_since = time.monotonic()
+        # counted as pending even when skipped: its ack goes out with the next group commit
+        self._pending_messages += 1
         if log_offset <= self._pending_offset or log_offset <= self.store.watermark:
             self.counters.skipped_messages += 1
             return []
-        if self._pending_messages == 0:
-            self._pending_since = time.monotonic()
-        self._pending_messages += 1
         self._pending_offset = log_offset
         if self.epoch.probe_offset is None and self._probe is None and value is not None:
             self._probe = (offset, crc32c.crc32c(value))
