@@ -7,12 +7,17 @@ Invariants:
 - acks="all" and no idempotent producer (the embedded broker rejects it); a
   resend after a failure is safe because the worker dedupes on (session_id, seq).
 - `send_events` returns only when every message is acknowledged, or raises.
+- `deliver` also reports the lowest acknowledged offset per partition, so the
+  shipper can check that the acked records are really in the topic (see
+  `workers/shipper/shipper.py`: a restarted embedded broker acks records for
+  a topic that does not exist yet, and they vanish when it is created).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -65,6 +70,34 @@ def batches(
     return out
 
 
+@dataclass
+class Delivery:
+    """What one send acknowledged: events, and the lowest acked offset per partition."""
+
+    events: int = 0
+    first_offsets: dict[int, int] = field(default_factory=dict)
+
+
+async def deliver(
+    producer: AIOKafkaProducer,
+    events: Iterable[dict[str, Any]],
+    *,
+    topic: str = EVENTS_TOPIC,
+    max_batch: int = 128,
+) -> Delivery:
+    """Send without awaiting each message, then wait for every ack."""
+    futures = []
+    delivery = Delivery()
+    for key, message, n in batches(events, max_batch=max_batch):
+        futures.append(await producer.send(topic, message, key=key))
+        delivery.events += n
+    for meta in await asyncio.gather(*futures):
+        first = delivery.first_offsets.get(meta.partition)
+        if first is None or meta.offset < first:
+            delivery.first_offsets[meta.partition] = meta.offset
+    return delivery
+
+
 async def send_events(
     producer: AIOKafkaProducer,
     events: Iterable[dict[str, Any]],
@@ -73,14 +106,7 @@ async def send_events(
     max_batch: int = 128,
 ) -> int:
     """Send without awaiting each message, then wait for every ack; the events sent."""
-    futures = []
-    count = 0
-    for key, message, n in batches(events, max_batch=max_batch):
-        futures.append(await producer.send(topic, message, key=key))
-        count += n
-    if futures:
-        await asyncio.gather(*futures)
-    return count
+    return (await deliver(producer, events, topic=topic, max_batch=max_batch)).events
 
 
 async def produce_events(

@@ -5,6 +5,11 @@ Invariants (see workers/hooks/spool.py for the files):
 - The commit pointer moves only after Kafka acknowledged every event before
   it; segments wholly before it are deleted. A crash between ack and commit
   resends one round, which the worker's (session_id, seq) dedupe absorbs.
+- An ack is checked before it is trusted: each partition written to must end
+  past the lowest offset acked there. tansu (the embedded broker) keeps
+  memory only and acks a produce for a topic that does not exist yet; when a
+  producer outlives a broker restart, that record vanishes once the topic is
+  created. Real Kafka always passes the check; one ListOffsets per round.
 - With the broker down nothing is lost: the spool grows (bounded by
   KAIZEN_SPOOL_MAX_BYTES in the hook), a warning is logged when it passes half
   the bound, and sending resumes with backoff once the broker answers.
@@ -20,11 +25,17 @@ import sys
 import time
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from workers.hooks.spool import Spool, max_bytes
 from workers.settings import EVENTS_TOPIC
-from workers.shipper.producer import new_producer, send_events
+from workers.shipper.producer import Delivery, deliver, new_producer
+
+LANDED_TIMEOUT_S = 10.0
+
+
+class NotLanded(RuntimeError):
+    """The broker acked records that its topic does not hold; they are sent again."""
 
 
 class Shipper:
@@ -47,6 +58,7 @@ class Shipper:
         self.shipped = 0
         self.gave_up = False
         self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
         self._warned_size = 0.0
 
     def log(self, message: str) -> None:
@@ -55,9 +67,40 @@ class Shipper:
 
     async def _close(self) -> None:
         producer, self._producer = self._producer, None
-        if producer is not None:
-            with contextlib.suppress(Exception):  # a broken connection may fail to close
-                await asyncio.wait_for(producer.stop(), 5)
+        consumer, self._consumer = self._consumer, None
+        for client in (producer, consumer):
+            if client is not None:
+                with contextlib.suppress(Exception):  # a broken connection may fail to close
+                    await asyncio.wait_for(client.stop(), 5)
+
+    async def _check_landed(self, delivery: Delivery) -> None:
+        """NotLanded unless every partition written to ends past its lowest acked offset."""
+        if not delivery.first_offsets:
+            return
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+            try:
+                await consumer.start()
+            except BaseException:
+                await consumer.stop()
+                raise
+            self._consumer = consumer
+        # tansu also answers offsets from that phantom storage: the topic must exist first.
+        # An all-topics metadata request (private client API) never auto-creates one.
+        cluster = await asyncio.wait_for(
+            self._consumer._client.fetch_all_metadata(), LANDED_TIMEOUT_S
+        )
+        known = cluster.partitions_for_topic(self.topic) or set()
+        if not set(delivery.first_offsets) <= known:
+            raise NotLanded(f"{self.topic} is not on the broker yet (a restarted broker?)")
+        tps = [TopicPartition(self.topic, p) for p in delivery.first_offsets]
+        ends = await asyncio.wait_for(self._consumer.end_offsets(tps), LANDED_TIMEOUT_S)
+        missing = [tp.partition for tp in tps if ends[tp] <= delivery.first_offsets[tp.partition]]
+        if missing:
+            raise NotLanded(
+                f"{self.topic} partitions {missing} do not hold the records just acked "
+                "(a restarted broker?)"
+            )
 
     def _check_size(self) -> None:
         used, bound = self.spool.size(), max_bytes()
@@ -100,7 +143,9 @@ class Shipper:
                 await producer.stop()
                 raise
             self._producer = producer
-        sent = await send_events(self._producer, events, topic=self.topic, max_batch=self.max_batch)
+        delivery = await deliver(self._producer, events, topic=self.topic, max_batch=self.max_batch)
+        await self._check_landed(delivery)
+        sent = delivery.events
         tail = frames[-1]
         self.spool.write_commit(tail.segment, tail.end)
         self.spool.drop_before(tail.segment, tail.end)
