@@ -28,6 +28,7 @@ empty_session_id, bad_seq, too_large.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -107,12 +108,64 @@ def _skip_varint(b: bytes, p: int, max_bytes: int) -> int:
             return p
 
 
+_ANY = rb"[\x00-\xff]"
+
+
+def _pattern(schema: Any) -> bytes | None:
+    """A bytes regex matching exactly the valid encodings of `schema`; None when it has a
+    length-prefixed part (string, bytes) or a nested type a regex cannot check."""
+    if isinstance(schema, list):
+        if len(schema) > 63:
+            return None
+        alts = []
+        for k, branch in enumerate(schema):
+            inner = _pattern(branch)
+            if inner is None:
+                return None
+            alts.append(re.escape(bytes([2 * k])) + inner)
+        return b"(?:" + b"|".join(alts) + b")"
+    kind = schema["type"] if isinstance(schema, dict) else schema
+    if isinstance(kind, (dict, list)):
+        return _pattern(kind)
+    if kind == "null":
+        return b""
+    if kind == "boolean":
+        return rb"[\x00\x01]"
+    if kind == "int":
+        return rb"[\x80-\xff]{0,4}[\x00-\x7f]"
+    if kind == "long":
+        return rb"[\x80-\xff]{0,9}[\x00-\x7f]"
+    if kind == "float":
+        return _ANY + b"{4}"
+    if kind == "double":
+        return _ANY + b"{8}"
+    if kind == "fixed":
+        return _ANY + b"{%d}" % int(schema["size"])
+    if kind == "enum":
+        count = len(schema["symbols"])
+        if count > 63:
+            return None
+        return b"[" + b"".join(re.escape(bytes([2 * k])) for k in range(count)) + b"]"
+    return None
+
+
 class _Gen:
     """Emits the straight-line reader for one writer schema."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.n = 0
+        self.patterns: dict[str, re.Pattern[bytes]] = {}
+
+    def run(self, i: int, schemas_: list[Any]) -> None:
+        """Validate several fields whose values are not kept with one regex match (in C)."""
+        pattern = re.compile(b"".join(_pattern(t) or b"" for t in schemas_))
+        name = f"_rx{len(self.patterns)}"
+        self.patterns[name] = pattern
+        self.emit(i, f"m = {name}(b, p)")
+        self.emit(i, "if m is None:")
+        self.emit(i + 1, f"raise _Malformed('{len(schemas_)} fields from byte ' + str(p))")
+        self.emit(i, "p = m.end()")
 
     def tmp(self) -> str:
         self.n += 1
@@ -122,10 +175,18 @@ class _Gen:
         self.lines.append("    " * indent + line)
 
     def varint(self, i: int, target: str, max_bytes: int) -> None:
-        """`target` = the zigzag-decoded varint at p."""
+        """`target` = the zigzag-decoded varint at p (the loop inline: no call per value)."""
         self.emit(i, "c = b[p]; p += 1")
         self.emit(i, "if c & 0x80:")
-        self.emit(i + 1, f"c, p = _tail(b, p, c, {max_bytes})")
+        self.emit(i + 1, "v = c & 0x7F; sh = 7")
+        self.emit(i + 1, "while True:")
+        self.emit(i + 2, "c = b[p]; p += 1")
+        self.emit(i + 2, "v |= (c & 0x7F) << sh")
+        self.emit(i + 2, "if not c & 0x80: break")
+        self.emit(i + 2, "sh += 7")
+        self.emit(i + 2, f"if sh >= {7 * max_bytes}:")
+        self.emit(i + 3, f"raise _Malformed('varint longer than {max_bytes} bytes')")
+        self.emit(i + 1, "c = v")
         self.emit(i, f"{target} = (c >> 1) ^ -(c & 1)")
 
     def skip_varint(self, i: int, max_bytes: int) -> None:
@@ -240,8 +301,18 @@ def compile_reader(writer: schemas.Schema) -> Reader:
     names = {f["name"] for f in fields}
     if not {"session_id", "seq"} <= names:
         raise NotImplementedError("writer schema lacks session_id or seq")
+    run: list[Any] = []
     for f in fields:
-        gen.value(1, f["type"], _KEEP.get(f["name"]))
+        target = _KEEP.get(f["name"])
+        if target is None and _pattern(f["type"]) is not None:
+            run.append(f["type"])
+            continue
+        if run:
+            gen.run(1, run)
+            run = []
+        gen.value(1, f["type"], target)
+    if run:
+        gen.run(1, run)
     gen.emit(1, "if p != n:")
     gen.emit(2, "raise _Trailing(n - p)")
     gen.emit(1, "return sid, seq, ts, agent, model")
@@ -250,6 +321,7 @@ def compile_reader(writer: schemas.Schema) -> Reader:
         "_skip": _skip_varint,
         "_Malformed": _Malformed,
         "_Trailing": _Trailing,
+        **{name: rx.match for name, rx in gen.patterns.items()},
     }
     exec(
         compile("\n".join(gen.lines), f"<lean reader {writer.fingerprint.hex()}>", "exec"),
