@@ -154,16 +154,18 @@ class PartitionState:
         self.opened = True
 
     def _open_store(self) -> PartitionStore:
-        try:
-            from workers.state.rebuild import index_matches_log, rebuild_partition
-        except ImportError:  # pragma: no cover - until the rebuild module lands
-            return PartitionStore.open(self.directory, self.partition)
+        from workers.state.rebuild import catch_up, index_matches_log, rebuild_partition
+
         try:
             store = PartitionStore.open(self.directory, self.partition)
         except Exception as exc:  # e.g. FormatMismatch, a damaged index
             log.warning("partition %d: index unusable (%s); rebuilding", self.partition, exc)
             return rebuild_partition(self.directory, self.partition, self.log)
         if index_matches_log(store, self.log):
+            # frames appended (and fsynced) after the last index commit: index them now
+            added = catch_up(store, self.log)
+            if added:
+                log.info("partition %d: indexed %d frames the index lagged", self.partition, added)
             return store
         log.warning("partition %d: index disagrees with the log; rebuilding", self.partition)
         store.close()
