@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from workers.hotlog import CorruptFrame, Location, frame
+from workers.hotlog import log as log_mod
 from workers.hotlog.frame import Bad, Good
 
 u32 = st.integers(0, 2**32 - 1)
@@ -65,3 +66,32 @@ def test_zero_filled_space_is_skipped_quickly() -> None:
     buf = frame.encode(b"a", 0) + bytes(1 << 20) + frame.encode(b"b", 0)
     items = list(frame.iter_frames(buf, 0, len(buf), 0))
     assert items == [Good(0, 1, 0), Bad(17, 17 + (1 << 20), False), Good(17 + (1 << 20), 1, 0)]
+
+
+def test_location_is_an_immutable_value() -> None:
+    loc = Location(3, 512, 10)
+    assert (loc.segment, loc.position, loc.length) == (3, 512, 10)
+    assert loc == Location(segment=3, position=512, length=10)
+    assert hash(loc) == hash(Location(3, 512, 10))
+    assert loc != Location(3, 512, 11)
+    assert type(Location.unpack(loc.pack())) is Location
+    assert repr(loc) == "Location(segment=3, position=512, length=10)"
+    with pytest.raises(AttributeError):
+        loc.position = 1  # type: ignore[misc]
+
+
+@given(st.lists(st.integers(0, 5000), max_size=300), st.integers(0, 2**32 - 1))
+def test_batch_locations_match_the_constructor(lens: list[int], start: int) -> None:
+    got = log_mod._locations(9, start, lens)
+    want = [Location(9, p, n) for p, n in zip(frame.positions(lens, start), lens, strict=True)]
+    assert got == want
+    assert all(type(loc) is Location for loc in got)
+
+
+def test_encode_batch_survives_the_length_cache_filling_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(frame, "_LENGTH_CACHE_MAX", 4)
+    payloads = [bytes([n]) * n for n in range(40)]
+    for offset in (0, 5):
+        data, lens = frame.encode_batch(payloads, offset)
+        assert lens == list(range(40))
+        assert data == b"".join(frame.encode(p, offset) for p in payloads)

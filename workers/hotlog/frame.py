@@ -27,7 +27,7 @@ import mmap
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from itertools import accumulate, chain, repeat
+from itertools import accumulate, chain
 
 import crc32c
 
@@ -35,10 +35,11 @@ HEAD = struct.Struct(">IQ")
 TRAILER = struct.Struct(">I")
 HEAD_SIZE = HEAD.size  # 12
 OVERHEAD = HEAD.size + TRAILER.size  # 16 bytes per frame
-_pack_head = HEAD.pack
 _pack_crc = TRAILER.pack
 _crc = crc32c.crc32c
 _OVERHEAD_ADD = OVERHEAD.__add__
+_pack_len = TRAILER.pack  # ">I", the length field
+_pack_off = struct.Struct(">Q").pack
 MAX_PAYLOAD = 64 << 20
 # Offsets inside one segment never run this far past its base offset; bytes that claim to are
 # not a frame.  It rejects almost every false resync candidate before a CRC is computed.
@@ -61,16 +62,34 @@ def encode(payload: bytes, offset: int) -> bytes:
     return b"".join((head, payload, TRAILER.pack(crc)))
 
 
+class _LengthBytes(dict[int, bytes]):
+    """Payload length -> its 4 length bytes, filled on first use; bounded (cleared when big)."""
+
+    def __missing__(self, length: int) -> bytes:
+        if len(self) >= _LENGTH_CACHE_MAX:
+            self.clear()
+        packed = self[length] = _pack_len(length)
+        return packed
+
+
+_LENGTH_CACHE_MAX = 1 << 14
+_length_bytes = _LengthBytes().__getitem__
+
+
 def encode_batch(payloads: Sequence[bytes], offset: int) -> tuple[bytes, list[int]]:
     """All frames of one message as one buffer, plus each payload's length.
 
-    The hot path of ingest: per frame one ``struct.pack`` and two ``crc32c`` calls, all driven
-    by ``map`` (no interpreted loop body), then one join.
+    The hot path of ingest, all driven by ``map`` (no interpreted loop body).  Per frame:
+    the frame body ``length + offset + payload`` in one ``bytes.join`` call (the offset bytes,
+    shared by the whole batch, are the separator; the length bytes come from a cache), one
+    ``crc32c`` over the body and one trailer pack; then one join of the batch.  Copying a
+    ~300-byte payload into the body is cheaper than the alternative, a second ``crc32c``
+    call per frame for the head.
     """
     lens = list(map(len, payloads))
-    heads = list(map(_pack_head, lens, repeat(offset)))
-    trailers = map(_pack_crc, map(_crc, payloads, map(_crc, heads)))
-    return b"".join(chain.from_iterable(zip(heads, payloads, trailers, strict=True))), lens
+    bodies = list(map(_pack_off(offset).join, zip(map(_length_bytes, lens), payloads, strict=True)))
+    trailers = map(_pack_crc, map(_crc, bodies))
+    return b"".join(chain.from_iterable(zip(bodies, trailers, strict=True))), lens
 
 
 def positions(lens: list[int], start: int) -> list[int]:

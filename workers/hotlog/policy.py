@@ -9,25 +9,32 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 _LOCATION = struct.Struct(">QII")
+_new_tuple = tuple.__new__
 
 
-@dataclass(frozen=True, slots=True)
-class Location:
-    """Where a frame is: its segment (base Kafka offset), start position and payload length."""
+class Location(NamedTuple):
+    """Where a frame is: its segment (base Kafka offset), start position and payload length.
+
+    A named tuple, not a dataclass: ``append_batch`` makes one per frame, and a tuple subclass
+    can be built for a whole batch by one C-level ``map(tuple.__new__, ...)`` (see
+    ``log._locations``) at a fraction of a frozen dataclass's cost.  Immutable, hashable and
+    compared by value like before; unlike a dataclass it is also a 3-tuple (it unpacks,
+    orders like ``(segment, position, length)`` and equals the plain tuple of its fields).
+    """
 
     segment: int
     position: int
     length: int
 
     def pack(self) -> bytes:
-        return _LOCATION.pack(self.segment, self.position, self.length)
+        return _LOCATION.pack(*self)
 
     @classmethod
     def unpack(cls, data: bytes) -> Location:
-        segment, position, length = _LOCATION.unpack(data)
-        return cls(segment, position, length)
+        return _new_tuple(cls, _LOCATION.unpack(data))
 
 
 @dataclass(frozen=True)

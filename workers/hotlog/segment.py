@@ -111,7 +111,10 @@ def create(directory: Path, topic: str, partition: int, base: int) -> int:
 
 
 def write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
+    n = os.write(fd, data)
+    if n == len(data):  # the usual case: no memoryview needed
+        return
+    view = memoryview(data)[n:]
     while view:
         n = os.write(fd, view)
         view = view[n:]
