@@ -11,9 +11,11 @@ import asyncio
 import random
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.conftest import TEST_PARTITIONS
+import pytest
+
 from tests.ingest.harness import (
     Worker,
     end_offsets,
@@ -23,7 +25,8 @@ from tests.ingest.harness import (
     start_worker,
     wait_committed,
 )
-from workers.broker.embedded import EmbeddedBroker
+from workers.broker.embedded import EmbeddedBroker, free_port
+from workers.broker.topics import ensure_topics
 from workers.ingest.partitions import partition_for_key
 
 
@@ -41,11 +44,24 @@ def ready_partitions(worker: Worker) -> set[int]:
     return out
 
 
-def test_kill_one_of_three_then_start_an_empty_one(
-    fresh_broker: EmbeddedBroker, tmp_path: Path
-) -> None:
+# Six partitions: three workers hold two each; when one dies the other two hold three each,
+# and Faust's assignor (capacity ceil(6/3) = 2 per member) must then hand two to the newcomer.
+# (With four, two each for two members is already within capacity and the newcomer may get
+# nothing.)
+PARTITIONS = 6
+
+
+@pytest.fixture
+def broker6(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    broker = EmbeddedBroker(port=free_port(), log=tmp_path / "tansu.log").start()
+    asyncio.run(ensure_topics(broker.bootstrap, PARTITIONS))
+    yield broker
+    broker.stop()
+
+
+def test_kill_one_of_three_then_start_an_empty_one(broker6: EmbeddedBroker, tmp_path: Path) -> None:
     rng = random.Random(3)
-    bootstrap = fresh_broker.bootstrap
+    bootstrap = broker6.bootstrap
     expected = {f"h-{s}": rng.randrange(50, 400) for s in range(160)}
     ordered = []
     for sid, n in expected.items():
@@ -60,7 +76,7 @@ def test_kill_one_of_three_then_start_an_empty_one(
     thread = threading.Thread(target=feeder)
     thread.start()
     workers = {
-        name: start_worker(bootstrap, tmp_path / name, TEST_PARTITIONS, tmp_path / f"{name}.log")
+        name: start_worker(bootstrap, tmp_path / name, PARTITIONS, tmp_path / f"{name}.log")
         for name in ("w1", "w2", "w3")
     }
     try:
@@ -68,10 +84,8 @@ def test_kill_one_of_three_then_start_an_empty_one(
         workers.pop("w2").kill()
         thread.join()
         time.sleep(2)
-        workers["w4"] = start_worker(
-            bootstrap, tmp_path / "w4", TEST_PARTITIONS, tmp_path / "w4.log"
-        )
-        ends = asyncio.run(end_offsets(bootstrap, TEST_PARTITIONS))
+        workers["w4"] = start_worker(bootstrap, tmp_path / "w4", PARTITIONS, tmp_path / "w4.log")
+        ends = asyncio.run(end_offsets(bootstrap, PARTITIONS))
         assert sum(ends.values()) == len(ordered)
         deadline = time.monotonic() + 120
         while True:
@@ -79,7 +93,7 @@ def test_kill_one_of_three_then_start_an_empty_one(
             for name, w in workers.items():
                 for p in ready_partitions(w):
                     owners.setdefault(p, []).append(name)
-            settled = len(owners) == TEST_PARTITIONS and all(len(v) == 1 for v in owners.values())
+            settled = len(owners) == PARTITIONS and all(len(v) == 1 for v in owners.values())
             if settled and any(v == ["w4"] for v in owners.values()):
                 wait_committed(bootstrap, ends, timeout=60)
                 break
@@ -94,9 +108,9 @@ def test_kill_one_of_three_then_start_an_empty_one(
     finally:
         codes = {name: w.stop() for name, w in workers.items()}
     assert all(code == 0 for code in codes.values()), codes
-    per_worker = {name: indexed(tmp_path / name, TEST_PARTITIONS) for name in ("w1", "w3", "w4")}
+    per_worker = {name: indexed(tmp_path / name, PARTITIONS) for name in ("w1", "w3", "w4")}
     for sid, n in expected.items():
-        p = partition_for_key(sid.encode(), TEST_PARTITIONS)
+        p = partition_for_key(sid.encode(), PARTITIONS)
         owner = owners[p][0]
         part, seqs = per_worker[owner][sid]
         assert part == p

@@ -62,7 +62,7 @@ def register_ingest(app: faust.App, manager: PartitionManager, dlq_topic: str = 
                         state.add_dlq(await send_dead_letter(letter))
                     state.add_ack(event)
                     if state.want_flush():
-                        await state.flush()
+                        await state.flush(wait=False)
             except Exception as exc:
                 # Bad input never raises (it is dead-lettered); this is I/O trouble or a bug.
                 # Restarting the agent alone would skip this message and stall the commits

@@ -125,6 +125,8 @@ class PartitionState:
         self._acks: list[Ackable] = []
         self._dlq: list[Awaitable[Any]] = []
         self._probe: tuple[int, int] | None = None  # (kafka offset, crc) to record at commit
+        self._inflight: asyncio.Future[None] | None = None  # the group commit under way
+        self._inflight_batch: IndexBatch | None = None
 
     # ------------------------------------------------------------------ opening
 
@@ -254,7 +256,17 @@ class PartitionState:
         if batch is None:
             batch = self._batch = self.store.begin()
         seen = self.store.seen
-        contains = batch.contains
+        contains: Callable[[str, int], bool] = batch.contains
+        inflight = self._inflight_batch
+        if inflight is not None and not inflight.closed:
+            current = batch.contains
+            pending = inflight.contains
+
+            def either(sid: str, seq: int) -> bool:
+                return current(sid, seq) or pending(sid, seq)
+
+            contains = either
+
         fresh = []
         keys: set[tuple[str, int]] | None = set() if len(events) > 1 else None
         for ev in events:
@@ -295,6 +307,8 @@ class PartitionState:
     def want_flush(self, now: float | None = None) -> bool:
         if not self._pending_messages:
             return False
+        if self.committing and self._pending_messages < self.config.flush_max_messages:
+            return False  # one commit in flight: keep batching behind it
         cfg = self.config
         if (
             self._pending_messages >= cfg.flush_max_messages
@@ -305,38 +319,72 @@ class PartitionState:
         now = time.monotonic() if now is None else now
         return (now - self._pending_since) * 1000.0 >= cfg.flush_max_ms
 
-    def _commit_sync(
-        self, batch: IndexBatch, watermark: int, probe: tuple[int, int] | None
-    ) -> None:
-        if probe is not None:  # the first message of the epoch: remember it (before the index)
+    def _fsync(self, probe: tuple[int, int] | None) -> None:
+        """In an executor thread: the epoch's probe (first commit of an epoch), then the log."""
+        if probe is not None:
             self.epoch = epochs.Epoch(self.epoch.base, probe[0], probe[1])
             epochs.store(self.directory, self.epoch)
-        self.log.flush()  # fsync first: the index never points past durable data
-        batch.commit(watermark)
+        self.log.flush()
 
-    async def flush(self) -> None:
-        """Group commit: fsync, index batch with the watermark, then ack. Caller holds lock."""
-        if not self._pending_messages:
-            return
-        if self._dlq:  # dead letters are delivered before their offsets can be committed
+    async def flush(self, wait: bool = True) -> None:
+        """Group commit of everything processed so far. Caller holds ``lock``.
+
+        Pipelined: the fsync runs in an executor thread while the agent goes on processing
+        into a new batch; at most one commit is in flight and commits complete in order.
+        Its steps: dead letters delivered → log fsynced → index batch committed with the
+        watermark (on the loop thread, so dedupe never races it) → messages acked. With
+        ``wait`` (the default) return only when that is done.
+        """
+        await self._await_inflight()
+        if self._pending_messages:
             deliveries, self._dlq = self._dlq, []
-            await asyncio.gather(*deliveries)
-        batch = self._batch if self._batch is not None else self.store.begin()
-        self._batch = None
-        watermark = self._pending_offset
-        probe, self._probe = self._probe, None
-        loop = asyncio.get_running_loop()
+            batch = self._batch if self._batch is not None else self.store.begin()
+            self._batch = None
+            acks, self._acks = self._acks, []
+            probe, self._probe = self._probe, None
+            self._pending_messages = self._pending_events = self._pending_bytes = 0
+            self._inflight_batch = batch
+            self._inflight = asyncio.ensure_future(
+                self._commit(batch, self._pending_offset, probe, acks, deliveries)
+            )
+        if wait:
+            await self._await_inflight()
+
+    async def _commit(
+        self,
+        batch: IndexBatch,
+        watermark: int,
+        probe: tuple[int, int] | None,
+        acks: list[Ackable],
+        deliveries: list[Awaitable[Any]],
+    ) -> None:
         try:
-            await loop.run_in_executor(None, self._commit_sync, batch, watermark, probe)
+            if deliveries:  # dead letters are delivered before their offsets can be committed
+                await asyncio.gather(*deliveries)
+            await asyncio.get_running_loop().run_in_executor(None, self._fsync, probe)
+            batch.commit(watermark)  # only after the fsync: never points past durable data
         except BaseException:
             if not batch.closed:
                 batch.abort()
             raise
-        acks, self._acks = self._acks, []
         for ack in acks:
             ack.ack()
-        self._pending_messages = self._pending_events = self._pending_bytes = 0
         self.counters.flushes += 1
+
+    async def _await_inflight(self) -> None:
+        fut = self._inflight
+        if fut is None:
+            return
+        try:
+            await asyncio.shield(fut)
+        finally:
+            if self._inflight is fut and fut.done():
+                self._inflight = None
+                self._inflight_batch = None
+
+    @property
+    def committing(self) -> bool:
+        return self._inflight is not None and not self._inflight.done()
 
     def save_stats(self) -> None:
         with contextlib.suppress(OSError):
@@ -590,7 +638,7 @@ class PartitionManager(Service):
                     position = rec.offset + 1
                     n += 1
                 if state.want_flush():
-                    await state.flush()
+                    await state.flush(wait=False)
             await state.flush()
         finally:
             await consumer.stop()
@@ -612,7 +660,7 @@ class PartitionManager(Service):
                 if state.want_flush(now) and not state.lock.locked():
                     async with state.lock:
                         if not state.closed:
-                            await state.flush()
+                            await state.flush(wait=False)
             if now - last_stats >= cfg.stats_every_s:
                 last_stats = now
                 for state in list(self._states.values()):
