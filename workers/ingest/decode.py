@@ -403,10 +403,24 @@ class LeanDecoder:
                 return MessageResult(events, rejected)
         else:
             items = [value]
-        decode = self.event
+        # fast path inline (no call of `event` per item); anything unusual goes through
+        # `event`, which names the reason
+        readers = self._readers
+        limit = self.max_event_bytes
+        append = events.append
         for item in items:
+            reader = readers.get(item[2:HEADER_SIZE])
+            if reader is not None and item[:2] == MARKER and len(item) <= limit:
+                try:
+                    sid, seq, ts, agent, model = reader(item)
+                except Exception:
+                    pass
+                else:
+                    if sid and seq >= 0:
+                        append(Decoded(sid, seq, ts, agent, model, item))
+                        continue
             try:
-                events.append(decode(item))
+                append(self.event(item))
             except DecodeError as exc:
                 rejected.append(Rejected(exc.reason, exc.detail, item))
         return MessageResult(events, rejected)

@@ -67,7 +67,7 @@ class IngestConfig:
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     segment_bytes: int = 64 << 20
     #: group commit: flush when any bound is reached
-    flush_max_ms: float = 20.0
+    flush_max_ms: float = 50.0
     flush_max_messages: int = 4_000
     flush_max_events: int = 50_000
     flush_max_bytes: int = 16 << 20
