@@ -158,3 +158,17 @@ def test_sessions_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     out = capsys.readouterr().out
     assert '"ingested": 3' in out and '"entries": 3' in out
     assert cli_main(["sessions", "--data-dir", str(tmp_path / "nothing")]) == 2
+
+
+def test_close_wakes_waiters_and_releases_the_files(tmp_path: Path) -> None:
+    async def go() -> None:
+        state = PartitionState(0, tmp_path)
+        waiter = asyncio.ensure_future(state.ready.wait())
+        await asyncio.sleep(0)
+        state.close()  # revoked before it was even opened
+        await asyncio.wait_for(waiter, 1)
+        state.open()  # the open that was under way in a thread finishes: it lets go itself
+        again = opened(tmp_path)  # so the directory can be opened again (no LogLocked)
+        again.close()
+
+    asyncio.run(go())

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -115,6 +116,8 @@ class PartitionState:
         self.epoch = epochs.Epoch()
         self.opened = False
         self.closed = False
+        self._released = False
+        self._release_lock = threading.Lock()
         self.next_offset: int | None = None  # next Kafka offset to process (for lag)
         self._batch: IndexBatch | None = None
         self._pending_offset = -1  # log offset of the last message processed, not committed
@@ -154,6 +157,8 @@ class PartitionState:
         self.epoch = epochs.load(self.directory)
         self.counters = metrics.load(self.directory)
         self.opened = True
+        if self.closed:  # closed (revoked) while this ran in a thread: release the files now
+            self._release()
 
     def _open_store(self) -> PartitionStore:
         from workers.state.rebuild import catch_up, index_matches_log, rebuild_partition
@@ -396,15 +401,26 @@ class PartitionState:
             self.store.remove_segments(removed)
 
     def close(self) -> None:
-        """Close log and store; pending (unflushed) work is dropped, never acked."""
+        """Close log and store; pending (unflushed) work is dropped, never acked.
+
+        Also wakes whoever waits on ``ready`` (the agent, `wait_ready`): they check
+        ``closed`` and let go of the partition.
+        """
         if self.closed:
             return
         self.closed = True
-        self.ready.clear()
         if self._batch is not None:
             self._batch.abort()
             self._batch = None
         if self.opened:
+            self._release()
+        self.ready.set()
+
+    def _release(self) -> None:
+        with self._release_lock:  # close() on the loop and open() in a thread may both get here
+            if self._released:
+                return
+            self._released = True
             self.save_stats()
             self.store.close()
             self.log.close()
@@ -450,6 +466,8 @@ class PartitionManager(Service):
             left = deadline - time.monotonic()
             if state is not None and state.ready.is_set() and not state.closed:
                 return state
+            if state is not None and state.closed and self._states.get(partition) is state:
+                await asyncio.sleep(min(max(left, 0), 0.05))  # being replaced: poll
             if left <= 0:
                 raise TimeoutError(f"partition {partition} is not ready on this worker")
             if state is not None and not state.closed:
