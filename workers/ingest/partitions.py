@@ -599,7 +599,7 @@ class PartitionManager(Service):
             if earliest > probe_offset:
                 return True  # removed by retention: cannot tell, trust the committed offset
             consumer.seek(tp, probe_offset)
-            deadline = time.monotonic() + 5.0
+            deadline = time.monotonic() + 2.0  # empty polls until then: nothing there
             while time.monotonic() < deadline:
                 got = await consumer.getmany(tp, timeout_ms=500, max_records=1)
                 for rec in got.get(tp, []):
