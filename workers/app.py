@@ -56,7 +56,7 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         "broker_max_poll_records": 2000,
         "stream_buffer_maxsize": 8192,
         "web_port": DEFAULT_WEB_PORT,
-        "web_bind": "127.0.0.1",
+        "web_bind": "0.0.0.0",
         "web_enabled": True,
     }
     conf.update(overrides)

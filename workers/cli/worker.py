@@ -9,6 +9,7 @@ commits what it has ingested, then exits 0.
 from __future__ import annotations
 
 import argparse
+import os
 
 from workers.cli.errors import CliError
 from workers.cli.options import add_settings_arguments, positive_int, settings_from
@@ -18,6 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_settings_arguments(parser)
     parser.add_argument(
         "--web-port", type=positive_int, default=6066, metavar="P", help="web server port"
+    )
+    parser.add_argument(
+        "--web-bind",
+        default=os.environ.get("KAIZEN_WEB_BIND", "0.0.0.0"),
+        metavar="ADDR",
+        help="address of the web server (KAIZEN_WEB_BIND; default %(default)s, so a container's "
+        "published port reaches it; 127.0.0.1 keeps it on this machine)",
     )
     parser.add_argument(
         "--session-timeout",
@@ -42,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(
         settings,
         web_port=args.web_port,
+        web_bind=args.web_bind,
         broker_session_timeout=args.session_timeout,
         broker_heartbeat_interval=min(1.0, args.session_timeout / 5),
     )
