@@ -172,3 +172,28 @@ def test_close_wakes_waiters_and_releases_the_files(tmp_path: Path) -> None:
         again.close()
 
     asyncio.run(go())
+
+
+def test_retention_drops_index_entries_with_their_segments(tmp_path: Path) -> None:
+    from workers.hotlog import RetentionPolicy
+    from workers.ingest.partitions import IngestConfig
+
+    config = IngestConfig(segment_bytes=4096, retention=RetentionPolicy(max_bytes=6000))
+    state = PartitionState(0, tmp_path, config=config)
+    state.open()
+    # one message per offset, so segments roll between messages
+    feed(state, [batch.join([event("s", i * 4 + j) for j in range(4)]) for i in range(60)])
+    before = [info.base for info in state.log.segments()]
+    assert len(before) > 2
+    state.enforce_retention()
+    kept = {info.base for info in state.log.segments()}
+    assert kept and kept < set(before) and max(before) in kept  # the active one stays
+    remaining = list(state.store.locations("s"))
+    assert remaining, "the newest events stay indexed"
+    for seq, loc in remaining:  # every entry points into a kept segment and reads back
+        assert loc.segment in kept
+        assert decode_event(state.log.read(loc))["seq"] == seq
+    assert seqs(state, "s") == [seq for seq, _ in remaining]
+    info = state.store.session("s")
+    assert info is not None and info.count == len(remaining)
+    state.close()

@@ -512,41 +512,55 @@ class PartitionLog:
 
     # ------------------------------------------------------------------ retention, closing
 
-    def enforce_retention(self, now: float | None = None) -> list[int]:
-        """Delete whole old segments by age and total size; return the removed bases.
+    def expired_segments(self, now: float | None = None) -> list[int]:
+        """Bases of the whole old segments the retention policy lets go, oldest first.
 
-        The last (active) segment is never deleted.  The caller drops index entries that
-        point into the removed segments.
+        The last (active) segment is never among them. Nothing is deleted: a caller with an
+        index drops the index entries first, then calls `delete_segments`, so the index
+        never points into a deleted segment.
         """
         policy = self.retention
         if policy.max_age_s is None and policy.max_bytes is None:
             return []
         now = time.time() if now is None else now
         infos = self.segments()
-        removable = infos[:-1]
         total = sum(i.size for i in infos)
-        doomed: list[SegmentInfo] = []
-        for info in removable:
+        expired: list[int] = []
+        for info in infos[:-1]:
             too_old = policy.max_age_s is not None and now - info.mtime > policy.max_age_s
             too_big = policy.max_bytes is not None and total > policy.max_bytes
             if not (too_old or too_big):
                 break  # oldest first: keep the log contiguous
-            doomed.append(info)
+            expired.append(info.base)
             total -= info.size
-        if not doomed:
-            return []
-        removed = [i.base for i in doomed]
+        return expired
+
+    def delete_segments(self, bases: Sequence[int]) -> None:
+        """Delete these whole segments; the active (last) segment is never deleted."""
         with self._lock:
-            self._bases = [b for b in self._bases if b not in set(removed)]
+            active = self._bases[-1] if self._bases else None
+            doomed = {b for b in bases if b != active and b in self._bases}
+            self._bases = [b for b in self._bases if b not in doomed]
+        if not doomed:
+            return
         with self._read_lock:
-            for base in removed:
+            for base in doomed:
                 fd = self._read_fds.pop(base, None)
                 if fd is not None:
                     os.close(fd)
-        for info in doomed:
-            info.path.unlink(missing_ok=True)
+        for base in sorted(doomed):
+            (self.directory / segment.name(base)).unlink(missing_ok=True)
         fsync_dir(self.directory)
-        return removed
+
+    def enforce_retention(self, now: float | None = None) -> list[int]:
+        """Delete whole old segments by age and total size; return the removed bases.
+
+        For a log without an index. With one, use `expired_segments`, drop the entries,
+        then `delete_segments`.
+        """
+        expired = self.expired_segments(now)
+        self.delete_segments(expired)
+        return expired
 
     def close(self) -> None:
         """Flush, write the checkpoint, release the directory."""

@@ -396,9 +396,11 @@ class PartitionState:
             metrics.save(self.directory, self.counters)
 
     def enforce_retention(self) -> None:
-        removed = self.log.enforce_retention()
-        if removed:
-            self.store.remove_segments(removed)
+        # Index entries go first, so the index never points into a deleted segment.
+        expired = self.log.expired_segments()
+        if expired:
+            self.store.remove_segments(expired)
+            self.log.delete_segments(expired)
 
     def close(self) -> None:
         """Close log and store; pending (unflushed) work is dropped, never acked.
