@@ -111,14 +111,14 @@ def as_messages(
 
 
 def replay(
-    broker: EmbeddedBroker, data_dir: Path, session_id: str
+    broker: EmbeddedBroker, data_dir: Path, session_id: str, *flags: str
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "workers", "replay", session_id, "--format", "jsonl"],
+        [sys.executable, "-m", "workers", "replay", session_id, "--format", "jsonl", *flags],
         env=kaizen_env(broker, data_dir),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
         check=False,
     )
 
@@ -150,6 +150,38 @@ def test_every_session_replays_exactly_as_produced(
         replayed = replay_until_complete(broker, tmp_path / "data", sid, len(produced), deadline)
         assert replayed == produced, sid
     assert worker.poll() is None
+
+
+def test_a_new_group_answers_its_first_replays_in_full(
+    fresh_broker: EmbeddedBroker, tmp_path: Path, unique: str
+) -> None:
+    """History already in the topic, then a worker of a group that has never committed:
+    its partitions catch up to the end of the topic before any replay is answered, so the
+    very first answer for every session is complete (no retries here)."""
+    rng = random.Random(unique)
+    sessions = make_sessions(f"new-group-{unique}", 12, rng)
+    asyncio.run(produce(fresh_broker.bootstrap, as_messages(sessions, rng)))
+    log = (tmp_path / "worker.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workers", "worker", "--web-port", str(free_port())],
+        env=kaizen_env(fresh_broker, tmp_path / "data"),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        for sid, produced in sessions.items():
+            result = replay(fresh_broker, tmp_path / "data", sid, "--timeout", "120")
+            assert result.returncode == 0, result.stderr
+            replayed = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+            assert replayed == produced, sid
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
 
 
 def test_unknown_session_exits_1_with_one_line(

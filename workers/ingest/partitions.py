@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import crc32c
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import murmur2
 from mode import Service
@@ -51,7 +51,7 @@ from workers.ingest import epoch as epochs
 from workers.ingest import metrics
 from workers.ingest.decode import DEFAULT_MAX_EVENT_BYTES, LeanDecoder
 from workers.ingest.dlq import DeadLetter, dead_letter
-from workers.settings import EVENTS_TOPIC, Settings
+from workers.settings import DLQ_TOPIC, EVENTS_TOPIC, Settings
 from workers.state import IndexBatch, PartitionStore
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,10 @@ class IngestConfig:
     retention_every_s: float = 60.0
     stats_every_s: float = 1.0
     tick_s: float = 0.005
+
+
+#: catching up "to the end" stops after this many empty polls (500 ms each) in a row
+EMPTY_POLLS = 2
 
 
 def partition_dir(settings: Settings, partition: int, topic: str = EVENTS_TOPIC) -> Path:
@@ -541,9 +545,16 @@ class PartitionManager(Service):
                 elif not await self._probe_matches(state):
                     state.new_epoch("the broker holds other data at the epoch's first offset")
             start = state.next_kafka_offset
-            if committed is not None and start < committed:
-                await self._catch_up(state, start, committed)
-            state.next_offset = committed if committed is not None else start
+            if committed is None:
+                # A new group (or one the broker forgot): Faust starts from the earliest
+                # offset, so without this a replay would see the partition half ingested.
+                # Read what the topic holds first; "the end" is where polls come back empty
+                # (tansu's end offsets are the start of the last batch + 1).
+                state.next_offset = await self._catch_up(state, start, None)
+            else:
+                if start < committed:
+                    await self._catch_up(state, start, committed)
+                state.next_offset = committed
             state.ready.set()
             log.info(
                 "partition %d: ready in %.2fs (watermark %d, committed %s)",
@@ -614,11 +625,21 @@ class PartitionManager(Service):
         finally:
             await consumer.stop()
 
-    async def _catch_up(self, state: PartitionState, start: int, end: int) -> None:
-        """Read [start, end) of the source topic into the log at the client's raw speed."""
+    async def _catch_up(self, state: PartitionState, start: int, end: int | None) -> int:
+        """Read [start, end) of the source topic into the log at the client's raw speed.
+
+        With end None, read until EMPTY_POLLS polls in a row come back empty. Returns the
+        next offset to read. Up to a committed offset, whoever processed those offsets first
+        sent their dead letters; to the end (no committed offset), nobody did, so this does,
+        and each group commit waits for their delivery as the agent's does.
+        """
         p = state.partition
         tp = TopicPartition(self.topic, p)
         consumer = self._consumer()
+        dlq: AIOKafkaProducer | None = None
+        if end is None:
+            dlq = AIOKafkaProducer(bootstrap_servers=self._bootstrap(), acks="all")
+            await dlq.start()
         await consumer.start()
         t0 = time.monotonic()
         n = 0
@@ -636,25 +657,36 @@ class PartitionManager(Service):
                 )
                 start = earliest
             consumer.seek(tp, start)
-            log.info("partition %d: catching up offsets %d..%d", p, start, end - 1)
+            upto = "the end" if end is None else str(end - 1)
+            log.info("partition %d: catching up offsets %d..%s", p, start, upto)
             position = start
             last_progress = time.monotonic()
-            while position < end:
+            empty = 0
+            while end is None or position < end:
                 got = await consumer.getmany(tp, timeout_ms=500, max_records=20_000)
                 records = got.get(tp, [])
                 if not records:
+                    empty += 1
+                    if end is None and empty >= EMPTY_POLLS:
+                        break
                     if time.monotonic() - last_progress > self.config.catchup_stall_s:
                         raise RuntimeError(
                             f"partition {p}: catch-up stalled at offset {position} of {end}"
                         )
                     continue
                 last_progress = time.monotonic()
+                empty = 0
                 for rec in records:
-                    if rec.offset >= end:
+                    if end is not None and rec.offset >= end:
                         position = end
                         break
-                    # dead letters were sent by whoever processed these offsets first
-                    state.process(rec.offset, rec.value, rec.key)
+                    letters = state.process(rec.offset, rec.value, rec.key)
+                    if dlq is not None:
+                        for letter in letters:
+                            delivery = await dlq.send(
+                                DLQ_TOPIC, letter.value, key=letter.key, headers=letter.headers
+                            )
+                            state.add_dlq(delivery)
                     position = rec.offset + 1
                     n += 1
                 if state.want_flush():
@@ -662,7 +694,10 @@ class PartitionManager(Service):
             await state.flush()
         finally:
             await consumer.stop()
+            if dlq is not None:
+                await dlq.stop()
         log.info("partition %d: caught up %d messages in %.2fs", p, n, time.monotonic() - t0)
+        return position
 
     # ------------------------------------------------------------------ background
 
