@@ -67,8 +67,9 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--batch", type=int, default=10_000)
     ap.add_argument("--sessions", type=int, default=200)
+    ap.add_argument("--quick", action="store_true", help="20k events instead of --events")
     args = ap.parse_args()
-    events = workload(args.events, args.sessions)
+    events = workload(20_000 if args.quick else args.events, args.sessions)
     bsize = args.batch
     chunks = [events[i : i + bsize] for i in range(0, len(events), bsize)]
     n = len(events)
