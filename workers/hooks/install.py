@@ -26,6 +26,8 @@ import shutil
 import sys
 from typing import Any
 
+from workers.durable import atomic_write
+
 ENTRY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_entry.py")
 MARK = "# kaizen-stream"
 
@@ -242,12 +244,7 @@ def _write(path: str, text: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     if os.path.exists(path):
         shutil.copy2(path, path + ".kaizen-bak")
-    tmp = path + ".kaizen-tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, text.encode("utf-8"))
 
 
 def _apply_json(path: str, new: dict[str, Any], old: dict[str, Any]) -> bool:

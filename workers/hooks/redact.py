@@ -27,6 +27,7 @@ import os
 import sys
 import zlib
 
+from workers.durable import atomic_write
 from workers.hooks import fastjson
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; the hook path avoids it
@@ -152,10 +153,7 @@ def compile_cached(pattern: str) -> re.Pattern[str]:
             )
         )
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        atomic_write(path, data, sync=False)
     except Exception:  # the cache is an optimisation only
         pass
     return compiled

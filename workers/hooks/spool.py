@@ -38,6 +38,7 @@ import struct
 import time
 import zlib
 
+from workers.durable import atomic_write, fsync_dir
 from workers.hooks import fastjson
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import; the hook path avoids it
@@ -228,7 +229,7 @@ class Spool:
             if os.stat(self.seg_path(last)).st_size > 0:
                 fd = os.open(self.seg_path(last + 1), os.O_WRONLY | os.O_CREAT, 0o600)
                 os.close(fd)
-                _fsync_dir(self.seg_dir)
+                fsync_dir(self.seg_dir)
         finally:
             os.close(lock)
 
@@ -241,15 +242,7 @@ class Spool:
             return (-1, 0)
 
     def write_commit(self, seg: int, offset: int) -> None:
-        tmp = self.commit_path + ".tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, f"{seg} {offset}\n".encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.commit_path)
-        _fsync_dir(self.path)
+        atomic_write(self.commit_path, f"{seg} {offset}\n".encode(), mode=0o600)
 
     def sealed_frames(
         self, max_events: int = 10_000, max_bytes_: int = 16 << 20
@@ -347,11 +340,3 @@ def rotate_log(path: str, limit: int = LOG_MAX) -> None:
             os.replace(path, path + ".1")
     except OSError:
         pass
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

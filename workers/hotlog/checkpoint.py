@@ -10,12 +10,13 @@ CRC-failing checkpoint is ignored (recovery then scans the whole active segment)
 
 from __future__ import annotations
 
-import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import crc32c
+
+from workers.durable import atomic_write
 
 NAME = "checkpoint"
 _MAGIC = b"KZCKPT01"
@@ -57,21 +58,5 @@ def load(directory: Path) -> Checkpoint | None:
     return decode(data)
 
 
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def store(directory: Path, ckpt: Checkpoint) -> None:
-    tmp = directory / (NAME + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, encode(ckpt))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, directory / NAME)
-    fsync_dir(directory)
+    atomic_write(directory / NAME, encode(ckpt))

@@ -32,8 +32,9 @@ from itertools import accumulate, repeat
 from operator import add
 from pathlib import Path
 
+from workers.durable import fsync_dir
 from workers.hotlog import checkpoint, frame, segment
-from workers.hotlog.checkpoint import Checkpoint, fsync_dir
+from workers.hotlog.checkpoint import Checkpoint
 from workers.hotlog.frame import OVERHEAD, CorruptFrame
 from workers.hotlog.policy import (
     BadRange,

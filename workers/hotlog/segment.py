@@ -28,8 +28,8 @@ from types import TracebackType
 
 import crc32c
 
+from workers.durable import fsync_dir
 from workers.hotlog import frame
-from workers.hotlog.checkpoint import fsync_dir
 
 SUFFIX = ".seg"
 HEADER_SIZE = 512

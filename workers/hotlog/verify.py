@@ -22,8 +22,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workers.durable import fsync_dir
 from workers.hotlog import frame, segment
-from workers.hotlog.checkpoint import fsync_dir
 from workers.hotlog.log import LOCK_NAME
 from workers.hotlog.policy import BadRange
 from workers.hotlog.segment import HEADER_SIZE

@@ -18,9 +18,10 @@ base 0 (the first incarnation).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from workers.durable import atomic_write
 
 FILE_NAME = "ingest-epoch"
 
@@ -43,20 +44,7 @@ def load(directory: Path) -> Epoch:
 
 
 def store(directory: Path, epoch: Epoch) -> None:
-    path = directory / FILE_NAME
-    tmp = path.with_suffix(".tmp")
     data = json.dumps(
         {"base": epoch.base, "probe_offset": epoch.probe_offset, "probe_crc": epoch.probe_crc}
     ).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    atomic_write(directory / FILE_NAME, data)

@@ -11,10 +11,11 @@ watermark minus the next offset to process, as last seen.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+from workers.durable import atomic_write
 
 FILE_NAME = "ingest-stats.json"
 
@@ -47,10 +48,8 @@ def load(directory: Path) -> Counters:
 
 
 def save(directory: Path, counters: Counters) -> None:
-    path = directory / FILE_NAME
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(counters.to_json()))
-    os.replace(tmp, path)
+    # rewritten every second: atomic for readers, no fsync needed
+    atomic_write(directory / FILE_NAME, json.dumps(counters.to_json()).encode(), sync=False)
 
 
 _HELP = {

@@ -43,8 +43,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+from workers.durable import fsync_dir
 from workers.hotlog import CorruptFrame, Location, PartitionLog
-from workers.hotlog.checkpoint import fsync_dir
 from workers.settings import EVENTS_TOPIC
 from workers.state.options import DEFAULT_OPTIONS, StoreOptions
 from workers.state.store import INDEX_DIR, PartitionStore
