@@ -21,6 +21,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from tests.conftest import TEST_PARTITIONS
+from tests.procs import stop
 from workers.broker.embedded import EmbeddedBroker, free_port, port_in_use
 from workers.codec import batch
 from workers.codec.event import complete_event, encode_event
@@ -49,12 +50,7 @@ def worker(
         stderr=subprocess.STDOUT,
     )
     yield proc
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop(proc)
     log.close()
 
 
@@ -175,12 +171,7 @@ def test_a_new_group_answers_its_first_replays_in_full(
             replayed = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
             assert replayed == produced, sid
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         log.close()
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from tests.conftest import TEST_PARTITIONS
+from tests.procs import stop
 from workers.broker.embedded import EmbeddedBroker, free_port
 from workers.codec import batch
 from workers.codec.event import complete_event, encode_event
@@ -96,12 +96,7 @@ def worker(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> 
         asyncio.run(_wait_serving(broker.bootstrap, proc, log))
         yield w
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 async def _wait_serving(bootstrap: str, proc: subprocess.Popen[bytes], log: Path) -> None:

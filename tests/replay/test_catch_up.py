@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
+from tests.procs import stop
 from tests.replay.conftest import ROOT, as_messages, kaizen_env, make_events, produce, replay_until
 from workers.broker.embedded import EmbeddedBroker, free_port
 from workers.codec.event import encode_event
@@ -26,15 +26,6 @@ def _start_worker(
             stderr=subprocess.STDOUT,
             cwd=ROOT,
         )
-
-
-def _stop_worker(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def test_a_partition_catching_up_is_waited_for_then_answered_in_full(
@@ -58,7 +49,7 @@ def test_a_partition_catching_up_is_waited_for_then_answered_in_full(
                     await replay_until(client, sid, len(evs), timeout=90)
             await asyncio.sleep(2)  # past the commit interval
         finally:
-            _stop_worker(first)
+            stop(first)
         async with ReplayClient(bootstrap, timeout=90) as client:
             tasks = {
                 sid: asyncio.ensure_future(_collect(client.replay(client.request(sid))))
@@ -70,7 +61,7 @@ def test_a_partition_catching_up_is_waited_for_then_answered_in_full(
                 for sid, task in tasks.items():
                     assert await task == [encode_event(x) for x in sessions[sid]], sid
             finally:
-                _stop_worker(second)
+                stop(second)
         assert "caught up" in log.read_text() or "ready in" in log.read_text()
 
     asyncio.run(main())
