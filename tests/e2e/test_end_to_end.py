@@ -146,6 +146,18 @@ def test_every_session_replays_exactly_as_produced(
         replayed = replay_until_complete(broker, tmp_path / "data", sid, len(produced), deadline)
         assert replayed == produced, sid
     assert worker.poll() is None
+    # a reader that goes away early (`| head -1`) is not a broker failure: no message
+    longest = max(sessions, key=lambda sid: len(sessions[sid]))
+    piped = subprocess.run(
+        f"{sys.executable} -m workers replay {longest} --format pretty | head -1",
+        shell=True,
+        env=kaizen_env(broker, tmp_path / "data"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert piped.stdout.count("\n") == 1 and piped.stderr == "", piped.stderr
 
 
 def test_a_new_group_answers_its_first_replays_in_full(

@@ -168,6 +168,8 @@ async def _replay(
         raise CliError(
             timeout_message(args.session, args.timeout, settings.broker), EXIT_TIMEOUT
         ) from None
+    except BrokenPipeError:
+        raise  # the reader went away: the dispatcher ends quietly
     except (KafkaConnectionError, KafkaError, OSError) as exc:
         raise CliError(
             f"cannot reach the broker at {settings.broker} ({type(exc).__name__}): is it running? "

@@ -100,6 +100,8 @@ async def _tail(settings: Settings, args: argparse.Namespace, fmt: str, out: IO[
         if main in done:
             main.result()  # re-raise what ended it
         return 0
+    except BrokenPipeError:
+        raise  # the reader went away: the dispatcher ends quietly
     except (KafkaError, OSError) as exc:
         raise CliError(
             f"cannot reach the broker at {settings.broker} ({type(exc).__name__}): is it running? "
