@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -125,20 +126,42 @@ def wait_ready(
             time.sleep(1.0)
 
 
+def command_name() -> str:
+    """How the user runs kaizen-stream: plain when on PATH, else this install's script.
+
+    After `make up` the command lives in .venv/bin, which is not on PATH.
+    """
+    script = Path(sys.executable).parent / "kaizen-stream"
+    if not script.exists() or shutil.which("kaizen-stream") == str(script):
+        return "kaizen-stream"
+    with contextlib.suppress(ValueError):
+        return str(script.relative_to(Path.cwd()))
+    return str(script)
+
+
 def next_steps(settings: Settings, sessions: dict[str, int], web_port: int) -> str:
-    env = "" if settings.broker == DEFAULT_BROKER else f"export KAIZEN_BROKER={settings.broker}\n  "
+    exports = []
+    if settings.broker != DEFAULT_BROKER:
+        exports.append(f"export KAIZEN_BROKER={settings.broker}")
+    if settings.data_dir != Settings.from_env({}).data_dir:
+        exports.append(f"export KAIZEN_DATA_DIR={settings.data_dir}")
+    k = command_name()
     example = next(iter(sessions), "<session-id>")
     listed = "\n".join(f"  {sid}  ({n} events)" for sid, n in sessions.items())
+    lines = [
+        *exports,
+        f"{k} hooks install --agent claude   # send Claude Code sessions here",
+        f"{k} replay {example}",
+        f"{k} tail --all",
+        f"{k} sessions",
+    ]
     return (
         f"kaizen-stream is up: broker {settings.broker}, worker web http://127.0.0.1:{web_port}, "
         f"data in {settings.data_dir}\n"
         + (f"\nSample sessions:\n{listed}\n" if sessions else "")
         + "\nNext, in another terminal:\n"
-        f"  {env}kaizen-stream hooks install --agent claude   # send Claude Code sessions here\n"
-        f"  kaizen-stream replay {example}\n"
-        f"  kaizen-stream tail --all\n"
-        f"  kaizen-stream sessions\n"
-        "\nCtrl-C stops everything."
+        + "".join(f"  {line}\n" for line in lines)
+        + "\nCtrl-C stops everything."
     )
 
 
