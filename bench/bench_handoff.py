@@ -37,16 +37,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
+from aiokafka import AIOKafkaProducer  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
-from bench_ingest import event_factory  # noqa: E402
+from bench_ingest import commit_offsets, event_factory  # noqa: E402
 
 from workers.broker.embedded import EmbeddedBroker, free_port  # noqa: E402
 from workers.broker.topics import ensure_topics  # noqa: E402
 from workers.codec import batch  # noqa: E402
 from workers.settings import EVENTS_TOPIC  # noqa: E402
 
-GROUP = "kaizen-stream"
 SESSION_TIMEOUT = 6.0
 FAUST_APP = "bench-restore"
 CHANGELOG = f"{FAUST_APP}-events-changelog"
@@ -77,20 +76,6 @@ async def produce_events(bootstrap: str, total: int, sessions: int) -> tuple[int
     finally:
         await producer.stop()
     return messages, f"hand-{sessions - 1:05d}", per_session
-
-
-async def commit_group(bootstrap: str, offset: int) -> None:
-    """The group's committed offset, as a previous owner would have left it."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=GROUP, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        tp = TopicPartition(EVENTS_TOPIC, 0)
-        consumer.assign([tp])
-        await consumer.commit({tp: offset})
-    finally:
-        await consumer.stop()
 
 
 async def produce_changelog(bootstrap: str, total: int, sessions: int) -> None:
@@ -263,7 +248,7 @@ def main() -> None:
         messages, session, per_session = asyncio.run(
             produce_events(broker.bootstrap, total, args.sessions)
         )
-        asyncio.run(commit_group(broker.bootstrap, messages))
+        asyncio.run(commit_offsets(broker.bootstrap, {0: messages}))
         print(
             f"{total:,} events in {messages:,} messages on one partition "
             f"({time.perf_counter() - t:.1f}s)",
