@@ -39,12 +39,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from aiokafka import AIOKafkaProducer  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
-from bench_ingest import commit_offsets, event_factory  # noqa: E402
+from bench_ingest import commit_offsets, event_factory, produce  # noqa: E402
 
 from workers.broker.embedded import EmbeddedBroker, free_port  # noqa: E402
 from workers.broker.topics import ensure_topics  # noqa: E402
-from workers.codec import batch  # noqa: E402
-from workers.settings import EVENTS_TOPIC  # noqa: E402
 
 SESSION_TIMEOUT = 6.0
 FAUST_APP = "bench-restore"
@@ -53,29 +51,8 @@ CHANGELOG = f"{FAUST_APP}-events-changelog"
 
 async def produce_events(bootstrap: str, total: int, sessions: int) -> tuple[int, str, int]:
     """N events into partition 0 of kaizen.events; returns (messages, a session, its count)."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=1 << 20
-    )
-    await producer.start()
-    per_session = total // sessions
-    makers = [event_factory(f"hand-{s:05d}") for s in range(sessions)]
-    messages = 0
-    try:
-        futures = []
-        for start in range(0, per_session, 128):
-            end = min(start + 128, per_session)
-            for s, make in enumerate(makers):
-                value = batch.join([make(q) for q in range(start, end)])
-                key = f"hand-{s:05d}".encode()
-                futures.append(await producer.send(EVENTS_TOPIC, value, key=key, partition=0))
-                messages += 1
-            if len(futures) > 2000:
-                await asyncio.gather(*futures)
-                futures = []
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-    return messages, f"hand-{sessions - 1:05d}", per_session
+    messages = await produce(bootstrap, total, sessions, prefix="hand", partition=0)
+    return messages, f"hand-{sessions - 1:05d}", total // sessions
 
 
 async def produce_changelog(bootstrap: str, total: int, sessions: int) -> None:

@@ -88,7 +88,16 @@ def event_factory(session_id: str) -> Any:
     return make
 
 
-async def produce(bootstrap: str, total: int, sessions: int) -> int:
+async def produce(
+    bootstrap: str,
+    total: int,
+    sessions: int,
+    *,
+    prefix: str = "bench",
+    partition: int | None = None,
+) -> int:
+    """`total` events of `sessions` sessions `<prefix>-00000`..., PER_MESSAGE per batch
+    message, interleaved across sessions (into one partition when given); the messages sent."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
@@ -100,14 +109,15 @@ async def produce(bootstrap: str, total: int, sessions: int) -> int:
     messages = 0
     try:
         per_session = total // sessions
-        makers = [event_factory(f"bench-{s:05d}") for s in range(sessions)]
+        makers = [event_factory(f"{prefix}-{s:05d}") for s in range(sessions)]
         futures = []
         for start in range(0, per_session, PER_MESSAGE):
             for s, make in enumerate(makers):
                 end = min(start + PER_MESSAGE, per_session)
                 value = batch.join([make(q) for q in range(start, end)])
+                key = f"{prefix}-{s:05d}".encode()
                 futures.append(
-                    await producer.send(EVENTS_TOPIC, value, key=f"bench-{s:05d}".encode())
+                    await producer.send(EVENTS_TOPIC, value, key=key, partition=partition)
                 )
                 messages += 1
             if len(futures) > 2000:
