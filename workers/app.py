@@ -13,8 +13,6 @@ acked messages, and the ingest agent acks only after its group commit.
 
 from __future__ import annotations
 
-import importlib
-import logging
 from typing import Any
 
 import faust
@@ -22,9 +20,8 @@ from faust import web
 
 from workers.ingest.agent import register_ingest
 from workers.ingest.partitions import IngestConfig, PartitionManager
+from workers.replay.agent import register as register_replay
 from workers.settings import EVENTS_TOPIC, Settings
-
-log = logging.getLogger(__name__)
 
 APP_ID = "kaizen-stream"
 DEFAULT_WEB_PORT = 6066
@@ -93,12 +90,7 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         return self.text(manager.render_metrics(), content_type="text/plain; version=0.0.4")
 
     if with_replay:
-        try:
-            replay_agent = importlib.import_module("workers.replay.agent")
-        except ImportError:
-            log.warning("workers.replay.agent is not there: this worker ingests only")
-        else:
-            replay_agent.register(app, manager)
+        register_replay(app, manager)
     return app
 
 
