@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -64,6 +65,23 @@ async def produce(
     finally:
         await producer.stop()
     return dict(Counter(m.partition for m in metas))
+
+
+def produce_in_slices(
+    bootstrap: str, messages: list[tuple[str, bytes]], slices: int, pause: float = 0.5
+) -> threading.Thread:
+    """A started thread producing `messages` in order, in `slices` parts `pause` s apart,
+    so that a test can crash, kill or start workers while events keep arriving."""
+
+    def feed() -> None:
+        step = max(1, len(messages) // slices)
+        for i in range(0, len(messages), step):
+            asyncio.run(produce(bootstrap, messages[i : i + step]))
+            time.sleep(pause)
+
+    thread = threading.Thread(target=feed)
+    thread.start()
+    return thread
 
 
 async def end_offsets(bootstrap: str, partitions: int, topic: str = EVENTS_TOPIC) -> dict[int, int]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from tests.conftest import TEST_PARTITIONS
 from tests.ingest.harness import (
     end_offsets,
     indexed,
-    produce,
+    produce_in_slices,
     session_messages,
     start_worker,
     wait_committed,
@@ -46,14 +45,7 @@ def test_kill_dash_nine_while_ingesting(fresh_broker: EmbeddedBroker, tmp_path: 
     assert total > 90_000
 
     # produce in slices over ~15 s while the worker is killed and restarted
-    def producer() -> None:
-        step = max(1, len(messages) // 30)
-        for i in range(0, len(messages), step):
-            asyncio.run(produce(bootstrap, messages[i : i + step]))
-            time.sleep(0.5)
-
-    feeder = threading.Thread(target=producer)
-    feeder.start()
+    feeder = produce_in_slices(bootstrap, messages, 30)
     data = tmp_path / "data"
     kills = 0
     try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from tests.ingest.harness import (
     Worker,
     end_offsets,
     indexed,
-    produce,
+    produce_in_slices,
     session_messages,
     start_worker,
     wait_committed,
@@ -67,14 +66,7 @@ def test_kill_one_of_three_then_start_an_empty_one(broker6: EmbeddedBroker, tmp_
     for sid, n in expected.items():
         ordered += session_messages(sid, range(n), [rng.choice([1, 32, 128])])
 
-    def feeder() -> None:
-        step = max(1, len(ordered) // 20)
-        for i in range(0, len(ordered), step):
-            asyncio.run(produce(bootstrap, ordered[i : i + step]))
-            time.sleep(0.5)
-
-    thread = threading.Thread(target=feeder)
-    thread.start()
+    thread = produce_in_slices(bootstrap, ordered, 20)
     workers = {
         name: start_worker(bootstrap, tmp_path / name, PARTITIONS, tmp_path / f"{name}.log")
         for name in ("w1", "w2", "w3")
