@@ -1,7 +1,7 @@
 # The kaizen-stream worker image used by docker-compose.yml.
 FROM python:3.11-slim
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md hatch_build.py ./
 COPY workers ./workers
 COPY schemas ./schemas
 RUN pip install --no-cache-dir .

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: up test dev lint typecheck compose-check bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml hatch_build.py $(wildcard workers/*/_c*.c)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'

@@ -1,0 +1,30 @@
+"""Every C speed-up in the tree is built and loadable (the CI machine has a compiler).
+
+A failed build only warns at install time (the pure-Python path still works), so this is
+where a broken C file shows up.  ``KAIZEN_NO_EXTENSIONS=1`` (pure install) skips it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from workers import speedups
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = sorted(ROOT.glob("workers/**/_c*.c"))
+
+
+@pytest.mark.skipif(os.environ.get("KAIZEN_NO_EXTENSIONS") == "1", reason="pure install")
+@pytest.mark.parametrize("source", SOURCES, ids=[s.stem for s in SOURCES])
+def test_extension_is_built(source: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(speedups.DISABLE_ENV, raising=False)
+    name = ".".join(source.relative_to(ROOT).with_suffix("").parts)
+    assert speedups.load(name) is not None, f"{name} is not built: run `make dev`"
+
+
+def test_disable_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(speedups.DISABLE_ENV, "1")
+    assert speedups.load("workers.hotlog._cframe") is None
