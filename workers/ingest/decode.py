@@ -15,10 +15,19 @@ longer than its type allows, every length fits the body, every string is UTF-8,
 every enum and union index is in range, booleans are 0 or 1, and the body is
 consumed exactly. Only the leading key fields and agent/model are kept.
 
+Faster still, when the optional C speed-up `_cdecode` is built (see `workers.speedups`):
+`program` compiles each writer schema into a flat opcode program that the C
+`Reader` walks with the same checks, and `_cdecode.decode_items` reads a whole
+message's events in one call (about 0.4 us an event against about 4 us for the
+generated Python). Whatever C does not accept goes through `LeanDecoder.event`,
+which names the reason, so the reasons and the order of events are the same on
+both paths (tested with hypothesis, C against Python, on good and mutated events).
+
 Invariant (tested with hypothesis against `SingleObjectCodec.decode`): an event
 the lean decoder accepts decodes with the full codec to the same session_id,
 seq, ts_ms, agent and model. The lean decoder may be stricter than fastavro
-(e.g. a boolean byte of 2), never laxer. Schemas with types the compiler does
+(e.g. a boolean byte of 2, or a varint whose value overflows 64 bits, which
+fastavro wraps silently), never laxer. Schemas with types the compiler does
 not handle (records, arrays or maps inside the event) fall back to fastavro.
 
 Every rejection is a `DecodeError` with a stable reason: too_short, bad_marker,
@@ -29,10 +38,12 @@ empty_session_id, bad_seq, too_large.
 from __future__ import annotations
 
 import re
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
+from workers import speedups
 from workers.codec import batch as batch_format
 from workers.codec import schema as schemas
 from workers.codec.errors import DecodeError
@@ -78,21 +89,9 @@ class _Malformed(Exception):
     pass
 
 
-def _varint_tail(b: bytes, p: int, c: int, max_bytes: int) -> tuple[int, int]:
-    """The rest of a varint whose first byte `c` (at p-1) had its high bit set."""
-    value = c & 0x7F
-    shift = 7
-    count = 1
-    while True:
-        c = b[p]
-        p += 1
-        count += 1
-        if count > max_bytes:
-            raise _Malformed(f"varint longer than {max_bytes} bytes")
-        value |= (c & 0x7F) << shift
-        if not c & 0x80:
-            return value, p
-        shift += 7
+#: a varint of an int (at most 5 bytes) or a long (at most 10): the most its last byte may
+#: hold, so that the value fits 32 or 64 bits (fastavro would wrap the excess silently)
+_LAST_BYTE_MAX = {5: 0x0F, 10: 0x01}
 
 
 def _skip_varint(b: bytes, p: int, max_bytes: int) -> int:
@@ -102,8 +101,8 @@ def _skip_varint(b: bytes, p: int, max_bytes: int) -> int:
         c = b[p]
         p += 1
         count += 1
-        if count > max_bytes:
-            raise _Malformed(f"varint longer than {max_bytes} bytes")
+        if count == max_bytes and c > _LAST_BYTE_MAX[max_bytes]:
+            raise _Malformed(f"varint of {max_bytes} bytes out of range")
         if not c & 0x80:
             return p
 
@@ -132,9 +131,9 @@ def _pattern(schema: Any) -> bytes | None:
     if kind == "boolean":
         return rb"[\x00\x01]"
     if kind == "int":
-        return rb"[\x80-\xff]{0,4}[\x00-\x7f]"
+        return rb"(?:[\x80-\xff]{0,3}[\x00-\x7f]|[\x80-\xff]{4}[\x00-\x0f])"
     if kind == "long":
-        return rb"[\x80-\xff]{0,9}[\x00-\x7f]"
+        return rb"(?:[\x80-\xff]{0,8}[\x00-\x7f]|[\x80-\xff]{9}[\x00\x01])"
     if kind == "float":
         return _ANY + b"{4}"
     if kind == "double":
@@ -149,6 +148,57 @@ def _pattern(schema: Any) -> bytes | None:
     return None
 
 
+_FIXED_SIZES = {"null": 0, "float": 4, "double": 8}
+
+
+def _explain(b: bytes, p: int, types: list[Any]) -> NoReturn:
+    """Why a run of fields failed its regex at `p`: IndexError (the body ends inside a value)
+    or _Malformed, walked slowly field by field (only on this failure path)."""
+    n = len(b)
+
+    def byte(p: int) -> int:
+        if p >= n:
+            raise IndexError("value runs past the body")
+        return b[p]
+
+    def one(t: Any, p: int) -> int:
+        if isinstance(t, list):
+            c = byte(p)
+            if c & 1 or c >= 2 * len(t):
+                raise _Malformed(f"union index byte {c} of {len(t)}")
+            return one(t[c >> 1], p + 1)
+        kind = t["type"] if isinstance(t, dict) else t
+        if isinstance(kind, (dict, list)):
+            return one(kind, p)
+        if kind == "boolean":
+            if byte(p) > 1:
+                raise _Malformed(f"boolean byte {b[p]}")
+            return p + 1
+        if kind in ("int", "long"):
+            width = 5 if kind == "int" else 10
+            for count in range(1, width + 1):
+                c = byte(p)
+                p += 1
+                if count == width and c > _LAST_BYTE_MAX[width]:
+                    raise _Malformed(f"varint of {width} bytes out of range")
+                if not c & 0x80:
+                    break
+            return p
+        if kind == "enum":
+            c = byte(p)
+            if c & 1 or c >= 2 * len(t["symbols"]):
+                raise _Malformed(f"enum index byte {c} of {len(t['symbols'])}")
+            return p + 1
+        size = _FIXED_SIZES[kind] if kind in _FIXED_SIZES else int(t["size"])
+        if p + size > n:
+            raise IndexError("fixed-size value runs past the body")
+        return p + size
+
+    for t in types:
+        p = one(t, p)
+    raise _Malformed(f"{len(types)} fields from byte {p}")
+
+
 class _Gen:
     """Emits the straight-line reader for one writer schema."""
 
@@ -156,15 +206,18 @@ class _Gen:
         self.lines: list[str] = []
         self.n = 0
         self.patterns: dict[str, re.Pattern[bytes]] = {}
+        self.types: dict[str, list[Any]] = {}
 
     def run(self, i: int, schemas_: list[Any]) -> None:
         """Validate several fields whose values are not kept with one regex match (in C)."""
         pattern = re.compile(b"".join(_pattern(t) or b"" for t in schemas_))
         name = f"_rx{len(self.patterns)}"
         self.patterns[name] = pattern
+        types = f"_types{len(self.patterns)}"
+        self.types[types] = schemas_
         self.emit(i, f"m = {name}(b, p)")
         self.emit(i, "if m is None:")
-        self.emit(i + 1, f"raise _Malformed('{len(schemas_)} fields from byte ' + str(p))")
+        self.emit(i + 1, f"_explain(b, p, {types})")
         self.emit(i, "p = m.end()")
 
     def tmp(self) -> str:
@@ -186,6 +239,8 @@ class _Gen:
         self.emit(i + 2, "sh += 7")
         self.emit(i + 2, f"if sh >= {7 * max_bytes}:")
         self.emit(i + 3, f"raise _Malformed('varint longer than {max_bytes} bytes')")
+        self.emit(i + 1, f"if v >> {32 if max_bytes == 5 else 64}:")
+        self.emit(i + 2, f"raise _Malformed('varint of {max_bytes} bytes out of range')")
         self.emit(i + 1, "c = v")
         self.emit(i, f"{target} = (c >> 1) ^ -(c & 1)")
 
@@ -317,10 +372,11 @@ def compile_reader(writer: schemas.Schema) -> Reader:
     gen.emit(2, "raise _Trailing(n - p)")
     gen.emit(1, "return sid, seq, ts, agent, model")
     namespace: dict[str, Any] = {
-        "_tail": _varint_tail,
         "_skip": _skip_varint,
         "_Malformed": _Malformed,
         "_Trailing": _Trailing,
+        "_explain": _explain,
+        **gen.types,
         **{name: rx.match for name, rx in gen.patterns.items()},
     }
     exec(
@@ -335,6 +391,66 @@ class _Trailing(Exception):
     pass
 
 
+# ---------------------------------------------------------------- the C reader's program
+
+#: opcodes of `_cdecode.c` (its header comment describes the program format)
+_OPS = {"null": 0, "boolean": 1, "int": 2, "long": 3, "float": 4, "double": 5, "string": 7}
+_OPS["bytes"] = 8
+OP_FIXED, OP_ENUM, OP_UNION, OP_KEEP = 6, 9, 10, 11
+_SLOTS = {name: slot for slot, name in enumerate(("session_id", "seq", "ts_ms", "agent", "model"))}
+#: slot values of fields a writer schema lacks, as the generated Python readers set them
+DEFAULTS = (None, None, 0, "other", None)
+
+
+def _node(schema: Any, keep: bool, symbols: list[tuple[str, ...]]) -> list[int]:
+    if isinstance(schema, list):
+        if len(schema) > 63:
+            raise NotImplementedError("union with more than 63 branches")
+        out = [OP_UNION, len(schema)]
+        for branch in schema:
+            body = _node(branch, keep, symbols)
+            out += [len(body), *body]
+        return out
+    kind = schema["type"] if isinstance(schema, dict) else schema
+    if isinstance(kind, (dict, list)):
+        return _node(kind, keep, symbols)
+    if kind in ("float", "double", "fixed") and keep:
+        raise NotImplementedError(f"a kept {kind}")
+    if kind in _OPS:
+        return [_OPS[kind]]
+    if kind == "fixed":
+        return [OP_FIXED, int(schema["size"])]
+    if kind == "enum":
+        names = tuple(schema["symbols"])
+        if len(names) > 63:
+            raise NotImplementedError("enum with more than 63 symbols")
+        table = -1
+        if keep:
+            table = len(symbols)
+            symbols.append(names)
+        return [OP_ENUM, len(names), table]
+    raise NotImplementedError(f"lean reader does not handle {kind!r}")
+
+
+def program(writer: schemas.Schema) -> tuple[bytes, tuple[tuple[str, ...], ...]]:
+    """The C reader's program for `writer`: int32 opcodes, and the symbols of kept enums.
+
+    Raises NotImplementedError for what the program format does not cover (the generated
+    Python reader or fastavro then reads that schema).
+    """
+    fields = writer.raw["fields"]
+    if not {"session_id", "seq"} <= {f["name"] for f in fields}:
+        raise NotImplementedError("writer schema lacks session_id or seq")
+    ops: list[int] = []
+    symbols: list[tuple[str, ...]] = []
+    for f in fields:
+        slot = _SLOTS.get(f["name"])
+        if slot is not None:
+            ops += [OP_KEEP, slot]
+        ops += _node(f["type"], slot is not None, symbols)
+    return array("i", ops).tobytes(), tuple(symbols)
+
+
 def _fastavro_reader(codec: SingleObjectCodec) -> Reader:
     def read(data: bytes) -> tuple[str, int, int, str, str | None]:
         rec = codec.decode(data)
@@ -343,18 +459,47 @@ def _fastavro_reader(codec: SingleObjectCodec) -> Reader:
     return read
 
 
-class LeanDecoder:
-    """Splits and checks messages; one instance per worker (readers cached per fingerprint)."""
+_c = speedups.load("workers.ingest._cdecode")
 
-    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+
+class LeanDecoder:
+    """Splits and checks messages; one instance per worker (readers cached per fingerprint).
+
+    Each writer schema gets the fastest reader that handles it: the C reader (`_cdecode`,
+    when built), else the generated Python reader, else fastavro.  ``native=False`` keeps
+    to Python (tests compare both).
+    """
+
+    def __init__(
+        self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES, *, native: bool = True
+    ) -> None:
         self.max_event_bytes = max_event_bytes
         self.codec = SingleObjectCodec("event")
+        self._c = _c if native else None
         self._readers: dict[bytes, Reader] = {}
         for writer in schemas.history("event"):
+            self._readers[writer.fingerprint] = self._reader(writer)
+
+    @property
+    def native(self) -> bool:
+        """True when the C reader serves (at least the current schema)."""
+        return self._c is not None and isinstance(
+            self._readers[schemas.current("event").fingerprint], self._c.Reader
+        )
+
+    def _reader(self, writer: schemas.Schema) -> Reader:
+        if self._c is not None:
             try:
-                self._readers[writer.fingerprint] = compile_reader(writer)
+                ops, symbols = program(writer)
             except NotImplementedError:
-                self._readers[writer.fingerprint] = _fastavro_reader(self.codec)
+                pass
+            else:
+                reader: Reader = self._c.Reader(ops, symbols, DEFAULTS, DecodeError)
+                return reader
+        try:
+            return compile_reader(writer)
+        except NotImplementedError:
+            return _fastavro_reader(self.codec)
 
     def event(self, data: bytes) -> Decoded:
         """One single-object event, checked; DecodeError with the reason otherwise."""
@@ -403,6 +548,19 @@ class LeanDecoder:
                 return MessageResult(events, rejected)
         else:
             items = [value]
+        if self._c is not None:
+            # every event in C; what it does not accept goes through `event`, which names
+            # the reason (or reads it with a Python reader), at its place in the order
+            def fallback(item: bytes) -> None:
+                try:
+                    events.append(self.event(item))
+                except DecodeError as exc:
+                    rejected.append(Rejected(exc.reason, exc.detail, item))
+
+            self._c.decode_items(
+                items, self._readers, self.max_event_bytes, Decoded, events, fallback
+            )
+            return MessageResult(events, rejected)
         # fast path inline (no call of `event` per item); anything unusual goes through
         # `event`, which names the reason
         readers = self._readers
