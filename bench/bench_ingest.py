@@ -7,6 +7,8 @@ format, many sessions) are produced to kaizen.events; then, in the same run:
   noop    a Faust agent over the same topic that does nothing per message
   worker  `kaizen-stream worker` (a separate process, fsync on), from its first
           ingested event to the last one durably indexed (read from /metrics)
+  pure    the same worker with KAIZEN_PURE_PYTHON=1 (no C speed-ups), on the same
+          events again (`--no-pure` skips it)
 
 and prints events/s and Kafka messages/s of each, with the ratios. Goals: worker
 >= 100k events/s, and >= 10x the no-op agent's message rate in events.
@@ -27,6 +29,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 
+from workers import speedups  # noqa: E402
 from workers.broker.embedded import EmbeddedBroker, free_port  # noqa: E402
 from workers.broker.topics import ensure_topics  # noqa: E402
 from workers.codec import batch  # noqa: E402
@@ -227,15 +232,23 @@ async def commit_offsets(bootstrap: str, offsets: dict[int, int]) -> None:
         await consumer.stop()
 
 
-def worker_run(bootstrap: str, total: int, workdir: Path) -> tuple[float, dict[str, int]]:
+def worker_run(
+    bootstrap: str, total: int, workdir: Path, *, pure: bool = False
+) -> tuple[float, dict[str, int]]:
+    """Seconds for a worker (fresh data dir) to ingest `total` events durably; its metrics.
+
+    `pure`: with ``KAIZEN_PURE_PYTHON=1``, no C speed-up (the generated Python readers).
+    """
     port = free_port()
+    name = "worker-pure" if pure else "worker"
     env = {
         **os.environ,
         "KAIZEN_BROKER": bootstrap,
-        "KAIZEN_DATA_DIR": str(workdir / "data"),
+        "KAIZEN_DATA_DIR": str(workdir / f"data-{name}"),
         "KAIZEN_PARTITIONS": str(PARTITIONS),
+        speedups.DISABLE_ENV: "1" if pure else "",
     }
-    log = (workdir / "worker.log").open("wb")
+    log = (workdir / f"{name}.log").open("wb")
     proc = subprocess.Popen(
         [
             *(sys.executable, "-m", "workers", "worker", "--web-port", str(port)),
@@ -263,7 +276,7 @@ def worker_run(bootstrap: str, total: int, workdir: Path) -> tuple[float, dict[s
                 rate = (done - first_done) / elapsed if elapsed > 0 else float("inf")
                 return (total / rate if rate else elapsed), m
             if proc.poll() is not None:
-                raise RuntimeError(f"worker exited; see {workdir / 'worker.log'}")
+                raise RuntimeError(f"worker exited; see {workdir / f'{name}.log'}")
             time.sleep(0.05)
         raise RuntimeError("worker did not finish")
     finally:
@@ -272,32 +285,53 @@ def worker_run(bootstrap: str, total: int, workdir: Path) -> tuple[float, dict[s
         log.close()
 
 
+@contextmanager
+def running_broker(log: Path) -> Iterator[str]:
+    """A fresh embedded broker with the topics; its bootstrap address."""
+    broker = EmbeddedBroker(port=free_port(), log=log).start()
+    try:
+        asyncio.run(ensure_topics(broker.bootstrap, PARTITIONS))
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="200k events instead of 1M")
     parser.add_argument("--events", type=int)
     parser.add_argument("--sessions", type=int, default=400)
     parser.add_argument("--keep", action="store_true", help="keep the work dir")
+    parser.add_argument(
+        "--no-pure", action="store_true", help="skip the pure-Python worker row (C speed-ups off)"
+    )
     args = parser.parse_args()
     total = args.events or (200_000 if args.quick else 1_000_000)
     total -= total % args.sessions
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    broker = EmbeddedBroker(port=free_port(), log=workdir / "tansu.log").start()
+    # A group that has committed offset 0: the worker's catch-up has nothing to read, so
+    # every event goes through the Faust ingest agent, the path this benchmark is for
+    # (a group without commits would catch up with a raw consumer: bench_handoff.py).
+    start = dict.fromkeys(range(PARTITIONS), 0)
+    pure_s = None
     try:
-        asyncio.run(ensure_topics(broker.bootstrap, PARTITIONS))
-        t0 = time.perf_counter()
-        messages = asyncio.run(produce(broker.bootstrap, total, args.sessions))
-        took = time.perf_counter() - t0
-        print(f"produced {total:,} events in {messages:,} messages in {took:.1f}s", flush=True)
-        raw_s = asyncio.run(raw_read(broker.bootstrap, messages))
-        noop_s = noop_faust(broker.bootstrap, messages, workdir)
-        # A group that has committed offset 0: the worker's catch-up has nothing to read, so
-        # every event goes through the Faust ingest agent, the path this benchmark is for
-        # (a group without commits would catch up with a raw consumer: bench_handoff.py).
-        asyncio.run(commit_offsets(broker.bootstrap, dict.fromkeys(range(PARTITIONS), 0)))
-        worker_s, m = worker_run(broker.bootstrap, total, workdir)
+        with running_broker(workdir / "tansu.log") as bootstrap:
+            t0 = time.perf_counter()
+            messages = asyncio.run(produce(bootstrap, total, args.sessions))
+            took = time.perf_counter() - t0
+            print(f"produced {total:,} events in {messages:,} messages in {took:.1f}s", flush=True)
+            raw_s = asyncio.run(raw_read(bootstrap, messages))
+            noop_s = noop_faust(bootstrap, messages, workdir)
+            asyncio.run(commit_offsets(bootstrap, start))
+            worker_s, m = worker_run(bootstrap, total, workdir)
+        if not args.no_pure:
+            # a broker of its own: tansu keeps the stopped worker in the group, which
+            # refuses the commit of offset 0 that would let a second worker reread the events
+            with running_broker(workdir / "tansu-pure.log") as bootstrap:
+                asyncio.run(produce(bootstrap, total, args.sessions))
+                asyncio.run(commit_offsets(bootstrap, start))
+                pure_s, _ = worker_run(bootstrap, total, workdir, pure=True)
     finally:
-        broker.stop()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     rows = [
@@ -305,6 +339,8 @@ def main() -> None:
         ("no-op Faust agent", noop_s, None),
         ("kaizen worker (fsync, durable)", worker_s, total),
     ]
+    if pure_s is not None:
+        rows.append(("  same, pure Python (no C speed-ups)", pure_s, total))
     print()
     print(f"{'path':34} {'seconds':>8} {'msgs/s':>10} {'events/s':>11}")
     for name, secs, events in rows:
@@ -318,6 +354,8 @@ def main() -> None:
     print(
         f"worker msgs/s / raw getmany msgs/s:   {(messages / worker_s) / (messages / raw_s):6.3f}"
     )
+    if pure_s is not None:
+        print(f"worker with C speed-ups / pure Python:  {pure_s / worker_s:6.2f}x")
     print(
         f"dead-lettered {m.get('kaizen_ingest_dead_lettered_total', 0)}, "
         f"duplicates {m.get('kaizen_ingest_duplicates_total', 0)}, "
