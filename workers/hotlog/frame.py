@@ -18,29 +18,43 @@ Invariants:
   good frames are ever returned;
 * :func:`iter_frames` visits a range exactly once, as a sequence of good frames and bad ranges
   that tile it without gaps; a bad range ends at the next good frame (resync) or at the end of
-  the range, in which case it is flagged ``at_end`` (a torn tail when the range ends at EOF).
+  the range, in which case it is flagged ``at_end`` (a torn tail when the range ends at EOF);
+* every frame :func:`encode_batch` writes is good: a payload over ``MAX_PAYLOAD`` raises
+  ValueError and an offset outside ``[0, 2**64)`` OverflowError, before anything is built.
+
+Speed-up: ``crc32c``, ``encode_batch`` and ``locations`` are the C versions from
+``workers/hotlog/_cframe.c`` when it is built (see ``workers.speedups``; ``KAIZEN_PURE_PYTHON=1``
+turns it off), else the pure-Python ``_py_*`` functions below, which stay the reference:
+both give the same results and raise the same exception types (tests/hotlog/test_cframe.py).
+``IMPLEMENTATION`` says which one runs.  The C ``crc32c`` replaces the crc32c package's
+function in ``check`` and ``encode`` too: the same CRC with less call overhead (half the
+package's time on a ~300-byte frame, ~12% off ``check``) and no slower on large buffers.
 """
 
 from __future__ import annotations
 
 import mmap
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import accumulate, chain
+from functools import partial
+from itertools import accumulate, chain, repeat
+from operator import add
+from typing import Protocol
 
-import crc32c
+from crc32c import crc32c as _py_crc32c
+
+from workers import speedups
+from workers.hotlog.policy import Location
 
 HEAD = struct.Struct(">IQ")
 TRAILER = struct.Struct(">I")
 HEAD_SIZE = HEAD.size  # 12
 OVERHEAD = HEAD.size + TRAILER.size  # 16 bytes per frame
 _pack_crc = TRAILER.pack
-_crc = crc32c.crc32c
 _OVERHEAD_ADD = OVERHEAD.__add__
 _pack_len = TRAILER.pack  # ">I", the length field
-_pack_off = struct.Struct(">Q").pack
-MAX_PAYLOAD = 64 << 20
+MAX_PAYLOAD = 64 << 20  # also in _cframe.c
 # Offsets inside one segment never run this far past its base offset; bytes that claim to are
 # not a frame.  It rejects almost every false resync candidate before a CRC is computed.
 MAX_OFFSET_SPAN = 1 << 48
@@ -51,6 +65,16 @@ _ZERO_SKIP = 1 << 20
 Buffer = bytes | bytearray | memoryview | mmap.mmap
 
 
+class _Crc32c(Protocol):
+    def __call__(self, data: Buffer, crc: int = 0, /) -> int: ...
+
+
+_c = speedups.load("workers.hotlog._cframe")
+
+# CRC-32C of ``data``, continuing from ``crc`` (a previous result), as crc32c.crc32c
+crc32c: _Crc32c = _py_crc32c if _c is None else _c.crc32c
+
+
 class CorruptFrame(Exception):
     """A frame failed its length or CRC check."""
 
@@ -58,7 +82,7 @@ class CorruptFrame(Exception):
 def encode(payload: bytes, offset: int) -> bytes:
     """One frame for ``payload`` carried by the Kafka message at ``offset``."""
     head = HEAD.pack(len(payload), offset)
-    crc = crc32c.crc32c(payload, crc32c.crc32c(head))
+    crc = crc32c(payload, crc32c(head))
     return b"".join((head, payload, TRAILER.pack(crc)))
 
 
@@ -76,7 +100,7 @@ _LENGTH_CACHE_MAX = 1 << 14
 _length_bytes = _LengthBytes().__getitem__
 
 
-def encode_batch(payloads: Sequence[bytes], offset: int) -> tuple[bytes, list[int]]:
+def _py_encode_batch(payloads: Sequence[bytes], offset: int) -> tuple[bytes, list[int]]:
     """All frames of one message as one buffer, plus each payload's length.
 
     The hot path of ingest, all driven by ``map`` (no interpreted loop body).  Per frame:
@@ -85,11 +109,52 @@ def encode_batch(payloads: Sequence[bytes], offset: int) -> tuple[bytes, list[in
     ``crc32c`` over the body and one trailer pack; then one join of the batch.  Copying a
     ~300-byte payload into the body is cheaper than the alternative, a second ``crc32c``
     call per frame for the head.
+
+    Payloads are bytes-like with 1-byte items (``len`` is their size in bytes); anything else
+    raises TypeError.  A payload over ``MAX_PAYLOAD`` raises ValueError (it would be written,
+    then read back as a bad frame); an offset outside ``[0, 2**64)`` raises OverflowError.
     """
+    off = int.to_bytes(offset, 8, "big")  # TypeError / OverflowError, as the C version
     lens = list(map(len, payloads))
-    bodies = list(map(_pack_off(offset).join, zip(map(_length_bytes, lens), payloads, strict=True)))
-    trailers = map(_pack_crc, map(_crc, bodies))
+    if lens and max(lens) > MAX_PAYLOAD:
+        raise ValueError(f"a payload is {max(lens)} bytes, over the {MAX_PAYLOAD}-byte limit")
+    bodies = list(map(off.join, zip(map(_length_bytes, lens), payloads, strict=True)))
+    trailers = map(_pack_crc, map(_py_crc32c, bodies))
     return b"".join(chain.from_iterable(zip(bodies, trailers, strict=True))), lens
+
+
+encode_batch: Callable[[Sequence[bytes], int], tuple[bytes, list[int]]] = (
+    _py_encode_batch if _c is None else _c.encode_batch
+)
+
+
+_new_tuple = tuple.__new__
+
+
+def _py_locations(segment: int, start: int, lens: list[int]) -> list[Location]:
+    """``Location(segment, p, n)`` for consecutive frames of payload lengths ``lens`` at
+    ``start`` (what ``PartitionLog.append_batch`` returns): positions by ``accumulate``, the
+    named tuples by ``tuple.__new__`` in one C-level ``map`` (the generated
+    ``Location.__new__`` is a Python function; this skips it)."""
+    return list(
+        map(
+            _new_tuple,
+            repeat(Location),
+            zip(
+                repeat(segment),
+                accumulate(map(add, lens, repeat(OVERHEAD)), initial=start),
+                lens,
+            ),
+        )
+    )
+
+
+# the C version raises OverflowError past 2**63 (positions are u32, see MAX_SEGMENT_BYTES)
+locations: Callable[[int, int, list[int]], list[Location]] = (
+    _py_locations if _c is None else partial(_c.locations, Location)
+)
+
+IMPLEMENTATION = "pure Python" if _c is None else "C (workers/hotlog/_cframe.c)"
 
 
 def positions(lens: list[int], start: int) -> list[int]:
@@ -115,7 +180,7 @@ def check(
     if not min_offset <= offset < min_offset + span:
         return None
     (stored,) = TRAILER.unpack_from(buf, stop)
-    if crc32c.crc32c(memoryview(buf)[pos:stop]) != stored:
+    if crc32c(memoryview(buf)[pos:stop]) != stored:
         return None
     return length, offset
 

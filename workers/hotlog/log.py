@@ -28,8 +28,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from itertools import accumulate, repeat
-from operator import add
 from pathlib import Path
 
 from workers.durable import fsync_dir
@@ -59,26 +57,6 @@ class LogLocked(RuntimeError):
 
 class LogClosed(RuntimeError):
     """The log was closed."""
-
-
-_new_tuple = tuple.__new__
-
-
-def _locations(segment: int, start: int, lengths: list[int]) -> list[Location]:
-    """``Location(segment, p, n)`` for consecutive frames of payload lengths ``lengths`` at
-    ``start``: positions by ``accumulate``, the named tuples by ``tuple.__new__`` in one C-level
-    ``map`` (the generated ``Location.__new__`` is a Python function; this skips it)."""
-    return list(
-        map(
-            _new_tuple,
-            repeat(Location),
-            zip(
-                repeat(segment),
-                accumulate(map(add, lengths, repeat(OVERHEAD)), initial=start),
-                lengths,
-            ),
-        )
-    )
 
 
 DEFAULT_COMMIT = CommitPolicy()
@@ -320,7 +298,7 @@ class PartitionLog:
             self._appended_bytes += size
             base = self._active
         assert base is not None
-        return _locations(base, start, lens)
+        return frame.locations(base, start, lens)
 
     def _start_segment(self, base: int) -> None:
         self._fd = segment.create(self.directory, self.topic, self.partition, base)

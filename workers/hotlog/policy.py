@@ -19,8 +19,8 @@ class Location(NamedTuple):
     """Where a frame is: its segment (base Kafka offset), start position and payload length.
 
     A named tuple, not a dataclass: ``append_batch`` makes one per frame, and a tuple subclass
-    can be built for a whole batch by one C-level ``map(tuple.__new__, ...)`` (see
-    ``log._locations``) at a fraction of a frozen dataclass's cost.  Immutable, hashable and
+    can be built for a whole batch by one C-level ``map(tuple.__new__, ...)`` or in C (see
+    ``frame.locations``) at a fraction of a frozen dataclass's cost.  Immutable, hashable and
     compared by value like before; unlike a dataclass it is also a 3-tuple (it unpacks,
     orders like ``(segment, position, length)`` and equals the plain tuple of its fields).
     """
