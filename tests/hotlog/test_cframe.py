@@ -75,6 +75,14 @@ def test_encode_batch_of_a_long_batch() -> None:
     assert _cframe.encode_batch(payloads, 3) == frame._py_encode_batch(payloads, 3)
 
 
+def test_encode_batch_lengths_around_the_cached_ints() -> None:
+    """Lengths below 4096 come from a cache of int objects, longer ones are made per call."""
+    payloads = [os.urandom(n) for n in (4094, 4095, 4096, 4097, 0, 4095)]
+    data, lens = _cframe.encode_batch(payloads, 1)
+    assert (data, lens) == frame._py_encode_batch(payloads, 1)
+    assert lens == [4094, 4095, 4096, 4097, 0, 4095]
+
+
 @pytest.mark.parametrize("item", ["text", 5, None, 1.5])
 def test_encode_batch_rejects_a_non_bytes_payload(item: object) -> None:
     for impl in (_cframe.encode_batch, frame._py_encode_batch):
