@@ -360,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{kib:,.0f}",
             )
         console.print(table)
+        console.print(f"frame encoding and locations: {frame_mod.IMPLEMENTATION}")
         d = CommitPolicy()
         console.print(
             f"default CommitPolicy: fsync once {d.max_bytes:,} bytes, {d.max_records:,} frames "
