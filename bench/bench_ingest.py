@@ -340,7 +340,7 @@ def main() -> None:
         ("kaizen worker (fsync, durable)", worker_s, total),
     ]
     if pure_s is not None:
-        rows.append(("  same, pure Python (no C speed-ups)", pure_s, total))
+        rows.append(("  pure Python (no C speed-ups)", pure_s, total))
     print()
     print(f"{'path':34} {'seconds':>8} {'msgs/s':>10} {'events/s':>11}")
     for name, secs, events in rows:
