@@ -27,8 +27,11 @@ typecheck: $(STAMP)
 compose-check:
 	bash .ci/compose-check
 
+# The whole suite, then the pure-Python fallbacks of the C speed-ups again (what an image
+# without a compiler runs; docs/DEVELOPING.md, "Speed-ups").
 test: $(STAMP) lint typecheck compose-check
 	$(BIN)/pytest -q
+	KAIZEN_PURE_PYTHON=1 $(BIN)/pytest -q tests/hotlog tests/ingest/test_decode.py tests/ingest/test_poison.py
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do $(BIN)/python $$b --quick || exit 1; done
