@@ -8,8 +8,9 @@ raises anything but `DecodeError`, whose reason names what was wrong.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from io import BytesIO
-from typing import Any
+from typing import Any, TypeVar
 
 from fastavro import schemaless_reader, schemaless_writer
 
@@ -18,6 +19,21 @@ from workers.codec.errors import DecodeError
 
 MARKER = b"\xc3\x01"
 HEADER_SIZE = 10
+
+T = TypeVar("T")
+
+
+def by_fingerprint(table: Mapping[bytes, T], data: bytes) -> T:
+    """What `table` holds for the writer fingerprint in `data`'s header; DecodeError
+    (too_short, bad_marker, unknown_schema) when the header is not one it knows."""
+    if len(data) < HEADER_SIZE:
+        raise DecodeError("too_short", f"{len(data)} bytes, a header alone is {HEADER_SIZE}")
+    if data[:2] != MARKER:
+        raise DecodeError("bad_marker", f"starts with {data[:2].hex()}, not c301")
+    found = table.get(data[2:HEADER_SIZE])
+    if found is None:
+        raise DecodeError("unknown_schema", f"fingerprint {data[2:HEADER_SIZE].hex()}")
+    return found
 
 
 class SingleObjectCodec:
@@ -40,14 +56,7 @@ class SingleObjectCodec:
 
     def writer_of(self, data: bytes) -> schemas.Schema:
         """The writer schema named by the header; DecodeError when unknown or not single-object."""
-        if len(data) < HEADER_SIZE:
-            raise DecodeError("too_short", f"{len(data)} bytes, a header alone is {HEADER_SIZE}")
-        if data[:2] != MARKER:
-            raise DecodeError("bad_marker", f"starts with {data[:2].hex()}, not c301")
-        writer = self._writers.get(data[2:HEADER_SIZE])
-        if writer is None:
-            raise DecodeError("unknown_schema", f"fingerprint {data[2:HEADER_SIZE].hex()}")
-        return writer
+        return by_fingerprint(self._writers, data)
 
     def decode(self, data: bytes) -> dict[str, Any]:
         writer = self.writer_of(data)

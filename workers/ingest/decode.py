@@ -47,7 +47,7 @@ from workers import speedups
 from workers.codec import batch as batch_format
 from workers.codec import schema as schemas
 from workers.codec.errors import DecodeError
-from workers.codec.single_object import HEADER_SIZE, MARKER, SingleObjectCodec
+from workers.codec.single_object import HEADER_SIZE, MARKER, SingleObjectCodec, by_fingerprint
 
 #: Larger events are dead-lettered with reason ``too_large``. The events topic
 #: accepts messages up to the broker's limit; one event of a session has no
@@ -506,13 +506,7 @@ class LeanDecoder:
         size = len(data)
         if size > self.max_event_bytes:
             raise DecodeError("too_large", f"{size} bytes, the limit is {self.max_event_bytes}")
-        if size < HEADER_SIZE:
-            raise DecodeError("too_short", f"{size} bytes, a header alone is {HEADER_SIZE}")
-        if data[:2] != MARKER:
-            raise DecodeError("bad_marker", f"starts with {data[:2].hex()}, not c301")
-        reader = self._readers.get(data[2:HEADER_SIZE])
-        if reader is None:
-            raise DecodeError("unknown_schema", f"fingerprint {data[2:HEADER_SIZE].hex()}")
+        reader = by_fingerprint(self._readers, data)
         try:
             sid, seq, ts, agent, model = reader(data)
         except IndexError as exc:
