@@ -38,12 +38,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
+from worker_process import running_worker, worker_env  # noqa: E402
 
 from workers import speedups  # noqa: E402
 from workers.broker.embedded import EmbeddedBroker, free_port  # noqa: E402
 from workers.broker.topics import ensure_topics  # noqa: E402
 from workers.codec import batch  # noqa: E402
 from workers.codec.event import complete_event, encode_event  # noqa: E402
+from workers.ingest import metrics  # noqa: E402
 from workers.settings import EVENTS_TOPIC  # noqa: E402
 
 PARTITIONS = 4
@@ -203,16 +205,12 @@ def noop_faust(bootstrap: str, messages: int, workdir: Path) -> float:
 
 
 def scrape(port: int) -> dict[str, int]:
+    """The worker's metrics, each summed over its partitions; empty while it does not answer."""
     try:
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read()
     except OSError:
         return {}
-    totals: dict[str, int] = {}
-    for line in text.decode().splitlines():
-        if line.startswith("kaizen_ingest_"):
-            name = line.split("{", 1)[0]
-            totals[name] = totals.get(name, 0) + int(float(line.rsplit(" ", 1)[1]))
-    return totals
+    return metrics.totals(text.decode())
 
 
 WORKER_GROUP = "kaizen-stream"  # the worker's consumer group (its Faust app id)
@@ -241,25 +239,13 @@ def worker_run(
     """
     port = free_port()
     name = "worker-pure" if pure else "worker"
-    env = {
-        **os.environ,
-        "KAIZEN_BROKER": bootstrap,
-        "KAIZEN_DATA_DIR": str(workdir / f"data-{name}"),
-        "KAIZEN_PARTITIONS": str(PARTITIONS),
-        speedups.DISABLE_ENV: "1" if pure else "",
-    }
-    log = (workdir / f"{name}.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "workers", "worker", "--web-port", str(port)),
-            *("--session-timeout", "6", "--loglevel", "warning"),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
+    env = worker_env(
+        bootstrap,
+        workdir / f"data-{name}",
+        PARTITIONS,
+        **{speedups.DISABLE_ENV: "1" if pure else ""},
     )
-    try:
+    with running_worker(env, workdir / f"{name}.log", web_port=port) as proc:
         t_first = None
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
@@ -279,10 +265,6 @@ def worker_run(
                 raise RuntimeError(f"worker exited; see {workdir / f'{name}.log'}")
             time.sleep(0.05)
         raise RuntimeError("worker did not finish")
-    finally:
-        proc.terminate()
-        proc.wait(60)
-        log.close()
 
 
 @contextmanager

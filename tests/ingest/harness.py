@@ -20,10 +20,12 @@ from typing import IO
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from tests.procs import stop
 from workers.broker.embedded import free_port
 from workers.codec import batch
 from workers.codec.event import complete_event, decode_event, encode_event
 from workers.hotlog import PartitionLog
+from workers.ingest import metrics
 from workers.settings import EVENTS_TOPIC
 from workers.state import PartitionStore
 
@@ -146,17 +148,17 @@ class Worker:
     log_path: Path
     log_file: IO[bytes] = field(repr=False)
 
-    def metrics(self) -> dict[str, int]:
+    def scrape(self) -> str:
+        """The worker's /metrics text; empty while it does not answer."""
         try:
-            text = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2).read()
+            url = f"http://127.0.0.1:{self.port}/metrics"
+            return str(urllib.request.urlopen(url, timeout=2).read().decode())
         except OSError:
-            return {}
-        totals: dict[str, int] = {}
-        for line in text.decode().splitlines():
-            if line.startswith("kaizen_"):
-                name = line.split("{", 1)[0]
-                totals[name] = totals.get(name, 0) + int(float(line.rsplit(" ", 1)[1]))
-        return totals
+            return ""
+
+    def metrics(self) -> dict[str, int]:
+        """Each metric summed over the worker's partitions."""
+        return metrics.totals(self.scrape())
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
@@ -164,15 +166,9 @@ class Worker:
         self.log_file.close()
 
     def stop(self, timeout: float = 60) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        code = stop(self.proc, timeout)
         self.log_file.close()
-        return self.proc.returncode
+        return code
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -26,21 +26,13 @@ from tests.ingest.harness import (
 )
 from workers.broker.embedded import EmbeddedBroker, free_port
 from workers.broker.topics import ensure_topics
+from workers.ingest import metrics
 from workers.ingest.partitions import partition_for_key
 
 
 def ready_partitions(worker: Worker) -> set[int]:
-    import urllib.request
-
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{worker.port}/metrics", timeout=2).read()
-    except OSError:
-        return set()
-    out = set()
-    for line in text.decode().splitlines():
-        if line.startswith("kaizen_partition_ready{") and line.endswith(" 1"):
-            out.add(int(line.split('"')[1]))
-    return out
+    ready = metrics.parse(worker.scrape()).get("kaizen_partition_ready", {})
+    return {p for p, flag in ready.items() if flag == 1}
 
 
 # Six partitions: three workers hold two each; when one dies the other two hold three each,

@@ -144,6 +144,15 @@ def test_metrics_text() -> None:
     assert "# TYPE kaizen_ingest_lag gauge" in text
 
 
+def test_metrics_text_reads_back() -> None:
+    text = metrics.render(
+        [(0, metrics.Counters(ingested=5), True), (3, metrics.Counters(ingested=7), False)]
+    )
+    assert metrics.parse(text)["kaizen_ingest_ingested_total"] == {0: 5, 3: 7}
+    assert metrics.parse(text)["kaizen_partition_ready"] == {0: 1, 3: 0}
+    assert metrics.totals(text)["kaizen_ingest_ingested_total"] == 12
+
+
 def test_sessions_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     state = PartitionState(0, tmp_path / "hotlog" / "kaizen.events-0")
     state.open()

@@ -1,4 +1,5 @@
-"""Per-partition ingest counters, their Prometheus text form, and their file beside the log.
+"""Per-partition ingest counters, their Prometheus text form (and its reading), and their
+file beside the log.
 
 Counters are cumulative over the life of the partition's data dir: the worker
 loads ``<partition dir>/ingest-stats.json`` when it opens a partition and
@@ -79,3 +80,20 @@ def render(per_partition: Iterable[tuple[int, Counters, bool]]) -> str:
     for partition, _, ready in rows:
         out.append(f'kaizen_partition_ready{{partition="{partition}"}} {int(ready)}')
     return "\n".join(out) + "\n"
+
+
+def parse(text: str) -> dict[str, dict[int, int]]:
+    """What `render` wrote, read back: metric name -> {partition: value}."""
+    out: dict[str, dict[int, int]] = {}
+    for line in text.splitlines():
+        if line.startswith("#") or '{partition="' not in line:
+            continue
+        name, rest = line.split("{", 1)
+        labels, value = rest.rsplit(" ", 1)
+        out.setdefault(name, {})[int(labels.split('"')[1])] = int(float(value))
+    return out
+
+
+def totals(text: str) -> dict[str, int]:
+    """Each metric of `render`'s text summed over the partitions."""
+    return {name: sum(values.values()) for name, values in parse(text).items()}
