@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -40,6 +39,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from aiokafka import AIOKafkaProducer  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 from bench_ingest import commit_offsets, event_factory, produce  # noqa: E402
+from worker_process import running_worker, worker_env  # noqa: E402
 
 from workers.broker.embedded import EmbeddedBroker, free_port  # noqa: E402
 from workers.broker.topics import ensure_topics  # noqa: E402
@@ -150,31 +150,13 @@ def kaizen_handoff(
     bootstrap: str, workdir: Path, session: str, expected: int
 ) -> tuple[float, float, float]:
     """(start → complete replay, start → catch-up begins, catch-up seconds)."""
-    env = {
-        **os.environ,
-        "KAIZEN_BROKER": bootstrap,
-        "KAIZEN_DATA_DIR": str(workdir / "kaizen-data"),
-        "KAIZEN_PARTITIONS": "1",
-    }
+    env = worker_env(bootstrap, workdir / "kaizen-data", 1)
     log_path = workdir / "worker.log"
     t0 = time.time()
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "workers",
-            "worker",
-            "--web-port",
-            str(free_port()),
-            "--session-timeout",
-            str(SESSION_TIMEOUT),
-        ],
-        env=env,
-        stdout=log_path.open("wb"),
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-    )
-    try:
+    # default log level: the catch-up lines it logs time the phases below
+    with running_worker(
+        env, log_path, web_port=free_port(), session_timeout=SESSION_TIMEOUT, loglevel=None
+    ) as worker:
         while True:
             r = subprocess.run(
                 [sys.executable, "-m", "workers", "replay", session, "--timeout", "20"],
@@ -192,9 +174,6 @@ def kaizen_handoff(
                 break
             if time.time() - t0 > 300 or worker.poll() is not None:
                 raise RuntimeError(f"no complete replay: {r.stderr[-2000:]}; see {log_path}")
-    finally:
-        worker.terminate()
-        worker.wait(60)
     text = log_path.read_text()
     begin = end = None
     for line in text.splitlines():

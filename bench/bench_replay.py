@@ -20,17 +20,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
+from worker_process import running_worker, worker_env
 
 from workers.broker.embedded import EmbeddedBroker, free_port
 from workers.broker.topics import ensure_topics
@@ -168,45 +166,16 @@ def main() -> int:
     n = args.events or (1000 if args.quick else 10_000)
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
         broker = EmbeddedBroker(port=free_port(), log=Path(tmp) / "tansu.log").start()
-        worker = None
         try:
             asyncio.run(ensure_topics(broker.bootstrap, PARTITIONS))
-            env = {
-                **os.environ,
-                "KAIZEN_BROKER": broker.bootstrap,
-                "KAIZEN_DATA_DIR": str(Path(tmp) / "data"),
-                "KAIZEN_PARTITIONS": str(PARTITIONS),
-            }
-            log = (Path(tmp) / "worker.log").open("wb")
-            worker = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "workers",
-                    "worker",
-                    "--web-port",
-                    str(free_port()),
-                    "--session-timeout",
-                    "6",
-                    "--loglevel",
-                    "warning",
-                ],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-            print(
-                f"bench_replay: session {n:,} events, +{args.factor}x unrelated, {args.runs} runs"
-            )
-            rows = asyncio.run(bench(broker.bootstrap, n, args.factor, args.runs, args.settle))
+            env = worker_env(broker.bootstrap, Path(tmp) / "data", PARTITIONS)
+            with running_worker(env, Path(tmp) / "worker.log", web_port=free_port()):
+                print(
+                    f"bench_replay: session {n:,} events, +{args.factor}x unrelated, "
+                    f"{args.runs} runs"
+                )
+                rows = asyncio.run(bench(broker.bootstrap, n, args.factor, args.runs, args.settle))
         finally:
-            if worker is not None:
-                worker.send_signal(signal.SIGTERM)
-                try:
-                    worker.wait(30)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
-                    worker.wait()
             broker.stop()
     base = statistics.median(rows[0][2])
     base_min = min(rows[0][2])
