@@ -12,12 +12,12 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.procs import stop
@@ -86,8 +86,11 @@ def produce_in_slices(
     return thread
 
 
-async def end_offsets(bootstrap: str, partitions: int, topic: str = EVENTS_TOPIC) -> dict[int, int]:
-    """Exact next offsets: read each partition to an empty poll (tansu's end offsets lie)."""
+async def read_to_end(
+    bootstrap: str, partitions: int, topic: str = EVENTS_TOPIC
+) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Every record of `topic`, until three polls in a row come back empty (the end: tansu's
+    end offsets lie)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
@@ -98,20 +101,25 @@ async def end_offsets(bootstrap: str, partitions: int, topic: str = EVENTS_TOPIC
     )
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(tps)
-        ends = dict.fromkeys(range(partitions), 0)
+        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
         empty = 0
         while empty < 3:
             got = await consumer.getmany(timeout_ms=300, max_records=100_000)
             if not any(got.values()):
                 empty += 1
-            for tp, records in got.items():
-                if records:
-                    ends[tp.partition] = records[-1].offset + 1
-        return ends
+            for records in got.values():
+                for record in records:
+                    yield record
     finally:
         await consumer.stop()
+
+
+async def end_offsets(bootstrap: str, partitions: int, topic: str = EVENTS_TOPIC) -> dict[int, int]:
+    """Exact next offsets of each partition."""
+    ends = dict.fromkeys(range(partitions), 0)
+    async for record in read_to_end(bootstrap, partitions, topic):
+        ends[record.partition] = record.offset + 1
+    return ends
 
 
 async def committed(bootstrap: str, partitions: int, group: str = GROUP) -> dict[int, int]:
@@ -236,28 +244,10 @@ async def read_dlq(
 ) -> list[tuple[dict[str, str], bytes]]:
     from workers.ingest.dlq import header_dict
 
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=32 << 20,
-    )
-    await consumer.start()
-    out = []
-    try:
-        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
-        empty = 0
-        while empty < 3:
-            got = await consumer.getmany(timeout_ms=300)
-            if not any(got.values()):
-                empty += 1
-            for records in got.values():
-                for r in records:
-                    out.append((header_dict(r.headers), r.value or b""))
-    finally:
-        await consumer.stop()
-    return out
+    return [
+        (header_dict(r.headers), r.value or b"")
+        async for r in read_to_end(bootstrap, partitions, topic)
+    ]
 
 
 def dump(obj: object) -> str:
