@@ -183,14 +183,11 @@ sized(Walk *w, const char *what, Py_ssize_t *start, Py_ssize_t *len)
     return 0;
 }
 
-/* Walk the node at ops[*pc] over the bytes; store its value in *slot when slot != NULL. */
+/* Walk the node at ops[*pc] over the bytes; store its value in *slot when slot != NULL.
+ * The program passed check() at init: operands, branch lengths and nesting are trusted. */
 static int
-node(Reader *r, Walk *w, Py_ssize_t *pc, PyObject **slot, int depth)
+node(Reader *r, Walk *w, Py_ssize_t *pc, PyObject **slot)
 {
-    if (*pc >= r->nops || depth > DEPTH_MAX) {
-        PyErr_SetString(PyExc_ValueError, "corrupt reader program");
-        return -1;
-    }
     int32_t op = r->ops[(*pc)++];
     switch (op) {
     case OP_NULL:
@@ -291,27 +288,19 @@ node(Reader *r, Walk *w, Py_ssize_t *pc, PyObject **slot, int depth)
         w->p++;
         Py_ssize_t at = *pc, branch = -1;
         for (int32_t k = 0; k < count; k++) {
-            if (at >= r->nops) {
-                PyErr_SetString(PyExc_ValueError, "corrupt reader program");
-                return -1;
-            }
             if ((unsigned)k == c >> 1)
                 branch = at + 1;
             at += 1 + r->ops[at];
         }
         *pc = at;
-        return node(r, w, &branch, slot, depth + 1);
+        return node(r, w, &branch, slot);
     }
     case OP_KEEP: {
         int32_t s = r->ops[(*pc)++];
-        if (s < 0 || s >= NSLOTS) {
-            PyErr_SetString(PyExc_ValueError, "corrupt reader program");
-            return -1;
-        }
-        return node(r, w, pc, &w->slots[s], depth + 1);
+        return node(r, w, pc, &w->slots[s]);
     }
-    default:
-        PyErr_SetString(PyExc_ValueError, "corrupt reader program");
+    default: /* not reached: check() let only the opcodes above through */
+        PyErr_SetString(PyExc_SystemError, "corrupt reader program");
         return -1;
     }
 }
@@ -338,7 +327,7 @@ walk(Reader *r, const unsigned char *b, Py_ssize_t n, PyObject **slots, Walk *w)
         return bad(w, "truncated", "event shorter than its header");
     Py_ssize_t pc = 0;
     while (pc < r->nops)
-        if (node(r, w, &pc, NULL, 0) < 0)
+        if (node(r, w, &pc, NULL) < 0)
             return -1;
     if (w->p != n) {
         w->reason = "trailing_bytes";
