@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from tests.brokers import Broker
 from tests.hooks.secrets_corpus import CORPUS
 from tests.hooks.util import consume_raw, hook_env, run_hook, spool_bytes, spooled_fields
-from workers.broker.embedded import EmbeddedBroker
 from workers.hooks.hook import record
 from workers.hooks.redact import Redactor
 from workers.hooks.spool import Spool
@@ -101,7 +101,7 @@ def test_config_extra_and_allow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert r.text("TOML-42 a@b.example") == "[REDACTED:custom] a@b.example"
 
 
-def test_no_secret_reaches_spool_or_kafka(tmp_path: Path, broker: EmbeddedBroker) -> None:
+def test_no_secret_reaches_spool_or_kafka(tmp_path: Path, broker: Broker) -> None:
     spool = Spool(str(tmp_path / "spool"))
     redactor = Redactor(home="/home/dev")
     n = 0

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.brokers import Broker, new_broker
 from tests.ingest.harness import (
     Worker,
     end_offsets,
@@ -24,8 +25,6 @@ from tests.ingest.harness import (
     start_worker,
     wait_committed,
 )
-from workers.broker.embedded import EmbeddedBroker, free_port
-from workers.broker.topics import ensure_topics
 from workers.ingest import metrics
 from workers.ingest.partitions import partition_for_key
 
@@ -42,15 +41,17 @@ def ready_partitions(worker: Worker) -> set[int]:
 PARTITIONS = 6
 
 
+pytestmark = pytest.mark.broker
+
+
 @pytest.fixture
-def broker6(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    broker = EmbeddedBroker(port=free_port(), log=tmp_path / "tansu.log").start()
-    asyncio.run(ensure_topics(broker.bootstrap, PARTITIONS))
+def broker6(tmp_path: Path) -> Iterator[Broker]:
+    broker = new_broker(tmp_path / "broker", PARTITIONS)
     yield broker
     broker.stop()
 
 
-def test_kill_one_of_three_then_start_an_empty_one(broker6: EmbeddedBroker, tmp_path: Path) -> None:
+def test_kill_one_of_three_then_start_an_empty_one(broker6: Broker, tmp_path: Path) -> None:
     rng = random.Random(3)
     bootstrap = broker6.bootstrap
     expected = {f"h-{s}": rng.randrange(50, 400) for s in range(160)}

@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from tests.brokers import Broker
 from tests.conftest import TEST_PARTITIONS
 from tests.procs import stop
-from workers.broker.embedded import EmbeddedBroker, free_port
+from workers.broker.embedded import free_port
 from workers.codec import batch
 from workers.codec.event import complete_event, encode_event
 from workers.replay.client import ReplayClient, Replayed, ReplayResult
@@ -35,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass
 class Worker:
-    broker: EmbeddedBroker
+    broker: Broker
     data_dir: Path
     web_port: int
     proc: subprocess.Popen[bytes]
@@ -62,7 +63,7 @@ class Worker:
         )
 
 
-def kaizen_env(broker: EmbeddedBroker, data_dir: Path) -> dict[str, str]:
+def kaizen_env(broker: Broker, data_dir: Path) -> dict[str, str]:
     return {
         **os.environ,
         "KAIZEN_BROKER": broker.bootstrap,
@@ -73,7 +74,7 @@ def kaizen_env(broker: EmbeddedBroker, data_dir: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="package")
-def worker(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+def worker(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     tmp = tmp_path_factory.mktemp("replay-worker")
     log = tmp / "worker.log"
     port = free_port()

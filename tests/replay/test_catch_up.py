@@ -8,16 +8,15 @@ import sys
 import uuid
 from pathlib import Path
 
+from tests.brokers import Broker
 from tests.procs import stop
 from tests.replay.conftest import ROOT, as_messages, kaizen_env, make_events, produce, replay_until
-from workers.broker.embedded import EmbeddedBroker, free_port
+from workers.broker.embedded import free_port
 from workers.codec.event import encode_event
 from workers.replay.client import ReplayClient
 
 
-def _start_worker(
-    broker: EmbeddedBroker, data_dir: Path, group: str, log: Path
-) -> subprocess.Popen[bytes]:
+def _start_worker(broker: Broker, data_dir: Path, group: str, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "tests.replay.worker_main", group, str(free_port())],
@@ -29,7 +28,7 @@ def _start_worker(
 
 
 def test_a_partition_catching_up_is_waited_for_then_answered_in_full(
-    fresh_broker: EmbeddedBroker, tmp_path: Path
+    fresh_broker: Broker, tmp_path: Path
 ) -> None:
     """Worker 1 ingests and stops; requests wait on the topic; worker 2, with an empty data
     dir in the same group, must catch its partitions up from kaizen.events to the group's

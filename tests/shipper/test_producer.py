@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import random
 
+from tests.brokers import Broker
 from tests.hooks.util import consume_raw, decode_all
-from workers.broker.embedded import EmbeddedBroker
 from workers.codec.batch import is_batch, split
 from workers.codec.event import complete_event
 from workers.hooks.samples import sample_events
@@ -25,7 +25,7 @@ def test_batches_split_by_count_and_keep_seq_order() -> None:
     assert keys == {b"s0", b"s1", b"s2"}
 
 
-def test_produce_sample_events(broker: EmbeddedBroker, unique: str) -> None:
+def test_produce_sample_events(broker: Broker, unique: str) -> None:
     events = sample_events()
     for e in events:
         e["session_id"] = f"{unique}-{e['session_id']}"

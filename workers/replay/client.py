@@ -81,7 +81,10 @@ async def open_follower(
         while not partitions:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"topic {topic} does not exist on {bootstrap}")
-            await consumer.topics()  # refreshes the metadata
+            # Refresh the consumer's own metadata with every topic (private client API: the
+            # public `topics()` returns a fresh copy and leaves the consumer's as it was, and
+            # Apache Kafka, unlike tansu, answers the bootstrap request with no topics).
+            await consumer._client.force_metadata_update()
             partitions = consumer.partitions_for_topic(topic)
             if not partitions:
                 await asyncio.sleep(0.2)
