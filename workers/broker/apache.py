@@ -6,9 +6,10 @@ copies into a cache outside the repo (`make kafka-jars`, pom in `kafka/pom.xml`)
 formats its storage once, refuses ports already in use, waits until the broker
 listener answers, and stops (or kills) only its own process. `KafkaCluster`
 owns three such nodes that vote for one another. A node's JVM dies with the
-thread that started it (so start brokers from a thread that outlives them). Data lives under the node's
-directory, so a stopped node keeps its topics and offsets; `wipe()` is the
-broker restarted empty (new storage and cluster id, same port).
+thread that started it (so start brokers from a thread that outlives them).
+Data lives under the node's directory, so a stopped node keeps its topics and
+offsets; `wipe()` is the broker restarted empty (new storage and cluster id,
+same port).
 
 Settings chosen for loopback tests, not production: small heaps, no initial
 rebalance delay, internal topics at the cluster's size.
