@@ -208,10 +208,20 @@ class PartitionLog:
             report.scanned_from = Location(base, start, 0)
             report.scanned_bytes = scan.size - start
             report.frames_scanned = scan.frames
-            for lo, hi in scan.bad:
-                rng = BadRange(base, lo, hi, "bad frame skipped by resync")
+            if scan.bad:
+                # Damage after the checkpoint, where durability is unknown: a power cut writes
+                # pages back out of order, so a hole here may be followed by frames of a later
+                # write that was never fsynced (never acked), while the hole's own messages are
+                # gone. Stepping over it would put the watermark past them. Cut the log at the
+                # hole; whatever followed is re-fetched from the source topic (the index owner
+                # rebuilds when its pointers no longer read back, lowering the watermark).
+                lo = scan.bad[0][0]
+                rng = BadRange(base, lo, scan.size, "damage after the checkpoint: log cut here")
                 report.bad_ranges.append(rng)
                 self._bad(rng)
+                report.truncated_bytes += scan.size - lo
+                segment.truncate(path, lo)
+                scan = segment.scan_tail(path, base, start)
             if scan.tail is not None:
                 lo, hi = scan.tail
                 report.truncated_bytes += hi - lo
