@@ -18,12 +18,11 @@ import pytest
 
 from tests.ingest.harness import event
 from workers.codec.event import decode_event
+from workers.hotlog import LogFailed
 from workers.hotlog import log as log_module
 from workers.ingest.partitions import PartitionState
 
 from .helpers import open_log
-
-FAILED = getattr(log_module, "LogFailed", Exception)  # what a log raises once an fsync failed
 
 
 class FailingSync:
@@ -50,14 +49,14 @@ def test_log_refuses_everything_after_a_failed_fsync(
     monkeypatch.setattr(log_module, "os", failing)
     log = open_log(tmp_path)
     log.append(b"one", 1)
-    with pytest.raises(FAILED) as info:
+    with pytest.raises(LogFailed) as info:
         log.flush()
     assert isinstance(info.value.__cause__, OSError) and info.value.__cause__.errno == err
     assert log.durable_frames == 0
     # the retry that fsyncgate makes dangerous: it would "succeed" on Linux
-    with pytest.raises(FAILED):
+    with pytest.raises(LogFailed):
         log.flush()
-    with pytest.raises(FAILED):
+    with pytest.raises(LogFailed):
         log.append(b"two", 2)
     assert log.durable_frames == 0
     log.close()  # releases the directory without claiming anything durable
@@ -90,9 +89,9 @@ def test_partition_acks_nothing_after_a_failed_fsync(
     asyncio.run(feed(state, range(0, 3)))
     assert acks == [0, 1, 2]
     monkeypatch.setattr(log_module, "os", FailingSync(err))
-    with pytest.raises(FAILED):
+    with pytest.raises(LogFailed):
         asyncio.run(feed(state, range(3, 6)))
-    with pytest.raises(FAILED):  # later commits fail too: they would ack 3..5 with them
+    with pytest.raises(LogFailed):  # later commits fail too: they would ack 3..5 with them
         asyncio.run(feed(state, range(6, 8)))
     assert acks == [0, 1, 2]
     assert state.store.watermark == 2

@@ -17,7 +17,12 @@ Invariants:
   position covered by a completed fsync;
 * reads (``read``, ``scan``) are safe from any thread while appends go on: they never look
   past the end of the last completed write;
-* retention deletes whole segments, oldest first, never the last (active) one.
+* retention deletes whole segments, oldest first, never the last (active) one;
+* a failed fsync poisons the log: every later append and flush raises :class:`LogFailed`,
+  so nothing appended before the failure is ever reported durable; reopening recovers
+  from what the disk really holds;
+* recovery cuts the last segment at the first damage after the checkpoint (what follows a
+  power-cut hole was never fsynced): the log stays contiguous, with offsets in order.
 """
 
 from __future__ import annotations
@@ -57,6 +62,15 @@ class LogLocked(RuntimeError):
 
 class LogClosed(RuntimeError):
     """The log was closed."""
+
+
+class LogFailed(RuntimeError):
+    """An fsync (or the checkpoint write after it) failed: reopen the log to go on.
+
+    After a failed fsync Linux may have dropped the dirty pages and marked them clean, so
+    a second fsync would "succeed" without the data on disk ("fsyncgate"). Nothing
+    appended since the last good fsync can ever be called durable by this instance.
+    """
 
 
 DEFAULT_COMMIT = CommitPolicy()
@@ -108,6 +122,7 @@ class PartitionLog:
         self._ckpt_loc: tuple[int, int] | None = None
         self._since_ckpt = 0
         self._closed = False
+        self._failed: BaseException | None = None
         self.bad_ranges_seen = 0  # counter: bad ranges met by recovery and scans
         self.recovery = RecoveryReport()
 
@@ -278,6 +293,7 @@ class PartitionLog:
         with self._lock:
             if self._closed:
                 raise LogClosed("log is closed")
+            self._check_failed()
             if self._last_offset is not None and offset < self._last_offset:
                 raise ValueError(f"offset {offset} < last offset {self._last_offset}")
             if self._fd is None:
@@ -320,7 +336,7 @@ class PartitionLog:
     def _roll(self, base: int) -> None:
         """Seal the active segment (fsync it whole) and start segment ``base``; lock held."""
         assert self._fd is not None and self._active is not None
-        os.fdatasync(self._fd)
+        self._sync(self._fd)
         os.close(self._fd)
         self._fd = None
         self._durable = self._appended
@@ -365,6 +381,7 @@ class PartitionLog:
         """
         with self._flush_lock:
             with self._lock:
+                self._check_failed()
                 if self._appended == self._durable or self._fd is None:
                     return
                 fd = os.dup(self._fd)
@@ -375,7 +392,7 @@ class PartitionLog:
                 last = self._last_offset
                 snapshot_at = time.monotonic()
             try:
-                os.fdatasync(fd)
+                self._sync(fd)
             finally:
                 os.close(fd)
             write_ckpt = False
@@ -394,7 +411,25 @@ class PartitionLog:
                     self._since_ckpt = 0
                 ckpt_loc, ckpt_last = self._durable_loc, self._durable_last_offset
             if write_ckpt:
-                self._write_checkpoint(ckpt_loc, ckpt_last)
+                try:
+                    self._write_checkpoint(ckpt_loc, ckpt_last)
+                except OSError as exc:
+                    self._failed = exc
+                    raise LogFailed(f"{self.directory}: checkpoint write failed: {exc}") from exc
+
+    def _check_failed(self) -> None:
+        if self._failed is not None:
+            raise LogFailed(
+                f"{self.directory}: an fsync failed earlier ({self._failed}); reopen the log"
+            ) from self._failed
+
+    def _sync(self, fd: int) -> None:
+        """fdatasync ``fd``; on failure poison the log (see :class:`LogFailed`)."""
+        try:
+            os.fdatasync(fd)
+        except OSError as exc:
+            self._failed = exc
+            raise LogFailed(f"{self.directory}: fsync failed: {exc}") from exc
 
     def _write_checkpoint(self, loc: tuple[int, int], last: int | None) -> None:
         if loc == self._ckpt_loc:
@@ -555,10 +590,11 @@ class PartitionLog:
         """Flush, write the checkpoint, release the directory."""
         if self._closed:
             return
-        self.flush()
+        if self._failed is None:
+            self.flush()
         with self._flush_lock, self._lock:
             self._closed = True
-            if self._durable_loc is not None:
+            if self._durable_loc is not None and self._failed is None:
                 self._write_checkpoint(self._durable_loc, self._durable_last_offset)
             if self._fd is not None:
                 os.close(self._fd)
