@@ -21,9 +21,9 @@ from workers.hooks.spool import Spool, encode_frame
 
 def ship(spool: Path, bootstrap: str) -> subprocess.CompletedProcess[bytes]:
     """`kaizen-stream ship` once; on the old code it retries until --give-up, then exits."""
+    args = ["ship", "--spool-dir", str(spool), "--broker", bootstrap, "--give-up", "20"]
     return subprocess.run(
-        [sys.executable, "-m", "workers", "ship", "--spool-dir", str(spool)]
-        + ["--broker", bootstrap, "--give-up", "20"],
+        [sys.executable, "-m", "workers", *args],
         cwd=ROOT,
         capture_output=True,
         timeout=180,
@@ -86,17 +86,30 @@ def test_unsendable_frames_are_quarantined_and_the_rest_ships(
 def test_hook_payload_with_huge_numbers_ships(
     tmp_path: Path, broker: EmbeddedBroker, unique: str
 ) -> None:
-    """Numbers from a payload out of their Avro range are dropped from the field, kept in payload."""
+    """Payload numbers out of their Avro range leave the field null and stay in payload."""
     spool_dir = tmp_path / "spool"
     env = hook_env(spool_dir)
     session = f"huge-{unique}"
     payloads: list[dict[str, Any]] = [
-        {"hook_event_name": "stop", "conversation_id": session, "status": "completed",
-         "loop_count": 2**40},
+        {
+            "hook_event_name": "stop",
+            "conversation_id": session,
+            "status": "completed",
+            "loop_count": 2**40,
+        },
         {"hook_event_name": "afterShellExecution", "conversation_id": session, "duration": 1e300},
-        {"hook_event_name": "afterShellExecution", "conversation_id": session,
-         "duration": -(2**64)},
+        {
+            "hook_event_name": "afterShellExecution",
+            "conversation_id": session,
+            "duration": -(2**64),
+        },
         {"hook_event_name": "afterShellExecution", "conversation_id": session, "duration": 12},
+        {
+            "hook_event_name": "beforeSubmitPrompt",
+            "conversation_id": session,
+            "prompt": "half a pair \ud800",
+            "model": "m\udfff",
+        },
     ]
     for p in payloads:
         assert run_hook("cursor", p, env).returncode == 0
@@ -108,8 +121,9 @@ def test_hook_payload_with_huge_numbers_ships(
         consume_events(broker.bootstrap, 10**9, timeout=8, sessions={session}),
         key=lambda e: e["seq"],
     )
-    assert [e["seq"] for e in got] == [0, 1, 2, 3]
+    assert [e["seq"] for e in got] == [0, 1, 2, 3, 4]
     assert got[0]["retry_count"] is None and json.loads(got[0]["payload"])["loop_count"] == 2**40
-    assert [e["latency_ms"] for e in got[1:]] == [None, None, 12]
+    assert [e["latency_ms"] for e in got[1:4]] == [None, None, 12]
+    assert got[4]["model"] == "m?" and "half a pair ?" in got[4]["payload"]
     assert quarantined(spool_dir) == []
     assert os.path.exists(spool_dir) and not Spool(str(spool_dir)).pending()
