@@ -24,25 +24,15 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 from workers.hooks.mapping import clip, payload_text
 from workers.hooks.redact import Redactor
-from workers.hooks.usage import claude_usage, codex_line_usage, codex_state
+from workers.hooks.usage import claude_usage, codex_line_usage, codex_state, parse_ts
 from workers.importer import IMPORT_SEQ_BASE
 
 Fields = dict[str, Any]
 CODEX_TYPES = frozenset(("session_meta", "turn_context", "response_item", "event_msg", "compacted"))
-
-
-def parse_ts(value: Any) -> int | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
-    except ValueError:
-        return None
 
 
 def detect(first: Any) -> str:
