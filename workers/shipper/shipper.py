@@ -36,6 +36,7 @@ from workers.codec.event import complete_event, encode_event
 from workers.durable import fsync_dir
 from workers.hooks.spool import HEAD_SIZE, Frame, Spool, max_bytes
 from workers.settings import EVENTS_TOPIC
+from workers.shipper.capture import capture_pending
 from workers.shipper.producer import MAX_MESSAGE_BYTES, Delivery, deliver, new_producer
 
 LANDED_TIMEOUT_S = 10.0
@@ -125,6 +126,7 @@ class Shipper:
 
     async def round(self) -> int:
         """Ship one round of sealed frames; the number of events (0 = nothing waiting)."""
+        capture_pending(self.spool)  # usage events from transcripts the hooks noted
         frames = list(self.spool.sealed_frames())
         if not frames:
             # seal only when nothing sealed waits: while the broker is down the backlog
