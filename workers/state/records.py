@@ -93,7 +93,7 @@ def encode_fields(
     return head + a + _MODEL_LEN.pack(len(m)) + m
 
 
-class _Row(NamedTuple):
+class Row(NamedTuple):
     """The fields of an encoded row, locations still packed (they compare in log order)."""
 
     first: bytes
@@ -106,7 +106,7 @@ class _Row(NamedTuple):
     model: str | None
 
 
-def _decode_row(data: bytes) -> _Row:
+def _decode_row(data: bytes) -> Row:
     version, first, last, count, last_seq, first_ts, last_ts, alen = _HEAD.unpack_from(data)
     if version != VALUE_VERSION:
         raise ValueError(f"unknown SessionInfo version {version}")
@@ -116,7 +116,7 @@ def _decode_row(data: bytes) -> _Row:
     (mlen,) = _MODEL_LEN.unpack_from(data, at)
     at += _MODEL_LEN.size
     model = None if mlen < 0 else data[at : at + mlen].decode()
-    return _Row(first, last, count, last_seq, first_ts, last_ts, agent, model)
+    return Row(first, last, count, last_seq, first_ts, last_ts, agent, model)
 
 
 def decode_info(session_id: str, partition: int, data: bytes) -> SessionInfo:
@@ -140,36 +140,26 @@ def decode_last_seq(data: bytes) -> int:
     return int(_HEAD.unpack_from(data)[4])
 
 
-def merge_row(
-    old: bytes | None,
-    first: bytes,
-    last: bytes,
-    added: int,
-    last_seq: int,
-    first_ts_ms: int,
-    last_ts_ms: int,
-    agent: str,
-    model: str | None,
-) -> bytes:
-    """The row after a commit adds ``added`` new entries to a session whose row was ``old``.
+def merge_row(old: bytes | None, added: Row) -> bytes:
+    """The row after a commit adds the entries summed up in ``added`` to the row ``old``.
 
-    ``first`` / ``last`` are the least / greatest packed locations added, ``last_seq`` the
-    greatest seq added, the timestamps the least / greatest added; ``agent`` and ``model``
-    the latest added (``model`` None when none carried one).  ``old`` is None for a session
-    the index does not hold yet.
+    ``added`` holds the least / greatest packed locations added, how many entries are new,
+    the greatest seq and the least / greatest timestamps added, and the latest agent and
+    model (model None when none carried one).  ``old`` is None for a session the index
+    does not hold yet.
     """
     if old is None:
-        return encode_fields(first, last, added, last_seq, first_ts_ms, last_ts_ms, agent, model)
+        return encode_fields(*added)
     row = _decode_row(old)
     return encode_fields(
-        first if first < row.first else row.first,
-        last if last > row.last else row.last,
-        row.entries + added,
-        last_seq if last_seq > row.last_seq else row.last_seq,
-        first_ts_ms if first_ts_ms < row.first_ts_ms else row.first_ts_ms,
-        last_ts_ms if last_ts_ms > row.last_ts_ms else row.last_ts_ms,
-        agent,
-        model if model is not None else row.model,
+        added.first if added.first < row.first else row.first,
+        added.last if added.last > row.last else row.last,
+        row.entries + added.entries,
+        added.last_seq if added.last_seq > row.last_seq else row.last_seq,
+        added.first_ts_ms if added.first_ts_ms < row.first_ts_ms else row.first_ts_ms,
+        added.last_ts_ms if added.last_ts_ms > row.last_ts_ms else row.last_ts_ms,
+        added.agent,
+        added.model if added.model is not None else row.model,
     )
 
 

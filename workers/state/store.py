@@ -39,6 +39,7 @@ from workers.hotlog import Location
 from workers.state import keys
 from workers.state.options import DEFAULT_OPTIONS, StoreOptions, rocksdb_options, write_options
 from workers.state.records import (
+    Row,
     SessionInfo,
     decode_info,
     decode_last_seq,
@@ -209,10 +210,8 @@ class PartitionStore:
                 hi_seq = max(hi_seq, old_last_seq)
             lo_loc = min(seqs.values())
             hi_loc = max(seqs.values())
-            wb.put(
-                skey,
-                merge_row(old, lo_loc, hi_loc, added, hi_seq, p.min_ts, p.max_ts, p.agent, p.model),
-            )
+            row = Row(lo_loc, hi_loc, added, hi_seq, p.min_ts, p.max_ts, p.agent, p.model)
+            wb.put(skey, merge_row(old, row))
             new_entries += added
             last_seqs[sid] = hi_seq
             if hi_loc > max_loc:
