@@ -17,10 +17,12 @@ can leave (the file system model of ALICE's "ext4-like" abstraction, kept simple
 * a directory entry change (create, rename, unlink) is durable once its directory was
   fsynced after it; until then the directory holds either the entries as of its last fsync
   or all changes (metadata is journaled in order);
-* the RocksDB index, written without sync (``StoreOptions.sync`` False), comes back as of
-  any commit that returned before the cut, or of no commit: RocksDB's WAL recovery keeps a
-  prefix of its writes. The index is never recorded at the os level: it is a copy taken by
-  the test right after each commit returned, which holds every commit up to that one.
+* the RocksDB index comes back as of any write that returned before the cut, back to its
+  last synced write (``WriteOptions.sync``; RocksDB's WAL recovery keeps a prefix of its
+  writes, and a synced write makes it and every write before it durable); the states
+  built use the latest write and, when that one was not synced, the one before. The index
+  is never recorded at the os level: `RecordingDb` copies its directory right after each
+  write returned (the copy holds every write up to that one).
 
 `Recorder(mutate_fsync=True)` makes every fsync of the recorded code a no-op that is not
 recorded either: the mutation the test must catch.
@@ -88,7 +90,7 @@ class Ack:
 @dataclass(frozen=True)
 class Index:
     snapshot: Path
-    commits: int  # commits held by this copy
+    synced: bool  # the write was synced (its WAL fsynced, with every write before it)
 
 
 Op = Create | Write | Trunc | Sync | Rename | Unlink | DirSync | Ack | Index
@@ -243,6 +245,28 @@ def install(recorder: Recorder, modules: list[ModuleType], monkeypatch: Any) -> 
     monkeypatch.setattr(Path, "unlink", unlink)
 
 
+class RecordingDb:
+    """Wraps a store's Rdict: after each ``write``, copy the index directory into the trace."""
+
+    def __init__(self, db: Any, directory: Path, copies: Path, recorder: Recorder) -> None:
+        self._db, self._directory, self._copies, self._rec = db, directory, copies, recorder
+        self.writes = 0
+
+    def write(self, batch: Any, opts: Any = None) -> None:
+        if opts is None:
+            self._db.write(batch)
+        else:
+            self._db.write(batch, opts)
+        if self._rec.enabled:
+            self.writes += 1
+            copy = self._copies / str(self.writes)
+            shutil.copytree(self._directory, copy)
+            self._rec.mark(Index(copy, bool(opts is not None and opts.sync)))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
 # ---------------------------------------------------------------------- crash states
 
 
@@ -321,8 +345,8 @@ def crash_states(
     index_choices: list[tuple[str, Path | None]] = [("no index", None)]
     if indexes:
         index_choices = [("index latest", indexes[-1].snapshot)]
-    if len(indexes) >= 2:
-        index_choices.append(("index one commit behind", indexes[-2].snapshot))
+    if len(indexes) >= 2 and not indexes[-1].synced:
+        index_choices.append(("index one write behind", indexes[-2].snapshot))
 
     def files(names: dict[str, int], keep: dict[int, set[int]], zero: bool) -> dict[str, bytes]:
         return {

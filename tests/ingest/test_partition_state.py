@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 from pathlib import Path
 
 import pytest
@@ -187,12 +186,7 @@ def test_close_wakes_waiters_and_releases_the_files(tmp_path: Path) -> None:
 def _retained(state: PartitionState) -> None:
     """Run the partition's retention (a coroutine since it commits what is pending first)."""
 
-    async def go() -> None:
-        done = state.enforce_retention()
-        if inspect.isawaitable(done):
-            await done
-
-    asyncio.run(go())
+    asyncio.run(state.enforce_retention())
 
 
 def test_retention_drops_index_entries_with_their_segments(tmp_path: Path) -> None:
@@ -241,9 +235,7 @@ def test_retention_never_deletes_what_uncommitted_entries_point_into(tmp_path: P
         for i in range(60, 70):
             state.process(i, event("s", 240 + i), b"k")
             state.add_ack(Ack(acks, f"m{i}"))
-        done = state.enforce_retention()
-        if inspect.isawaitable(done):
-            await done
+        await state.enforce_retention()
         await state.flush()
 
     asyncio.run(go())
