@@ -75,7 +75,7 @@ def test_batches_split_at_the_message_size_limit() -> None:
 
 
 def test_shipper_splits_at_the_message_size_limit(
-    tmp_path: Path, broker: EmbeddedBroker, unique: str
+    tmp_path: Path, broker: Broker, unique: str
 ) -> None:
     """A backlog of big events leaves as several messages, each under the broker's limit."""
     session = f"big-{unique}"
