@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -46,6 +47,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import murmur2
 from mode import Service
 
+from workers.analytics.store import SummaryStore
 from workers.hotlog import CommitPolicy, PartitionLog, RetentionPolicy
 from workers.ingest import epoch as epochs
 from workers.ingest import metrics
@@ -79,6 +81,15 @@ class IngestConfig:
     retention_every_s: float = 60.0
     stats_every_s: float = 1.0
     tick_s: float = 0.005
+    #: session summaries (workers/analytics/store.py), folded from the durable log:
+    #: up to `fold_idle_frames` per tick while no message is pending, and a slice of
+    #: `fold_busy_frames` every `fold_busy_every_s` during a burst (idle: no message
+    #: for `fold_idle_after_s`)
+    aggregates: bool = field(default_factory=lambda: os.environ.get("KAIZEN_AGGREGATES") != "0")
+    fold_idle_frames: int = 2_000
+    fold_busy_frames: int = 256
+    fold_busy_every_s: float = 1.0
+    fold_idle_after_s: float = 0.2
 
 
 #: catching up "to the end" stops after this many empty polls (500 ms each) in a row
@@ -134,6 +145,7 @@ class PartitionState:
         self._probe: tuple[int, int] | None = None  # (kafka offset, crc) to record at commit
         self._inflight: asyncio.Future[None] | None = None  # the group commit under way
         self._inflight_batch: IndexBatch | None = None
+        self.summaries: SummaryStore | None = None
 
     # ------------------------------------------------------------------ opening
 
@@ -158,6 +170,13 @@ class PartitionState:
         except BaseException:
             self.log.close()
             raise
+        if cfg.aggregates:
+            try:
+                self.summaries = SummaryStore.open(self.directory)
+            except BaseException:
+                self.store.close()
+                self.log.close()
+                raise
         self.epoch = epochs.load(self.directory)
         self.counters = metrics.load(self.directory)
         self.opened = True
@@ -405,8 +424,16 @@ class PartitionState:
                 return
             self._released = True
             self.save_stats()
+            if self.summaries is not None:
+                self.summaries.close()
             self.store.close()
             self.log.close()
+
+    def fold_summaries(self, max_frames: int) -> int:
+        """Fold durable frames into the session summaries; how many (0: caught up or off)."""
+        if self.summaries is None or self.closed:
+            return 0
+        return self.summaries.fold_log(self.log, self.store.max_location, max_frames)
 
 
 class PartitionManager(Service):
@@ -681,7 +708,8 @@ class PartitionManager(Service):
     @Service.task
     async def _flusher(self) -> None:
         """Group commits on time (the agent flushes on size), stats, retention."""
-        last_stats = last_retention = time.monotonic()
+        last_stats = last_retention = last_fold = time.monotonic()
+        activity: dict[int, tuple[int, float]] = {}  # partition -> (messages seen, since when)
         cfg = self.config
         while not self.should_stop:
             await asyncio.sleep(cfg.tick_s)
@@ -693,6 +721,22 @@ class PartitionManager(Service):
                     async with state.lock:
                         if not state.closed:
                             await state.flush(wait=False)
+            if cfg.aggregates:
+                busy_slice = now - last_fold >= cfg.fold_busy_every_s
+                for state in list(self._states.values()):
+                    if state.closed or not state.ready.is_set() or state.lock.locked():
+                        continue
+                    seen, since = activity.get(state.partition, (-1, now))
+                    if state.counters.messages != seen:
+                        activity[state.partition] = (state.counters.messages, now)
+                        since = now
+                    idle = now - since >= cfg.fold_idle_after_s and not state.committing
+                    if idle or busy_slice:
+                        async with state.lock:
+                            n = cfg.fold_idle_frames if idle else cfg.fold_busy_frames
+                            state.fold_summaries(n)
+                if busy_slice:
+                    last_fold = now
             if now - last_stats >= cfg.stats_every_s:
                 last_stats = now
                 for state in list(self._states.values()):
