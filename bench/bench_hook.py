@@ -13,6 +13,9 @@ Each run is one subprocess, timed from spawn to exit, fed a realistic payload
                 claude`), a shipper draining the spool into the running broker
   hook, down    the same with KAIZEN_BROKER pointing at a port nobody listens on:
                 its shipper keeps retrying while the spool grows
+  tokens off    "hook, up" with live token capture off (KAIZEN_USAGE_CAPTURE=0); in
+                the other cases the turn-closing hooks note the transcript (a real
+                copy of the sample) for the shipper to read
   cli hook      `python -m workers hook claude` (site-packages, argparse): for reference
 
 The cases are interleaved run by run so that machine noise hits all alike.
@@ -47,6 +50,13 @@ from workers.hooks.samples import sample_payloads  # noqa: E402
 from workers.hooks.spool import Spool  # noqa: E402
 
 ENTRY = ROOT / "workers" / "hooks" / "_entry.py"
+TRANSCRIPT = (
+    ROOT
+    / "workers"
+    / "samples"
+    / "transcripts"
+    / "claude-7f3c2a91-5d4e-4b8a-9c1f-2e6d8b0a4c17.jsonl"
+)
 GOAL_P99_MS = 30.0
 
 BASELINE = """
@@ -128,13 +138,22 @@ def main() -> int:
         env_up = dict(base_env, KAIZEN_SPOOL_DIR=str(tmp / "up"), KAIZEN_BROKER=broker.bootstrap)
         env_down = dict(base_env, KAIZEN_SPOOL_DIR=str(tmp / "down"), KAIZEN_BROKER=dead)
         env_cli = dict(base_env, KAIZEN_SPOOL_DIR=str(tmp / "cli"), KAIZEN_BROKER=broker.bootstrap)
-        for env in (env_up, env_down, env_cli):
+        env_off = dict(
+            base_env,
+            KAIZEN_SPOOL_DIR=str(tmp / "off"),
+            KAIZEN_BROKER=broker.bootstrap,
+            KAIZEN_USAGE_CAPTURE="0",
+        )
+        for env in (env_up, env_down, env_cli, env_off):
             Spool(env["KAIZEN_SPOOL_DIR"]).ensure()
             shippers.append(start_shipper(Path(env["KAIZEN_SPOOL_DIR"]), env["KAIZEN_BROKER"], env))
 
         payloads = []
+        transcript = tmp / "transcript.jsonl"  # live token capture reads a real transcript
+        shutil.copy(TRANSCRIPT, transcript)
         for p in sample_payloads("claude"):
             p["session_id"] = "bench-hook"
+            p["transcript_path"] = str(transcript)
             payloads.append(json.dumps(p).encode())
         lean = [sys.executable, "-I", "-S", str(ENTRY), "claude"]
         cases: dict[str, tuple[list[str], dict[str, str]]] = {
@@ -144,6 +163,7 @@ def main() -> int:
             ),
             "hook (lean), broker up": (lean, env_up),
             "hook (lean), broker down": (lean, env_down),
+            "hook (lean), broker up, live tokens off": (lean, env_off),
             "kaizen-stream hook, broker up": (
                 [sys.executable, "-m", "workers", "hook", "claude"],
                 env_cli,

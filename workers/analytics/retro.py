@@ -183,7 +183,7 @@ def edit_test_loop(
             continue
         if tool in SHELL_TOOLS and _is_test(command_of(call)):
             if not _failed(result):
-                rounds, edited = [], False  # converged
+                rounds, edited, best = [], False, []  # converged in the end
                 continue
             if edited:
                 rounds += [call] + ([result] if result else [])

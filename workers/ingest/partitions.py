@@ -458,6 +458,8 @@ class PartitionManager(Service):
         self._states: dict[int, PartitionState] = {}
         self._handoffs: dict[int, asyncio.Task[None]] = {}
         self._assigned: set[int] = set()
+        self._fold_seen = -1  # messages processed, as of _fold_since: for idleness
+        self._fold_since = self._fold_last = 0.0
         super().__init__(**kwargs)
 
     # ------------------------------------------------------------------ the API of replay
@@ -708,8 +710,7 @@ class PartitionManager(Service):
     @Service.task
     async def _flusher(self) -> None:
         """Group commits on time (the agent flushes on size), stats, retention."""
-        last_stats = last_retention = last_fold = time.monotonic()
-        activity: dict[int, tuple[int, float]] = {}  # partition -> (messages seen, since when)
+        last_stats = last_retention = time.monotonic()
         cfg = self.config
         while not self.should_stop:
             await asyncio.sleep(cfg.tick_s)
@@ -722,21 +723,7 @@ class PartitionManager(Service):
                         if not state.closed:
                             await state.flush(wait=False)
             if cfg.aggregates:
-                busy_slice = now - last_fold >= cfg.fold_busy_every_s
-                for state in list(self._states.values()):
-                    if state.closed or not state.ready.is_set() or state.lock.locked():
-                        continue
-                    seen, since = activity.get(state.partition, (-1, now))
-                    if state.counters.messages != seen:
-                        activity[state.partition] = (state.counters.messages, now)
-                        since = now
-                    idle = now - since >= cfg.fold_idle_after_s and not state.committing
-                    if idle or busy_slice:
-                        async with state.lock:
-                            n = cfg.fold_idle_frames if idle else cfg.fold_busy_frames
-                            state.fold_summaries(n)
-                if busy_slice:
-                    last_fold = now
+                self._fold(now)
             if now - last_stats >= cfg.stats_every_s:
                 last_stats = now
                 for state in list(self._states.values()):
@@ -751,6 +738,29 @@ class PartitionManager(Service):
                     if state.ready.is_set() and not state.closed:
                         async with state.lock:
                             state.enforce_retention()
+
+    def _fold(self, now: float) -> None:
+        """Fold session summaries: a lot while the worker is idle, a slice a second otherwise.
+
+        Idle is worker-wide (no message on any partition for `fold_idle_after_s`): Faust
+        feeds one partition at a time, so a partition that looks idle may be waiting its
+        turn, and folding it would slow the one being fed.
+        """
+        cfg = self.config
+        states = [s for s in self._states.values() if s.ready.is_set() and not s.closed]
+        messages = sum(s.counters.messages for s in states)
+        if messages != self._fold_seen:
+            self._fold_seen, self._fold_since = messages, now
+        idle = now - self._fold_since >= cfg.fold_idle_after_s
+        if not idle and now - self._fold_last < cfg.fold_busy_every_s:
+            return
+        self._fold_last = now
+        budget = cfg.fold_idle_frames if idle else cfg.fold_busy_frames
+        for state in states:
+            if budget <= 0:
+                break
+            if not state.lock.locked() and not state.committing:
+                budget -= state.fold_summaries(budget)
 
     def _update_lag(self, state: PartitionState) -> None:
         if self.highwater is None or state.next_offset is None:
