@@ -28,7 +28,13 @@ import sys
 from typing import IO, Any
 
 from workers.cli.errors import CliError
-from workers.cli.replay import EXIT_TIMEOUT, quiet_client_logs, settings_of, timeout_message
+from workers.cli.replay import (
+    EXIT_TIMEOUT,
+    partial_message,
+    quiet_client_logs,
+    settings_of,
+    timeout_message,
+)
 from workers.settings import EVENTS_TOPIC, REPLAY_TOPIC, Settings
 
 GAP_FILL_ATTEMPTS = 3
@@ -167,7 +173,7 @@ async def _follow_session(
 ) -> None:
     from workers.codec.event import decode_event
     from workers.replay.client import Replayed, ReplayResult, ReplyTimeout
-    from workers.replay.formats import STATUS_ERROR
+    from workers.replay.formats import STATUS_ERROR, STATUS_PARTIAL
     from workers.replay.seam import Seam
 
     session: str = args.session
@@ -194,6 +200,10 @@ async def _follow_session(
                         raise CliError(
                             f"the worker could not replay {session}: {item.end.error}", 1
                         )
+                    elif isinstance(item, ReplayResult) and item.end.status == STATUS_PARTIAL:
+                        # Go on following: the readable events were printed; say what was not.
+                        msg = partial_message(session, item.end.missing_text)
+                        print(f"kaizen-stream: warning: {msg}", file=sys.stderr, flush=True)
                 printer.flush()
 
             try:
