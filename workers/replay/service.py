@@ -22,8 +22,10 @@ Invariants:
 * a request naming a target it may not use (`formats.check_target`), or none,
   is answered at once with an error end marker on kaizen.replay;
 * a damaged frame never hides the rest of its session: every readable event
-  is sent, and the end marker says `partial` and names the missing seqs; the
-  manager is then asked to heal them from kaizen.events (when it can);
+  is sent, and the end marker says `partial` and names the missing seqs; a
+  background task then heals them from kaizen.events (`workers.ingest.heal`,
+  one heal at a time per partition, under the partition's lock), so a later
+  replay is complete;
 * request age: a request that reached its partition after this worker began
   following it (offset at or past where the fast path started) is always
   answered, whatever the sender's clock says; an older one (a backlog met
@@ -52,6 +54,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from workers.codec.errors import DecodeError
 from workers.hotlog import CorruptFrame, Location
+from workers.ingest import heal
 from workers.ingest.dlq import dead_letter
 from workers.replay import formats, pacing
 from workers.replay.formats import ReplayRequest, SeqChecksum
@@ -116,6 +119,8 @@ class ReplayService:
         self._instance = uuid.uuid4().hex[:8]
         self._started: OrderedDict[str, None] = OrderedDict()
         self._live_from: dict[int, int] = {}  # request partition -> first offset read live
+        self._healing: set[int] = set()  # partitions with a heal under way
+        self.healed = 0  # events appended again by heals (tests, logs)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -389,14 +394,60 @@ class ReplayService:
             await asyncio.gather(*pending)
         if missing:
             log.warning(
-                "replay %s of %s: %d damaged frame(s) skipped, seqs %s",
+                "replay %s of %s: %d damaged frame(s) skipped, seqs %s; healing them from %s",
                 request.request_id,
                 request.session_id,
                 len(missing),
                 formats.format_ranges(seq for seq, _ in missing),
+                state.topic,
             )
+            self._heal_later(state, [loc for _, loc in missing])
             return formats.STATUS_PARTIAL
         return formats.STATUS_OK
+
+    def _heal_later(self, state: Any, damaged: Sequence[Location]) -> None:
+        """Start healing these damaged frames of `state`'s partition, unless a heal runs."""
+        if state.partition in self._healing:
+            return  # the next partial replay asks again if this one leaves anything
+        self._healing.add(state.partition)
+        task = asyncio.ensure_future(self._heal(state, [(x.segment, x.position) for x in damaged]))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _heal(self, state: Any, damaged: list[tuple[int, int]]) -> None:
+        p = state.partition
+        try:
+            report = heal.HealReport()
+            events = await heal.collect(
+                state.log,
+                state.epoch.base,
+                state.decoder,
+                damaged,
+                bootstrap=self.bootstrap,
+                topic=state.topic,
+                report=report,
+            )
+            loop = asyncio.get_running_loop()
+            async with state.lock:  # the single writer: no ingest batch in between
+                if state.closed:
+                    return
+                await state.flush()
+                added = await loop.run_in_executor(None, _heal_apply, state, events)
+            self.healed += added
+            log.warning(
+                "partition %d: healed %d event(s) from %s offsets %s%s",
+                p,
+                added,
+                state.topic,
+                ", ".join(f"{s.lo}..{s.hi}" for s in report.spans),
+                "; not healed: " + "; ".join(report.problems) if report.problems else "",
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("partition %d: healing damaged frames failed", p)
+        finally:
+            self._healing.discard(p)
 
     async def _partition_of(self, topic: str, key: bytes) -> int:
         producer = await self.producer()
@@ -464,6 +515,11 @@ class ReplayService:
             value=formats.encode_request(request),
             key=request.session_id.encode(),
         )
+
+
+def _heal_apply(state: Any, events: list[Any]) -> int:
+    """In a thread, under the partition's lock: append again what the index cannot read."""
+    return heal.apply(state.log, state.store, heal.unreadable(state.log, state.store, events))
 
 
 def _expected(info: Any, request: ReplayRequest) -> int | None:
