@@ -36,6 +36,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -218,7 +219,10 @@ async def collect(
             report.problems.append(f"offsets {first}..{last} of {topic}: {exc}")
             continue
         except Exception as exc:  # a KafkaError: unreachable broker, unknown topic, ...
-            report.problems.append(f"offsets {first}..{last} of {topic}: {type(exc).__name__}")
+            report.problems.append(
+                f"offsets {first}..{last} of {topic}: {type(exc).__name__} "
+                f"(is the broker at {bootstrap} reachable?)"
+            )
             continue
         if start > first:
             report.problems.append(
@@ -227,3 +231,47 @@ async def collect(
         for value in values:
             events.extend(decoder.message(value).events)
     return events
+
+
+async def heal_directory(
+    directory: Path,
+    topic: str,
+    partition: int,
+    damaged: Iterable[tuple[int, int]],
+    *,
+    bootstrap: str,
+) -> HealReport:
+    """Heal a partition directory no worker holds (``verify --repair``); the report says what.
+
+    Opens the log (recovering it) and the index (rebuilt when it disagrees with the log),
+    reads the epoch base, and heals the damaged (segment, position)s from `topic`.
+    """
+    from workers.ingest import epoch as epochs
+    from workers.state.rebuild import index_matches_log, rebuild_partition
+    from workers.state.store import FormatMismatch
+
+    report = HealReport()
+    with PartitionLog.open(directory, topic=topic, partition=partition) as log_:
+        try:
+            store = PartitionStore.open(directory, partition)
+        except FormatMismatch:
+            store = rebuild_partition(directory, partition, log_)
+        if not index_matches_log(store, log_):
+            store.close()
+            store = rebuild_partition(directory, partition, log_)
+        try:
+            events = await collect(
+                log_,
+                epochs.load(directory).base,
+                LeanDecoder(),
+                damaged,
+                bootstrap=bootstrap,
+                topic=topic,
+                report=report,
+            )
+            todo = unreadable(log_, store, events)
+            apply(log_, store, todo)
+            report.healed.extend((ev.session_id, ev.seq) for ev in todo)
+        finally:
+            store.close()
+    return report
