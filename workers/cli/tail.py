@@ -12,7 +12,8 @@ Order of operations (this is what makes the seam exact):
 4. release the buffered live events with seq > the last replayed seq, in seq
    order, then print each live event whose seq is above the last printed one.
 
-So each seq prints once, in order. The lookback also covers events produced
+So each seq prints once, in order. A partial replay (damaged frames on the
+worker) prints a warning naming the missing seqs on stderr and goes on. The lookback also covers events produced
 before the follower started that the worker had not ingested yet when the
 replay read its index. `--all` skips the replay and prints one line per event
 of every session. Ctrl-C (or SIGTERM) stops cleanly with exit 0.
