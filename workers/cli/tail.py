@@ -13,10 +13,11 @@ Order of operations (this is what makes the seam exact):
    order, then print each live event whose seq is above the last printed one.
 
 So each seq prints once, in order. A partial replay (damaged frames on the
-worker) prints a warning naming the missing seqs on stderr and goes on. The lookback also covers events produced
-before the follower started that the worker had not ingested yet when the
-replay read its index. `--all` skips the replay and prints one line per event
-of every session. Ctrl-C (or SIGTERM) stops cleanly with exit 0.
+worker) prints a warning naming the missing seqs on stderr and goes on. The
+lookback also covers events produced before the follower started that the
+worker had not ingested yet when the replay read its index. `--all` skips
+the replay and prints one line per event of every session. Ctrl-C (or
+SIGTERM) stops cleanly with exit 0.
 """
 
 from __future__ import annotations
