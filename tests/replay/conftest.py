@@ -74,6 +74,20 @@ def kaizen_env(broker: EmbeddedBroker, data_dir: Path) -> dict[str, str]:
     }
 
 
+def start_worker(
+    broker: EmbeddedBroker, data_dir: Path, group: str, log: Path
+) -> subprocess.Popen[bytes]:
+    """A worker process of its own (group, data dir, log file), not waited for."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.replay.worker_main", group, str(free_port())],
+            env=kaizen_env(broker, data_dir),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+
+
 @pytest.fixture(scope="package")
 def worker(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     tmp = tmp_path_factory.mktemp("replay-worker")

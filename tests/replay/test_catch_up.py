@@ -4,29 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 from tests.procs import stop
-from tests.replay.conftest import ROOT, as_messages, kaizen_env, make_events, produce, replay_until
-from workers.broker.embedded import EmbeddedBroker, free_port
+from tests.replay.conftest import as_messages, make_events, produce, replay_until, start_worker
+from workers.broker.embedded import EmbeddedBroker
 from workers.codec.event import encode_event
 from workers.replay.client import ReplayClient
-
-
-def _start_worker(
-    broker: EmbeddedBroker, data_dir: Path, group: str, log: Path
-) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "tests.replay.worker_main", group, str(free_port())],
-            env=kaizen_env(broker, data_dir),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
 
 
 def test_a_partition_catching_up_is_waited_for_then_answered_in_full(
@@ -44,7 +29,7 @@ def test_a_partition_catching_up_is_waited_for_then_answered_in_full(
     async def main() -> None:
         messages = [m for evs in sessions.values() for m in as_messages(evs, 20)]
         landed.update(await produce(bootstrap, messages))
-        first = _start_worker(fresh_broker, tmp_path / "data1", group, log1)
+        first = start_worker(fresh_broker, tmp_path / "data1", group, log1)
         try:
             async with ReplayClient(bootstrap, timeout=60) as client:
                 for sid, evs in sessions.items():
@@ -58,7 +43,7 @@ def test_a_partition_catching_up_is_waited_for_then_answered_in_full(
                 for sid in sessions
             }
             await asyncio.sleep(1.0)  # every request is on the topic before worker 2 exists
-            second = _start_worker(fresh_broker, tmp_path / "data2", group, log2)
+            second = start_worker(fresh_broker, tmp_path / "data2", group, log2)
             try:
                 for sid, task in tasks.items():
                     assert await task == [encode_event(x) for x in sessions[sid]], sid

@@ -27,6 +27,7 @@ from tests.replay.conftest import (
     make_events,
     produce,
     replay_until,
+    start_worker,
 )
 from workers.broker.embedded import EmbeddedBroker, free_port
 from workers.codec.event import encode_event
@@ -113,19 +114,6 @@ def test_a_damaged_frame_gives_a_partial_replay_then_heals(worker: Worker, uniqu
     assert "healed 1 event(s)" in worker.log.read_text()
 
 
-def _start_worker(
-    broker: EmbeddedBroker, data_dir: Path, group: str, log: Path
-) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "tests.replay.worker_main", group, str(free_port())],
-            env=kaizen_env(broker, data_dir),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
-
-
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "workers", *args],
@@ -151,7 +139,7 @@ def test_verify_repair_heals_from_the_source_topic(
     data_dir = tmp_path / "data"
     env = kaizen_env(fresh_broker, data_dir)
     asyncio.run(produce(bootstrap, as_messages(produced, 10)))
-    first = _start_worker(fresh_broker, data_dir, group, tmp_path / "worker1.log")
+    first = start_worker(fresh_broker, data_dir, group, tmp_path / "worker1.log")
     try:
         _wait_complete(bootstrap, sid, produced)
     finally:
@@ -171,7 +159,7 @@ def test_verify_repair_heals_from_the_source_topic(
     again = _cli(env, "verify")
     assert again.returncode == 0 and "(healed from kaizen.events)" in again.stdout
 
-    second = _start_worker(fresh_broker, data_dir, group, tmp_path / "worker2.log")
+    second = start_worker(fresh_broker, data_dir, group, tmp_path / "worker2.log")
     try:
 
         async def main() -> None:
