@@ -13,7 +13,8 @@ from workers.cli import main as cli_main
 from workers.codec import batch
 from workers.codec.event import decode_event
 from workers.ingest import metrics
-from workers.ingest.partitions import PartitionManager, PartitionState, partition_for_key
+from workers.ingest.assignment import PartitionManager, partition_for_key
+from workers.ingest.partition import PartitionState
 from workers.settings import Settings
 
 
@@ -185,7 +186,7 @@ def test_close_wakes_waiters_and_releases_the_files(tmp_path: Path) -> None:
 
 def test_retention_drops_index_entries_with_their_segments(tmp_path: Path) -> None:
     from workers.hotlog import RetentionPolicy
-    from workers.ingest.partitions import IngestConfig
+    from workers.ingest.config import IngestConfig
 
     config = IngestConfig(segment_bytes=4096, retention=RetentionPolicy(max_bytes=6000))
     state = PartitionState(0, tmp_path, config=config)
