@@ -207,3 +207,25 @@ def test_retention_drops_index_entries_with_their_segments(tmp_path: Path) -> No
     info = state.store.session("s")
     assert info is not None and info.count == len(remaining)
     state.close()
+
+
+def test_group_commit_is_due_by_the_one_commit_policy(tmp_path: Path) -> None:
+    from workers.hotlog import CommitPolicy
+    from workers.ingest.config import IngestConfig
+
+    policy = CommitPolicy(max_bytes=1 << 30, max_records=5, max_ms=1e9, max_messages=3)
+    state = PartitionState(0, tmp_path, config=IngestConfig(commit=policy))
+    state.open()
+    assert state.log.commit is policy  # the log and the group commit share it
+    assert not state.want_flush()
+    state.process(0, event("s", 0))
+    state.process(1, b"garbage-garbage")  # dead-lettered, still a message awaiting its ack
+    assert not state.want_flush()
+    state.process(2, event("s", 1))
+    assert state.want_flush()  # max_messages
+    asyncio.run(state.flush())
+    state.process(3, batch.join([event("s", q) for q in range(2, 7)]))
+    assert state.want_flush()  # max_records: events
+    asyncio.run(state.flush())
+    assert not state.want_flush()
+    state.close()

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from workers.hotlog import RetentionPolicy
+from workers.hotlog import CommitPolicy, RetentionPolicy
 from workers.ingest.decode import DEFAULT_MAX_EVENT_BYTES
+
+INGEST_COMMIT = CommitPolicy(
+    max_bytes=16 << 20, max_records=50_000, max_ms=50.0, max_messages=4_000
+)
 
 
 @dataclass(frozen=True)
@@ -18,11 +22,8 @@ class IngestConfig:
 
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     segment_bytes: int = 64 << 20
-    #: group commit: flush when any bound is reached
-    flush_max_ms: float = 50.0
-    flush_max_messages: int = 4_000
-    flush_max_events: int = 50_000
-    flush_max_bytes: int = 16 << 20
+    #: group commit (fsync, index batch, acks) once any bound is reached; records = events
+    commit: CommitPolicy = INGEST_COMMIT
     #: catch-up reads
     catchup_fetch_bytes: int = 32 << 20
     catchup_stall_s: float = 60.0

@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 import crc32c
 
-from workers.hotlog import CommitPolicy, PartitionLog
+from workers.hotlog import PartitionLog
 from workers.ingest import epoch as epochs
 from workers.ingest import metrics
 from workers.ingest.config import IngestConfig
@@ -105,11 +105,7 @@ class PartitionState:
             topic=self.topic,
             partition=self.partition,
             segment_bytes=cfg.segment_bytes,
-            commit=CommitPolicy(
-                max_bytes=cfg.flush_max_bytes,
-                max_records=cfg.flush_max_events,
-                max_ms=cfg.flush_max_ms,
-            ),
+            commit=cfg.commit,
             retention=cfg.retention,
         )
         try:
@@ -250,19 +246,19 @@ class PartitionState:
         return self._pending_messages
 
     def want_flush(self, now: float | None = None) -> bool:
+        """Is the pending work due for its group commit (``IngestConfig.commit``)?"""
         if not self._pending_messages:
             return False
-        if self.committing and self._pending_messages < self.config.flush_max_messages:
+        policy = self.config.commit
+        if self.committing and not policy.messages_full(self._pending_messages):
             return False  # one commit in flight: keep batching behind it
-        cfg = self.config
-        if (
-            self._pending_messages >= cfg.flush_max_messages
-            or self._pending_events >= cfg.flush_max_events
-            or self._pending_bytes >= cfg.flush_max_bytes
-        ):
-            return True
         now = time.monotonic() if now is None else now
-        return (now - self._pending_since) * 1000.0 >= cfg.flush_max_ms
+        return policy.due(
+            self._pending_events,
+            self._pending_bytes,
+            (now - self._pending_since) * 1000.0,
+            self._pending_messages,
+        )
 
     def _fsync(self, probe: tuple[int, int] | None) -> None:
         """In an executor thread: the epoch's probe (first commit of an epoch), then the log."""
