@@ -48,4 +48,4 @@ async def run(
             for state in list(states()):
                 if state.ready.is_set() and not state.closed:
                     async with state.lock:
-                        state.enforce_retention()
+                        await state.enforce_retention()

@@ -18,6 +18,8 @@ Invariants:
 * group commits are pipelined: at most one is in flight, they complete in order,
   and the batch being filled dedupes against the one committing behind it;
 * `read_session` reads through the index, which never points past fsynced data;
+* retention commits what is pending before it deletes anything, so no index entry (written
+  or still in a batch) points into a deleted segment;
 * one writer per partition: the agent and the flusher take ``state.lock``;
   the catch-up runs before the state is ready, when neither touches it.
 """
@@ -331,8 +333,15 @@ class PartitionState:
         with contextlib.suppress(OSError):
             metrics.save(self.directory, self.counters)
 
-    def enforce_retention(self) -> None:
-        # Index entries go first, so the index never points into a deleted segment.
+    async def enforce_retention(self) -> None:
+        """Delete the segments the retention policy lets go, with their index entries.
+
+        Caller holds ``lock``. Everything pending is committed first: entries of a batch
+        not yet written (or in flight) may point into an old segment, and would land in
+        the index after its removal. The index entries go before the files (a synced
+        write), so the index never points into a deleted segment, also after a power cut.
+        """
+        await self.flush()
         expired = self.log.expired_segments()
         if expired:
             self.store.remove_segments(expired)
