@@ -91,7 +91,7 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         return self.text(manager.render_metrics(), content_type="text/plain; version=0.0.4")
 
     if with_replay:
-        register_replay(app, manager)
+        register_replay(app, manager, target_prefix=settings.replay_topic_prefix)
     return app
 
 
