@@ -12,7 +12,7 @@ from tests.analytics.test_retro import Session
 from workers.cli import main as cli_main
 from workers.codec import batch
 from workers.codec.event import complete_event, encode_event
-from workers.ingest.partitions import PartitionState
+from workers.ingest.partition import PartitionState
 
 
 def data_dir(tmp_path: Path, fold: bool = True) -> Path:

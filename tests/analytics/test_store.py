@@ -29,7 +29,7 @@ from workers.broker.embedded import EmbeddedBroker
 from workers.codec import batch
 from workers.codec.event import complete_event, encode_event
 from workers.hooks.samples import sample_events
-from workers.ingest.partitions import PartitionState
+from workers.ingest.partition import PartitionState
 from workers.settings import EVENTS_TOPIC
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,7 +103,7 @@ def test_folding_in_slices_across_reopens(tmp_path: Path) -> None:
 FOLDER = """
 import sys, time
 from pathlib import Path
-from workers.ingest.partitions import PartitionState
+from workers.ingest.partition import PartitionState
 state = PartitionState(0, Path(sys.argv[1]))
 state.open()
 print("open", flush=True)

@@ -19,7 +19,7 @@ Invariants:
 - Decoupled from the ingest's group commit: folding costs ~20 µs an event in
   Python (full Avro decode + fold) against ~4 µs for the whole ingest path, so
   the worker folds in its idle time and in small slices during bursts
-  (workers/ingest/partitions.py); summaries may lag the index by a burst.
+  (workers/ingest/folding.py); summaries may lag the index by a burst.
 """
 
 from __future__ import annotations
