@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from workers.hooks.spool import Spool, max_bytes
 from workers.settings import EVENTS_TOPIC
+from workers.shipper.capture import capture_pending
 from workers.shipper.producer import Delivery, deliver, new_producer
 
 LANDED_TIMEOUT_S = 10.0
@@ -116,6 +117,7 @@ class Shipper:
 
     async def round(self) -> int:
         """Ship one round of sealed frames; the number of events (0 = nothing waiting)."""
+        capture_pending(self.spool)  # usage events from transcripts the hooks noted
         frames = list(self.spool.sealed_frames())
         if not frames:
             # seal only when nothing sealed waits: while the broker is down the backlog
