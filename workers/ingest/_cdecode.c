@@ -475,7 +475,7 @@ check(Reader *r, PyObject *symbols, Py_ssize_t *pc, int depth)
 static int
 reader_init(PyObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"ops", "symbols", "defaults", "error", NULL};
+    static char *kwlist[] = {"ops", "tables", "defaults", "error", NULL};
     Reader *r = (Reader *)self;
     Py_buffer ops;
     PyObject *symbols, *defaults, *error;
@@ -490,7 +490,7 @@ reader_init(PyObject *self, PyObject *args, PyObject *kwargs)
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(symbols); i++) {
         if (!PyTuple_Check(PyTuple_GET_ITEM(symbols, i))) {
             PyBuffer_Release(&ops);
-            PyErr_SetString(PyExc_TypeError, "symbols: a tuple of tuples");
+            PyErr_SetString(PyExc_TypeError, "tables: a tuple of tuples");
             return -1;
         }
     }
@@ -551,7 +551,7 @@ reader_dealloc(PyObject *self)
 static PyTypeObject ReaderType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "workers.ingest._cdecode.Reader",
-    .tp_doc = "Reader(ops, symbols, defaults, error): validate one event, keep its keys.\n\n"
+    .tp_doc = "Reader(ops, tables, defaults, error): validate one event, keep its keys.\n\n"
               "Calling it with an event's bytes returns (session_id, seq, ts_ms, agent, model)\n"
               "or raises error(reason, detail).",
     .tp_basicsize = sizeof(Reader),

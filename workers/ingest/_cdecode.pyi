@@ -6,7 +6,7 @@ class Reader:
     def __init__(
         self,
         ops: bytes,
-        symbols: tuple[tuple[str, ...], ...],
+        tables: tuple[tuple[str, ...], ...],
         defaults: tuple[object, ...],
         error: Callable[[str, str], BaseException],
     ) -> None: ...
