@@ -427,9 +427,13 @@ def test_c_reader_rejects_a_corrupt_program() -> None:
     from workers.ingest.program import DEFAULTS
 
     assert _c is not None
-    for ops in ([10, 2, 1, 3], [11, 9, 7], [9, 3, 0], [6], [42]):
+    for ops in ([10, 2, 1, 3], [11, 9, 7], [9, 3, 0], [6], [42], [12, 5, 0], [12, -1, 0]):
         with pytest.raises(ValueError):
             _c.Reader(array("i", ops).tobytes(), (), DEFAULTS, DecodeError)
+    for tables in ((("a", "b"),), ((1,),)):  # a key's table: its field name alone
+        with pytest.raises(ValueError):
+            _c.Reader(array("i", [12, 5, 0]).tobytes(), tables, DEFAULTS, DecodeError)
+    _c.Reader(array("i", [12, 5, 0]).tobytes(), (("session_id",),), DEFAULTS, DecodeError)
     with pytest.raises(ValueError):
         _c.Reader(b"\x00\x00\x00", (), DEFAULTS, DecodeError)
 
