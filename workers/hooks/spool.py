@@ -180,7 +180,9 @@ class Spool:
             if seq is None:
                 seq = self._next_seq(str(fields["session_id"]))
             fields["seq"] = seq
-            body = fastjson.dumps(fields).encode()
+            # a lone surrogate (JSON "\ud800") has no UTF-8: it becomes "?" rather than
+            # failing the hook, so every frame body is valid UTF-8 and Avro can hold it
+            body = fastjson.dumps(fields).encode("utf-8", "replace")
             seg = self.seg_path(segs[-1] if segs else 0)
             fd = os.open(seg, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:

@@ -127,7 +127,7 @@ def _index_frames(
                 skipped += 1
                 log.warning("index rebuild: frame at %s not indexed: %s", loc, exc)
                 continue
-            if batch.contains(sid, seq) or store.seen(sid, seq):
+            if not batch.is_new(sid, seq):
                 continue
             batch.add(sid, seq, loc, ts_ms, agent, model)
             indexed += 1
