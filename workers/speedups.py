@@ -21,7 +21,7 @@ from types import ModuleType
 
 DISABLE_ENV = "KAIZEN_PURE_PYTHON"
 #: the speed-ups there are, by switch name -> module
-NAMES = {"cframe": "workers.hotlog._cframe", "cdecode": "workers.ingest._cdecode"}
+NAMES = {"cframe": "workers.hotlog._cframe", "cdecode": "workers.codec._cdecode"}
 _ALL = ("1", "all")
 
 

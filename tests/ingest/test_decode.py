@@ -423,8 +423,8 @@ def test_long_varint_range(decoder: LeanDecoder, varint: bytes, accepted: bool) 
 
 @needs_c
 def test_c_reader_rejects_a_corrupt_program() -> None:
-    from workers.ingest.decode import _c
-    from workers.ingest.program import DEFAULTS
+    from workers.codec.lean import _c
+    from workers.codec.program import DEFAULTS
 
     assert _c is not None
     for ops in ([10, 2, 1, 3], [11, 9, 7], [9, 3, 0], [6], [42], [12, 5, 0], [12, -1, 0]):

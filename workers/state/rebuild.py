@@ -26,7 +26,7 @@ itself may have lost trailing events.  Hence:
   the last segment is re-consumed (a message never spans segments);
 * empty log: -1.
 
-Frames are read by the ingest's lean decoder (`workers.ingest.decode`), so the rebuild
+Frames are read by the ingest's lean event reader (`workers.codec.lean`), so the rebuild
 indexes what the ingest would have.  A frame it rejects (a key over `MAX_KEY_BYTES` appended
 by an older version, say) is reported with its location and skipped; a rebuild never stops
 on one.
@@ -86,10 +86,10 @@ def _reader() -> Callable[[bytes], tuple[str, int, int, str, str | None]]:
     """The index fields of a frame's payload, read by the ingest's own lean decoder (so the
     rebuild indexes exactly what the ingest would); DecodeError for a frame it rejects."""
     # Imported here: the decoder (and fastavro) is not needed to open a store.
+    from workers.codec.lean import EventReader
     from workers.hotlog.frame import MAX_PAYLOAD
-    from workers.ingest.decode import LeanDecoder
 
-    event = LeanDecoder(max_event_bytes=MAX_PAYLOAD).event
+    event = EventReader(max_event_bytes=MAX_PAYLOAD).event
 
     def fields(payload: bytes) -> tuple[str, int, int, str, str | None]:
         d = event(payload)

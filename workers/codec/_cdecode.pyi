@@ -1,4 +1,4 @@
-"""Types of the C reader (`_cdecode.c`); `workers.ingest.decode` documents the behaviour."""
+"""Types of the C reader (`_cdecode.c`); `workers.codec.lean` documents the behaviour."""
 
 from collections.abc import Callable
 

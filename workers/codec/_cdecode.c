@@ -1,10 +1,10 @@
 /* _cdecode: the lean validating Avro reader of the ingest path, in C.
  *
- * The C twin of the readers `workers/ingest/decode.py` generates in Python: it walks one
+ * The C twin of the readers `workers/codec/pyreader.py` generates in Python: it walks one
  * single-object-encoded event field by field and validates all of it (varints well formed
  * and in range for their type, lengths inside the body, strings UTF-8, enum and union
  * indexes in range, booleans 0 or 1, the body consumed exactly), keeping only the key
- * fields.  The schema arrives compiled by `workers/ingest/program.py` (the one schema
+ * fields.  The schema arrives compiled by `workers/codec/program.py` (the one schema
  * compiler, which also feeds the Python reader) into a flat array of int32 opcodes (below);
  * one `Reader` per writer schema fingerprint.
  *
@@ -248,7 +248,7 @@ node(Reader *r, Walk *w, Py_ssize_t *pc, PyObject **slot)
                 if (field == NULL)
                     return -1;
                 w->reason = "key_too_long";
-                /* worded as workers.ingest.program.key_too_long_detail */
+                /* worded as workers.codec.program.key_too_long_detail */
                 snprintf(w->detail, sizeof w->detail,
                          "%s is %zd bytes, over the %d-byte limit of a key",
                          field, len, (int)max);
@@ -550,7 +550,7 @@ reader_dealloc(PyObject *self)
 
 static PyTypeObject ReaderType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "workers.ingest._cdecode.Reader",
+    .tp_name = "workers.codec._cdecode.Reader",
     .tp_doc = "Reader(ops, tables, defaults, error): validate one event, keep its keys.\n\n"
               "Calling it with an event's bytes returns (session_id, seq, ts_ms, agent, model)\n"
               "or raises error(reason, detail).",
@@ -681,7 +681,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "workers.ingest._cdecode",
+    .m_name = "workers.codec._cdecode",
     .m_doc = "The lean validating Avro reader of the ingest path, in C.",
     .m_size = -1,
     .m_methods = methods,

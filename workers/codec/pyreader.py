@@ -1,4 +1,4 @@
-"""The Python lean reader: straight-line code generated from a `workers.ingest.program.Program`.
+"""The Python lean reader: straight-line code generated from a `workers.codec.program.Program`.
 
 `build(program)` returns a function ``read(event_bytes) -> (session_id, seq, ts_ms, agent,
 model)`` that walks the body field by field and validates all of it, exactly as the C reader
@@ -13,7 +13,7 @@ are checked by one regex match, in C; when a match fails, the same fields are wa
 straight-line code, which names the reason.
 
 Errors: IndexError (the body ends inside a value), `Malformed`, `Trailing`,
-UnicodeDecodeError, or a `DecodeError` with reason ``key_too_long``; `workers.ingest.decode`
+UnicodeDecodeError, or a `DecodeError` with reason ``key_too_long``; `workers.codec.lean`
 maps them to reasons.
 """
 
@@ -22,9 +22,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from workers.codec import program as P
 from workers.codec.errors import DecodeError
 from workers.codec.single_object import HEADER_SIZE
-from workers.ingest import program as P
 
 Reader = Callable[[bytes], tuple[str, int, int, str, "str | None"]]
 

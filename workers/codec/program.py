@@ -9,7 +9,7 @@ readers are built from its output:
 
 * the C reader (`_cdecode.c`) runs `Program.c_program()`, the nodes flattened into int32
   opcodes (the format is described at the top of `_cdecode.c`);
-* the Python reader (`workers.ingest.pyreader`) is straight-line code generated from the nodes.
+* the Python reader (`workers.codec.pyreader`) is straight-line code generated from the nodes.
 
 Invariants: a schema the compiler accepts is read the same way by both readers (tested with
 hypothesis, C against Python, on good and mutated events); what it does not handle (records,
