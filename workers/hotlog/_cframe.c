@@ -10,7 +10,7 @@
  *
  * CRC-32C: this module has no CRC engine.  A frame is a few hundred bytes, where the call
  * into the crc32c package (`crc32c.crc32c` over a view of the frame, hardware on x86_64 and
- * ARMv8) costs about five times the CRC itself.  So on x86_64 with SSE4.2 the frames' CRCs
+ * ARMv8) costs more than the CRC itself (figures: docs/DEVELOPING.md).  So on x86_64 with SSE4.2 the frames' CRCs
  * come from a minimal serial loop of the crc32 instruction; everywhere else, and when
  * `set_hardware(False)` says so (for the tests), from the package.  `hardware` says which.
  *
@@ -33,7 +33,6 @@
 #if defined(__x86_64__)
 #include <nmmintrin.h>
 #endif
-
 
 #define HEAD 12                  /* length u32 + offset u64 */
 #define OVERHEAD 16              /* HEAD + crc u32 trailer */
