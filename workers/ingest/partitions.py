@@ -24,6 +24,8 @@ Invariants:
   Until then the ingest agent and `wait_ready` (replay) wait; nothing is
   served from a partition that is behind;
 * `read_session` reads through the index, which never points past fsynced data;
+* retention commits what is pending before it deletes anything, so no index entry (written
+  or still in a batch) points into a deleted segment;
 * one writer per partition: the agent and the flusher task take ``state.lock``;
   the catch-up runs before the state is ready, when neither touches it.
 """
@@ -376,8 +378,15 @@ class PartitionState:
         with contextlib.suppress(OSError):
             metrics.save(self.directory, self.counters)
 
-    def enforce_retention(self) -> None:
-        # Index entries go first, so the index never points into a deleted segment.
+    async def enforce_retention(self) -> None:
+        """Delete the segments the retention policy lets go, with their index entries.
+
+        Caller holds ``lock``. Everything pending is committed first: entries of a batch
+        not yet written (or in flight) may point into an old segment, and would land in
+        the index after its removal. The index entries go before the files (a synced
+        write), so the index never points into a deleted segment, also after a power cut.
+        """
+        await self.flush()
         expired = self.log.expired_segments()
         if expired:
             self.store.remove_segments(expired)
@@ -706,7 +715,7 @@ class PartitionManager(Service):
                 for state in list(self._states.values()):
                     if state.ready.is_set() and not state.closed:
                         async with state.lock:
-                            state.enforce_retention()
+                            await state.enforce_retention()
 
     def _update_lag(self, state: PartitionState) -> None:
         if self.highwater is None or state.next_offset is None:
