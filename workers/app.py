@@ -19,7 +19,8 @@ import faust
 from faust import web
 
 from workers.ingest.agent import register_ingest
-from workers.ingest.partitions import IngestConfig, PartitionManager
+from workers.ingest.assignment import PartitionManager
+from workers.ingest.config import IngestConfig
 from workers.replay.agent import register as register_replay
 from workers.settings import EVENTS_TOPIC, Settings
 
