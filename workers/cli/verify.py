@@ -5,6 +5,11 @@ greppable ``bad range:`` line per damaged range; exits 1 when damage remains, 0 
 ``--repair`` truncates torn tails (and rewrites damaged segment headers), then asks the index
 owner to rebuild the index of each repaired partition
 (``workers.state.rebuild.rebuild_partition(directory, partition)``), when that module exists.
+
+Beside a running worker: plain ``verify`` is read only (no lock, no file created);
+``--repair`` refuses in one line, and holds the exclusive worker lock of the hot log
+(:mod:`workers.hotlog.owner`) from the check to the last index rebuild, so a worker that
+starts meanwhile waits for it.
 """
 
 from __future__ import annotations
@@ -12,12 +17,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from workers.cli.errors import CliError
+from workers.hotlog.owner import lock_for_repair
 from workers.hotlog.verify import (
     PartitionVerdict,
     parse_dir_name,
@@ -76,6 +83,22 @@ def run(args: argparse.Namespace) -> int:
     hotlog_dir = settings.hotlog_dir
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
         raise CliError(f"no such data directory: {args.data_dir}")
+    owner_fd: int | None = None
+    if args.repair and hotlog_dir.is_dir():
+        owner_fd = lock_for_repair(hotlog_dir)
+        if owner_fd is None:
+            raise CliError(
+                f"a worker is running on {settings.data_dir}: stop it before `verify --repair` "
+                "(plain `verify` is read-only and safe beside it)"
+            )
+    try:
+        return _verify(args, hotlog_dir)
+    finally:
+        if owner_fd is not None:
+            os.close(owner_fd)
+
+
+def _verify(args: argparse.Namespace, hotlog_dir: Path) -> int:
     verdicts = verify_all(hotlog_dir, repair=args.repair)
     console = Console(width=max(Console().width, 120))
     table = Table(title=f"hot log {hotlog_dir}")
