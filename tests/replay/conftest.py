@@ -31,6 +31,7 @@ from workers.settings import EVENTS_TOPIC
 
 API_TOKEN = "test-token-" + uuid.uuid4().hex[:8]
 ROOT = Path(__file__).resolve().parents[2]
+TARGET_PREFIX = "kaizen.replay.test."  # KAIZEN_REPLAY_TOPIC_PREFIX of the test workers
 
 
 @dataclass
@@ -69,7 +70,22 @@ def kaizen_env(broker: EmbeddedBroker, data_dir: Path) -> dict[str, str]:
         "KAIZEN_DATA_DIR": str(data_dir),
         "KAIZEN_PARTITIONS": str(TEST_PARTITIONS),
         "KAIZEN_API_TOKEN": API_TOKEN,
+        "KAIZEN_REPLAY_TOPIC_PREFIX": TARGET_PREFIX,
     }
+
+
+def start_worker(
+    broker: EmbeddedBroker, data_dir: Path, group: str, log: Path
+) -> subprocess.Popen[bytes]:
+    """A worker process of its own (group, data dir, log file), not waited for."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.replay.worker_main", group, str(free_port())],
+            env=kaizen_env(broker, data_dir),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
 
 
 @pytest.fixture(scope="package")
@@ -151,14 +167,16 @@ def as_messages(
     return out
 
 
-async def produce(bootstrap: str, messages: Sequence[tuple[bytes, bytes]]) -> None:
+async def produce(bootstrap: str, messages: Sequence[tuple[bytes, bytes]]) -> dict[bytes, int]:
+    """Produce to kaizen.events; returns the partition each key landed on (the broker's word)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     try:
         futures = [await producer.send(EVENTS_TOPIC, value, key=key) for key, value in messages]
-        await asyncio.gather(*futures)
+        landed = await asyncio.gather(*futures)
     finally:
         await producer.stop()
+    return {key: meta.partition for (key, _), meta in zip(messages, landed, strict=True)}
 
 
 async def replay_until(

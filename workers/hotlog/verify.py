@@ -12,6 +12,10 @@ reported, never "repaired": the frames after them stay readable through resync.
 The hook point for the index owner is :func:`repair`: it returns the partition directories it
 changed, whose index must be rebuilt from ``PartitionLog.scan()`` / ``entries()``.
 
+A bad range in the middle whose events were re-read from the source topic and appended again
+(``verify --repair``, :mod:`workers.ingest.heal`) is recorded in the directory's ``healed``
+file (:func:`mark_healed`); it is then reported as healed, not as damage that remains.
+
 Invariants: without ``repair`` nothing is written and no lock is taken; a directory that a
 running writer holds (its ``LOCK`` is taken) is never repaired, and its active segment's
 tail is not called corrupt (a write may be in flight). The CLI repairs only under the
@@ -21,12 +25,13 @@ exclusive worker lock (:func:`workers.hotlog.owner.lock_for_repair`).
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workers.durable import fsync_dir
+from workers.durable import atomic_write, fsync_dir
 from workers.hotlog import frame, segment
 from workers.hotlog.log import LOCK_NAME
 from workers.hotlog.owner import flock_held
@@ -34,6 +39,7 @@ from workers.hotlog.policy import BadRange
 from workers.hotlog.segment import HEADER_SIZE
 
 _DIR_NAME = re.compile(r"^(?P<topic>.+)-(?P<partition>\d+)$")
+HEALED_NAME = "healed"  # JSON list of [segment, start, end]: bad ranges healed from the source
 
 
 @dataclass
@@ -44,6 +50,7 @@ class PartitionVerdict:
     bytes: int = 0
     bad_ranges: list[BadRange] = field(default_factory=list)  # damage found
     repaired: list[BadRange] = field(default_factory=list)  # of which repaired
+    healed: list[BadRange] = field(default_factory=list)  # of which healed from the source
     problems: list[str] = field(default_factory=list)
     live: bool = False  # a running writer holds the directory
 
@@ -54,7 +61,13 @@ class PartitionVerdict:
     @property
     def corrupt(self) -> bool:
         """Damage remains (after repair, if one was asked for)."""
-        return bool(self.problems) or len(self.repaired) < len(self.bad_ranges)
+        return bool(self.problems) or len(self.repaired) + len(self.healed) < len(self.bad_ranges)
+
+    @property
+    def unhealed(self) -> list[BadRange]:
+        """Bad ranges in the middle of a segment neither repaired nor healed."""
+        done = self.repaired + self.healed
+        return [r for r in self.bad_ranges if r not in done and r.start > 0]
 
 
 def partition_dirs(hotlog_dir: Path) -> list[Path]:
@@ -105,6 +118,7 @@ def verify_partition(directory: Path, *, repair: bool = False) -> PartitionVerdi
 def _check(verdict: PartitionVerdict, *, repair: bool) -> None:
     directory = verdict.directory
     owner = parse_dir_name(directory.name)
+    healed = load_healed(directory)
     bases = segment.list_bases(directory)
     verdict.segments = len(bases)
     for i, base in enumerate(bases):
@@ -147,6 +161,8 @@ def _check(verdict: PartitionVerdict, *, repair: bool) -> None:
                         reason = "bad frame skipped by resync"
                     rng = BadRange(base, item.start, item.end, reason)
                     verdict.bad_ranges.append(rng)
+                    if cut is None and (base, item.start, item.end) in healed:
+                        verdict.healed.append(rng)
         if not repair:
             continue
         if fix_header and owner is not None:
@@ -167,6 +183,20 @@ def _check(verdict: PartitionVerdict, *, repair: bool) -> None:
             else:
                 segment.truncate(path, cut)
             verdict.repaired.append(rng)
+
+
+def load_healed(directory: Path) -> set[tuple[int, int, int]]:
+    try:
+        raw = json.loads((directory / HEALED_NAME).read_bytes())
+    except (FileNotFoundError, ValueError):
+        return set()
+    return {(int(a), int(b), int(c)) for a, b, c in raw}
+
+
+def mark_healed(directory: Path, ranges: list[BadRange]) -> None:
+    """Record that the events of these bad ranges were appended again (durably, atomically)."""
+    known = load_healed(directory) | {(r.segment, r.start, r.end) for r in ranges}
+    atomic_write(directory / HEALED_NAME, json.dumps(sorted(known)).encode())
 
 
 def verify_all(hotlog_dir: Path, *, repair: bool = False) -> list[PartitionVerdict]:
