@@ -20,7 +20,8 @@ Invariants:
 * `read_session` reads through the index, which never points past fsynced data;
 * retention commits what is pending before it deletes anything, so no index entry (written
   or still in a batch) points into a deleted segment;
-* one writer per partition: the agent and the flusher take ``state.lock``;
+* one writer per partition: the agent, the flusher and healing
+  (`workers.ingest.heal.heal_state`, started by a partial replay) take ``state.lock``;
   the catch-up runs before the state is ready, when neither touches it.
 """
 
