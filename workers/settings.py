@@ -37,6 +37,8 @@ class Settings:
     broker: str = DEFAULT_BROKER
     data_dir: Path = Path()
     partitions: int = DEFAULT_PARTITIONS
+    #: replies may also go to topics starting with this (empty: kaizen.replay only)
+    replay_topic_prefix: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -55,6 +57,7 @@ class Settings:
             broker=env.get("KAIZEN_BROKER") or DEFAULT_BROKER,
             data_dir=Path(data_dir) if data_dir else default_data_dir(),
             partitions=partitions,
+            replay_topic_prefix=env.get("KAIZEN_REPLAY_TOPIC_PREFIX", "").strip(),
         )
 
     def override(self, **changes: object) -> Settings:

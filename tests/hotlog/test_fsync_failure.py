@@ -20,7 +20,7 @@ from tests.ingest.harness import event
 from workers.codec.event import decode_event
 from workers.hotlog import LogFailed
 from workers.hotlog import log as log_module
-from workers.ingest.partitions import PartitionState
+from workers.ingest.partition import PartitionState
 
 from .helpers import open_log
 

@@ -32,7 +32,8 @@ from workers.codec import batch
 from workers.codec.event import decode_event
 from workers.hotlog import RetentionPolicy, segment
 from workers.hotlog import log as log_module
-from workers.ingest.partitions import IngestConfig, PartitionState
+from workers.ingest.config import IngestConfig
+from workers.ingest.partition import PartitionState
 
 CONFIG = IngestConfig(segment_bytes=2048)
 MESSAGES = 36

@@ -26,7 +26,7 @@ from tests.ingest.harness import (
     wait_committed,
 )
 from workers.ingest import metrics
-from workers.ingest.partitions import partition_for_key
+from workers.ingest.assignment import partition_for_key
 
 
 def ready_partitions(worker: Worker) -> set[int]:

@@ -13,7 +13,8 @@ from workers.cli import main as cli_main
 from workers.codec import batch
 from workers.codec.event import decode_event
 from workers.ingest import metrics
-from workers.ingest.partitions import PartitionManager, PartitionState, partition_for_key
+from workers.ingest.assignment import PartitionManager, partition_for_key
+from workers.ingest.partition import PartitionState
 from workers.settings import Settings
 
 
@@ -112,6 +113,8 @@ def test_index_lost_after_the_log_fsync_is_rebuilt(tmp_path: Path) -> None:
     state._batch = None
     state.store.close()
     state.log.close()
+    if state.summaries is not None:
+        state.summaries.close()
     state = opened(tmp_path)
     assert seqs(state, "a") == [0, 1, 2]
     # message 1 is consumed again (it may have lost events to a torn tail); dedupe drops it
@@ -191,7 +194,7 @@ def _retained(state: PartitionState) -> None:
 
 def test_retention_drops_index_entries_with_their_segments(tmp_path: Path) -> None:
     from workers.hotlog import RetentionPolicy
-    from workers.ingest.partitions import IngestConfig
+    from workers.ingest.config import IngestConfig
 
     config = IngestConfig(segment_bytes=4096, retention=RetentionPolicy(max_bytes=6000))
     state = PartitionState(0, tmp_path, config=config)
@@ -220,7 +223,7 @@ def test_retention_drops_index_entries_with_their_segments(tmp_path: Path) -> No
 
 def test_retention_never_deletes_what_uncommitted_entries_point_into(tmp_path: Path) -> None:
     from workers.hotlog import RetentionPolicy
-    from workers.ingest.partitions import IngestConfig
+    from workers.ingest.config import IngestConfig
 
     config = IngestConfig(segment_bytes=4096, retention=RetentionPolicy(max_bytes=6000))
     state = PartitionState(0, tmp_path, config=config)
@@ -246,4 +249,26 @@ def test_retention_never_deletes_what_uncommitted_entries_point_into(tmp_path: P
     for seq, loc in remaining:  # nothing indexed points into a deleted segment
         assert loc.segment in kept, f"seq {seq} indexed into deleted segment {loc.segment}"
         assert decode_event(state.log.read(loc))["seq"] == seq
+    state.close()
+
+
+def test_group_commit_is_due_by_the_one_commit_policy(tmp_path: Path) -> None:
+    from workers.hotlog import CommitPolicy
+    from workers.ingest.config import IngestConfig
+
+    policy = CommitPolicy(max_bytes=1 << 30, max_records=5, max_ms=1e9, max_messages=3)
+    state = PartitionState(0, tmp_path, config=IngestConfig(commit=policy))
+    state.open()
+    assert state.log.commit is policy  # the log and the group commit share it
+    assert not state.want_flush()
+    state.process(0, event("s", 0))
+    state.process(1, b"garbage-garbage")  # dead-lettered, still a message awaiting its ack
+    assert not state.want_flush()
+    state.process(2, event("s", 1))
+    assert state.want_flush()  # max_messages
+    asyncio.run(state.flush())
+    state.process(3, batch.join([event("s", q) for q in range(2, 7)]))
+    assert state.want_flush()  # max_records: events
+    asyncio.run(state.flush())
+    assert not state.want_flush()
     state.close()

@@ -354,11 +354,9 @@ class PartitionLog:
         pending = self._appended - self._durable
         if not pending:
             return False
-        c = self.commit
-        if pending >= c.max_records or self._appended_bytes - self._durable_bytes >= c.max_bytes:
-            return True
         since = self._pending_since
-        return since is not None and (time.monotonic() - since) * 1000.0 >= c.max_ms
+        age_ms = None if since is None else (time.monotonic() - since) * 1000.0
+        return self.commit.due(pending, self._appended_bytes - self._durable_bytes, age_ms)
 
     @property
     def pending(self) -> int:
