@@ -45,6 +45,7 @@ from typing import Protocol
 from crc32c import crc32c as _py_crc32c
 
 from workers import speedups
+from workers.errors import HotLogError
 from workers.hotlog.policy import Location
 
 HEAD = struct.Struct(">IQ")
@@ -75,7 +76,7 @@ _c = speedups.load("workers.hotlog._cframe")
 crc32c: _Crc32c = _py_crc32c if _c is None else _c.crc32c
 
 
-class CorruptFrame(Exception):
+class CorruptFrame(HotLogError):
     """A frame failed its length or CRC check."""
 
 

@@ -36,6 +36,7 @@ from typing import cast
 
 from rocksdict import Rdict, ReadOptions, WriteBatch
 
+from workers.errors import StateError
 from workers.hotlog import Location
 from workers.state import keys
 from workers.state.options import DEFAULT_OPTIONS, StoreOptions, rocksdb_options, write_options
@@ -57,7 +58,7 @@ _BIAS = keys.SEQ_BIAS
 _pack_u64 = keys._U64.pack
 
 
-class FormatMismatch(RuntimeError):
+class FormatMismatch(StateError, RuntimeError):
     """The index on disk was written with another key layout; rebuild it."""
 
 
