@@ -262,6 +262,26 @@ def test_incarnation_marker(tmp_path: Path) -> None:
         assert s.incarnation == "cluster-b" and s.watermark == -1
 
 
+def test_read_only_open_beside_a_writer(tmp_path: Path) -> None:
+    from workers.state import ReadOnlyStore
+
+    with PartitionStore.open(tmp_path, 0) as writer:
+        b = writer.begin()
+        b.add("s", 1, loc(0, 100), 1, "claude", None)
+        b.commit(4)
+        with PartitionStore.open_read_only(tmp_path, 0) as reader:
+            assert reader.watermark == 4 and reader.location("s", 1) == loc(0, 100)
+            with pytest.raises(ReadOnlyStore):
+                reader.begin().commit(5)
+            with pytest.raises(ReadOnlyStore):
+                reader.remove_segments([0])
+            with pytest.raises(ReadOnlyStore):
+                reader.set_incarnation("x")
+    with pytest.raises(FileNotFoundError):  # no index: nothing is created
+        PartitionStore.open_read_only(tmp_path / "none", 0)
+    assert not (tmp_path / "none").exists()
+
+
 def test_a_second_open_of_the_same_index_fails(tmp_path: Path) -> None:
     with PartitionStore.open(tmp_path, 0), pytest.raises(Exception):  # noqa: B017
         PartitionStore.open(tmp_path, 0)
