@@ -369,10 +369,6 @@ class PartitionLog:
         """Frames appended since open that are known durable (fsynced)."""
         return self._durable
 
-    @property
-    def pending_bytes(self) -> int:
-        return self._appended_bytes - self._durable_bytes
-
     def flush(self) -> None:
         """fsync everything appended so far; a no-op when nothing is pending.
 
