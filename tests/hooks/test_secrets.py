@@ -80,6 +80,12 @@ def test_keeps_what_is_not_secret() -> None:
         "~/src/app",
         '{"input_tokens": 1200}',
         "toolu_01ABCDEF",
+        "git push -u origin main",
+        "docker run -u 1000:1000 app",
+        'sort_key = "name"',
+        '"input_tokens": "1200"',
+        "the key: value",
+        'token: ""',
     ):
         assert r.text(text) == text
     assert r.obj({"input_tokens": 1200, "password": "x1"}) == {
