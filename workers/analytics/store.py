@@ -123,6 +123,17 @@ class SummaryStore:
     def close(self) -> None:
         self._db.close()
 
+    @classmethod
+    def read_all(cls, partition_dir: Path) -> list[SessionSummary]:
+        """Every summary of a partition directory, read-only (a worker may hold it); [] if none."""
+        if not (Path(partition_dir) / SUMMARIES_DIR).is_dir():
+            return []
+        store = cls.open(partition_dir, read_only=True)
+        try:
+            return list(store.all())
+        finally:
+            store.close()
+
     def reset(self) -> None:
         """Forget everything: the next fold starts at the beginning of the log."""
         self._db.close()
