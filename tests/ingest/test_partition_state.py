@@ -113,6 +113,8 @@ def test_index_lost_after_the_log_fsync_is_rebuilt(tmp_path: Path) -> None:
     state._batch = None
     state.store.close()
     state.log.close()
+    if state.summaries is not None:
+        state.summaries.close()
     state = opened(tmp_path)
     assert seqs(state, "a") == [0, 1, 2]
     # message 1 is consumed again (it may have lost events to a torn tail); dedupe drops it

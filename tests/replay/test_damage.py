@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from tests.replay.conftest import (
     ROOT,
     Worker,
     as_messages,
+    damage,
     kaizen_env,
     make_events,
     produce,
@@ -31,33 +31,9 @@ from tests.replay.conftest import (
 )
 from workers.broker.embedded import EmbeddedBroker, free_port
 from workers.codec.event import encode_event
-from workers.hotlog.segment import HEADER_SIZE
 from workers.replay.client import ReplayClient, Replayed, ReplayResult
 
 WAIT = 90.0
-
-
-def damage(data_dir: Path, payload: bytes) -> tuple[Path, int]:
-    """Flip one byte inside the stored copy of `payload`; (segment file, where) of the damage."""
-    found = []
-    for seg in sorted((data_dir / "hotlog").glob("kaizen.events-*/*.seg")):
-        data = seg.read_bytes()
-        at = data.find(payload)
-        if at >= 0:
-            assert data.find(payload, at + 1) < 0, "the event is stored twice"
-            found.append((seg, at, len(data)))
-    assert len(found) == 1, found
-    seg, at, size = found[0]
-    where = at + len(payload) // 2
-    fd = os.open(seg, os.O_RDWR)
-    try:
-        (byte,) = os.pread(fd, 1, where)
-        os.pwrite(fd, bytes([byte ^ 0xFF]), where)
-    finally:
-        os.close(fd)
-    # in the middle of the segment: good frames before and after it
-    assert at > HEADER_SIZE and where + len(payload) < size
-    return seg, where
 
 
 def _sid_events(sid: str) -> list[dict[str, Any]]:

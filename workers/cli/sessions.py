@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from workers.analytics.views import SORT_KEYS
 from workers.cli.errors import CliError
 from workers.cli.options import add_settings_arguments, positive_int, settings_from
 from workers.settings import EVENTS_TOPIC
@@ -26,6 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_settings_arguments(parser, partitions=False)
     parser.add_argument("--stats", action="store_true", help="per-partition counters instead")
     parser.add_argument("--agent", help="only sessions of this agent")
+    parser.add_argument("--model", help="only sessions whose main model contains this")
+    parser.add_argument("--workspace", help="only sessions whose workspace contains this")
+    parser.add_argument("--host", help="only sessions of this host")
+    parser.add_argument("--since", help="only sessions active since then (7d, 12h, ISO time)")
+    parser.add_argument("--sort", choices=SORT_KEYS, default="last", help="largest first")
     parser.add_argument("--limit", type=positive_int, default=100, metavar="N")
     parser.add_argument("--json", action="store_true", help="JSON lines instead of a table")
 
@@ -110,39 +116,81 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             console.print(table)
         return 0
-    infos = []
-    for p, d in dirs:
-        with open_store(d, p) as store:
-            for info in store.sessions():
-                if args.agent and info.agent != args.agent:
-                    continue
-                infos.append(info)
-    infos.sort(key=lambda i: i.last_ts_ms, reverse=True)
-    shown = infos[: args.limit]
+    rows = _rows(dirs, args)
+    shown = rows[: args.limit]
     if args.json:
-        for info in shown:
-            print(json.dumps(info.to_json()))
+        for info, r in shown:
+            print(json.dumps({**info.to_json(), **r.to_json()}))
         return 0
-    table = Table(title=f"{len(shown)} of {len(infos)} sessions in {settings.data_dir}")
+    table = Table(title=f"{len(shown)} of {len(rows)} sessions in {settings.data_dir}")
     for col, just in [
         ("session", "left"),
         ("agent", "left"),
         ("model", "left"),
         ("events", "right"),
-        ("first", "left"),
+        ("tokens", "right"),
+        ("cost", "right"),
+        ("tools", "right"),
+        ("failed", "right"),
+        ("active", "right"),
         ("last", "left"),
         ("partition", "right"),
     ]:
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
-    for info in shown:
+        # the session id is what one copies into `replay`/`retro`: never cut it
+        table.add_column(col, justify=just, no_wrap=col in ("session", "cost"))  # type: ignore[arg-type]
+    for info, r in shown:
+        cost = f"${r.cost_usd:,.2f}" + (" +?" if r.unpriced else "")
         table.add_row(
             info.session_id,
             info.agent,
-            info.model or "",
+            r.model or info.model or "",
             f"{info.count:,}",
-            _time(info.first_ts_ms),
+            f"{r.tokens:,}",
+            cost,
+            f"{r.tool_calls:,}",
+            f"{r.failures:,}",
+            f"{r.active_ms // 60000} min",
             _time(info.last_ts_ms),
             str(info.partition),
         )
     console.print(table)
+    if any(r.unpriced for _, r in shown):
+        console.print("+? = tokens of a model no price source knows (set KAIZEN_PRICES_FILE)")
     return 0
+
+
+def _rows(dirs: list[tuple[int, Path]], args: argparse.Namespace) -> list[tuple[Any, Any]]:
+    """(SessionInfo, SessionRow) of every session passing the filters, sorted."""
+    from workers.analytics import views
+    from workers.analytics.aggregate import SessionSummary
+    from workers.analytics.prices import PriceBook, PricesFileError
+    from workers.analytics.store import SummaryStore
+    from workers.replay.timespec import parse_time_ms
+
+    try:
+        since = parse_time_ms(args.since) if args.since else None
+        book = PriceBook.from_env()
+    except (ValueError, PricesFileError) as exc:
+        raise CliError(str(exc)) from None
+    out = []
+    for p, d in dirs:
+        summaries = {s.session_id: s for s in SummaryStore.read_all(d)}
+        with open_store(d, p) as store:
+            for info in store.sessions():
+                s = summaries.get(info.session_id)
+                if s is None:  # not folded yet: what the index knows
+                    s = SessionSummary(info.session_id, agent=info.agent, last_ts=info.last_ts_ms)
+                r = views.row(s, book)
+                if views.keep(
+                    r,
+                    agent=args.agent,
+                    model=args.model,
+                    workspace=args.workspace,
+                    host=args.host,
+                    since_ms=since,
+                ):
+                    out.append((info, r))
+    if args.sort == "last":
+        return sorted(out, key=lambda x: x[0].last_ts_ms, reverse=True)
+    order = {id(r): i for i, r in enumerate(views.sort_rows([r for _, r in out], args.sort))}
+    return sorted(out, key=lambda x: order[id(x[1])])

@@ -24,9 +24,10 @@ Invariants:
   base) cannot be healed from the source, which holds other data at those
   offsets: it is reported, never guessed; nor can offsets the topic's
   retention already deleted;
-* the caller is the log's and index's single writer while `apply` runs (the
-  worker holds the partition's lock with no index batch open; `verify
-  --repair` holds the directory); `span_of` and `fetch` only read.
+* `apply` runs as the log's and index's single writer: `heal_state` (a
+  worker's partition) holds the partition's lock after a group commit, so no
+  index batch is open; `heal_directory` (`verify --repair`) holds the
+  directory's lock; `span_of`, `collect` and `fetch` only read.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from workers.hotlog import CorruptFrame, Location, PartitionLog
 from workers.hotlog.segment import HEADER_SIZE
 from workers.ingest.decode import Decoded, LeanDecoder
+from workers.ingest.partition import PartitionState
 from workers.state import PartitionStore
 
 log = logging.getLogger(__name__)
@@ -231,6 +233,36 @@ async def collect(
         for value in values:
             events.extend(decoder.message(value).events)
     return events
+
+
+async def heal_state(
+    state: PartitionState, damaged: Iterable[tuple[int, int]], *, bootstrap: str
+) -> HealReport:
+    """Heal a worker's ready partition: read without its lock, append under it."""
+    report = HealReport()
+    events = await collect(
+        state.log,
+        state.epoch.base,
+        state.decoder,
+        damaged,
+        bootstrap=bootstrap,
+        topic=state.topic,
+        report=report,
+    )
+    loop = asyncio.get_running_loop()
+    async with state.lock:
+        if state.closed:
+            report.problems.append("the partition was closed (assigned elsewhere)")
+            return report
+        await state.flush()  # commits the pending batch: none is open while healing
+
+        def run() -> None:
+            todo = unreadable(state.log, state.store, events)
+            apply(state.log, state.store, todo)
+            report.healed.extend((ev.session_id, ev.seq) for ev in todo)
+
+        await loop.run_in_executor(None, run)
+    return report
 
 
 async def heal_directory(

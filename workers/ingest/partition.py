@@ -20,7 +20,8 @@ Invariants:
 * `read_session` reads through the index, which never points past fsynced data;
 * retention commits what is pending before it deletes anything, so no index entry (written
   or still in a batch) points into a deleted segment;
-* one writer per partition: the agent and the flusher take ``state.lock``;
+* one writer per partition: the agent, the flusher and healing
+  (`workers.ingest.heal.heal_state`, started by a partial replay) take ``state.lock``;
   the catch-up runs before the state is ready, when neither touches it.
 """
 
@@ -37,6 +38,7 @@ from typing import Any, Protocol
 
 import crc32c
 
+from workers.analytics.store import SummaryStore
 from workers.hotlog import PartitionLog
 from workers.ingest import epoch as epochs
 from workers.ingest import metrics
@@ -95,6 +97,7 @@ class PartitionState:
         self._probe: tuple[int, int] | None = None  # (kafka offset, crc) to record at commit
         self._inflight: asyncio.Future[None] | None = None  # the group commit under way
         self._inflight_batch: IndexBatch | None = None
+        self.summaries: SummaryStore | None = None
 
     # ------------------------------------------------------------------ opening
 
@@ -112,7 +115,11 @@ class PartitionState:
         )
         try:
             self.store = self._open_store()
+            if cfg.aggregates:
+                self.summaries = SummaryStore.open(self.directory)
         except BaseException:
+            if hasattr(self, "store"):
+                self.store.close()
             self.log.close()
             raise
         self.epoch = epochs.load(self.directory)
@@ -369,5 +376,13 @@ class PartitionState:
                 return
             self._released = True
             self.save_stats()
+            if self.summaries is not None:
+                self.summaries.close()
             self.store.close()
             self.log.close()
+
+    def fold_summaries(self, max_frames: int) -> int:
+        """Fold durable frames into the session summaries; how many (0: caught up or off)."""
+        if self.summaries is None or self.closed:
+            return 0
+        return self.summaries.fold_log(self.log, self.store.max_location, max_frames)
