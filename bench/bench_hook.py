@@ -13,6 +13,9 @@ Each run is one subprocess, timed from spawn to exit, fed a realistic payload
                 claude`), a shipper draining the spool into the running broker
   hook, down    the same with KAIZEN_BROKER pointing at a port nobody listens on:
                 its shipper keeps retrying while the spool grows
+  tokens off    "hook, up" with live token capture off (KAIZEN_USAGE_CAPTURE=0); in
+                the other cases the turn-closing hooks note the transcript (a real
+                copy of the sample) for the shipper to read
   cli hook      `python -m workers hook claude` (site-packages, argparse): for reference
 
 The cases are interleaved run by run so that machine noise hits all alike.
@@ -52,6 +55,13 @@ from workers.hooks.samples import sample_payloads  # noqa: E402
 from workers.hooks.spool import Spool, iter_frames  # noqa: E402
 
 ENTRY = ROOT / "workers" / "hooks" / "_entry.py"
+TRANSCRIPT = (
+    ROOT
+    / "workers"
+    / "samples"
+    / "transcripts"
+    / "claude-7f3c2a91-5d4e-4b8a-9c1f-2e6d8b0a4c17.jsonl"
+)
 GOAL_P99_MS = 30.0
 
 BASELINE = """
@@ -165,7 +175,13 @@ def main() -> int:
         env_up = dict(base_env, KAIZEN_SPOOL_DIR=str(tmp / "up"), KAIZEN_BROKER=broker.bootstrap)
         env_down = dict(base_env, KAIZEN_SPOOL_DIR=str(tmp / "down"), KAIZEN_BROKER=dead)
         env_cli = dict(base_env, KAIZEN_SPOOL_DIR=str(tmp / "cli"), KAIZEN_BROKER=broker.bootstrap)
-        for env in (env_up, env_down, env_cli):
+        env_off = dict(
+            base_env,
+            KAIZEN_SPOOL_DIR=str(tmp / "off"),
+            KAIZEN_BROKER=broker.bootstrap,
+            KAIZEN_USAGE_CAPTURE="0",
+        )
+        for env in (env_up, env_down, env_cli, env_off):
             Spool(env["KAIZEN_SPOOL_DIR"]).ensure()
             shippers.append(start_shipper(Path(env["KAIZEN_SPOOL_DIR"]), env["KAIZEN_BROKER"], env))
 
@@ -181,11 +197,15 @@ def main() -> int:
                 [sys.executable, "-m", "workers", "hook", "claude"],
                 env_cli,
             ),
+            "hook (lean), broker up, live tokens off": (lean, env_off),
         }
         # one session per case, so each case's events can be counted where they went
         payloads: dict[str, list[bytes]] = {name: [] for name in cases}
+        transcript = tmp / "transcript.jsonl"  # live token capture reads a real transcript
+        shutil.copy(TRANSCRIPT, transcript)
         for name, p in ((n, p) for n in cases for p in sample_payloads("claude")):
             p["session_id"] = f"bench-hook-{list(cases).index(name)}"
+            p["transcript_path"] = str(transcript)
             payloads[name].append(json.dumps(p).encode())
         times: dict[str, list[float]] = {name: [] for name in cases}
         for name, (argv, env) in cases.items():  # warm the page cache, pyc files, rule cache
@@ -208,7 +228,7 @@ def main() -> int:
         # every hook call accounted for: shipped (up, cli) or spooled (down)
         calls = set(range(WARM_RUNS + runs))
         session = {name: f"bench-hook-{i}" for i, name in enumerate(cases)}
-        up_name, down_name, cli_name = list(cases)[1:]
+        up_name, down_name, cli_name = list(cases)[1:4]
         shipped = shipped_seqs(broker.bootstrap, {session[up_name], session[cli_name]})
         found = {
             up_name: shipped[session[up_name]],

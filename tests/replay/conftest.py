@@ -26,6 +26,7 @@ from tests.procs import stop
 from workers.broker.embedded import EmbeddedBroker, free_port
 from workers.codec import batch
 from workers.codec.event import complete_event, encode_event
+from workers.hotlog.segment import HEADER_SIZE
 from workers.replay.client import ReplayClient, Replayed, ReplayResult
 from workers.settings import EVENTS_TOPIC
 
@@ -189,3 +190,26 @@ async def replay_until(
         if len(events) >= expected or time.monotonic() > deadline:
             return events, result
         await asyncio.sleep(0.2)
+
+
+def damage(data_dir: Path, payload: bytes) -> tuple[Path, int]:
+    """Flip one byte inside the stored copy of `payload`; (segment file, where) of the damage."""
+    found = []
+    for seg in sorted((data_dir / "hotlog").glob("kaizen.events-*/*.seg")):
+        data = seg.read_bytes()
+        at = data.find(payload)
+        if at >= 0:
+            assert data.find(payload, at + 1) < 0, "the event is stored twice"
+            found.append((seg, at, len(data)))
+    assert len(found) == 1, found
+    seg, at, size = found[0]
+    where = at + len(payload) // 2
+    fd = os.open(seg, os.O_RDWR)
+    try:
+        (byte,) = os.pread(fd, 1, where)
+        os.pwrite(fd, bytes([byte ^ 0xFF]), where)
+    finally:
+        os.close(fd)
+    # in the middle of the segment: good frames before and after it
+    assert at > HEADER_SIZE and where + len(payload) < size
+    return seg, where

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
+import re
 import subprocess
 import sys
 import time
@@ -23,6 +23,7 @@ from tests.replay.conftest import (
     ROOT,
     Worker,
     as_messages,
+    damage,
     kaizen_env,
     make_events,
     produce,
@@ -31,33 +32,9 @@ from tests.replay.conftest import (
 )
 from workers.broker.embedded import EmbeddedBroker, free_port
 from workers.codec.event import encode_event
-from workers.hotlog.segment import HEADER_SIZE
 from workers.replay.client import ReplayClient, Replayed, ReplayResult
 
 WAIT = 90.0
-
-
-def damage(data_dir: Path, payload: bytes) -> tuple[Path, int]:
-    """Flip one byte inside the stored copy of `payload`; (segment file, where) of the damage."""
-    found = []
-    for seg in sorted((data_dir / "hotlog").glob("kaizen.events-*/*.seg")):
-        data = seg.read_bytes()
-        at = data.find(payload)
-        if at >= 0:
-            assert data.find(payload, at + 1) < 0, "the event is stored twice"
-            found.append((seg, at, len(data)))
-    assert len(found) == 1, found
-    seg, at, size = found[0]
-    where = at + len(payload) // 2
-    fd = os.open(seg, os.O_RDWR)
-    try:
-        (byte,) = os.pread(fd, 1, where)
-        os.pwrite(fd, bytes([byte ^ 0xFF]), where)
-    finally:
-        os.close(fd)
-    # in the middle of the segment: good frames before and after it
-    assert at > HEADER_SIZE and where + len(payload) < size
-    return seg, where
 
 
 def _sid_events(sid: str) -> list[dict[str, Any]]:
@@ -83,7 +60,7 @@ def test_a_damaged_frame_gives_a_partial_replay_then_heals(worker: Worker, uniqu
     bootstrap = worker.broker.bootstrap
     asyncio.run(produce(bootstrap, as_messages(produced, 10)))
     _wait_complete(bootstrap, sid, produced)
-    damage(worker.data_dir, encode_event(produced[15]))
+    seg, where = damage(worker.data_dir, encode_event(produced[15]))
 
     # The CLI prints every readable event, warns naming the missing seq, exits 4.
     cli = worker.cli("replay", sid, "--timeout", str(WAIT))
@@ -112,6 +89,20 @@ def test_a_damaged_frame_gives_a_partial_replay_then_heals(worker: Worker, uniqu
 
     asyncio.run(main())
     assert "healed 1 event(s)" in worker.log.read_text()
+    # verify (read only beside the running worker) reports that range healed
+    ours = [line for line in worker.cli("verify").stdout.splitlines() if _covers(line, seg, where)]
+    assert len(ours) == 1 and ours[0].endswith("(healed from kaizen.events)"), ours
+
+
+def _covers(line: str, seg: Path, where: int) -> bool:
+    """Is `line` verify's `bad range:` line of the range holding byte `where` of `seg`?"""
+    m = re.match(r"bad range: (\S+) segment (\d+) bytes \[(\d+), (\d+)\)", line)
+    return bool(
+        m
+        and m.group(1) == seg.parent.name
+        and int(m.group(2)) == int(seg.stem)
+        and int(m.group(3)) <= where < int(m.group(4))
+    )
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

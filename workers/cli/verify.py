@@ -11,11 +11,17 @@ each range are read again and those the index cannot read back are appended agai
 (``workers.ingest.heal``); a healed range is recorded and reported as healed. A range it cannot
 heal (broker down, offsets gone to retention or to an older broker incarnation) gets a
 ``not healed:`` line, and the exit code stays 1.
+
+Beside a running worker: plain ``verify`` is read only (no lock, no file created);
+``--repair`` refuses in one line, and holds the exclusive worker lock of the hot log
+(:mod:`workers.hotlog.owner`) from the check to the last heal, so a worker that
+starts meanwhile waits for it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from rich.console import Console
@@ -23,6 +29,7 @@ from rich.table import Table
 
 from workers.cli.errors import CliError
 from workers.hotlog.layout import parse_dir_name
+from workers.hotlog.owner import lock_for_repair
 from workers.hotlog.verify import (
     PartitionVerdict,
     mark_healed,
@@ -111,6 +118,23 @@ def run(args: argparse.Namespace) -> int:
     hotlog_dir = settings.hotlog_dir
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
         raise CliError(f"no such data directory: {args.data_dir}")
+    owner_fd: int | None = None
+    if args.repair and hotlog_dir.is_dir():
+        owner_fd = lock_for_repair(hotlog_dir)
+        if owner_fd is None:
+            raise CliError(
+                f"a worker is running on {settings.data_dir}: stop it before `verify --repair` "
+                "(plain `verify` is read-only and safe beside it)"
+            )
+    try:
+        return _verify(args, settings)
+    finally:
+        if owner_fd is not None:
+            os.close(owner_fd)
+
+
+def _verify(args: argparse.Namespace, settings: Settings) -> int:
+    hotlog_dir = settings.hotlog_dir
     verdicts = verify_all(hotlog_dir, repair=args.repair)
     console = Console(width=max(Console().width, 120))
     if args.repair:

@@ -3,8 +3,11 @@
 ``verify_partition`` reads a partition directory without a PartitionLog (opening one would
 recover, i.e. change the files); with ``repair=True`` it takes the directory's lock and
 truncates torn tails (a bad region that runs to the end of a segment) and rewrites damaged
-segment headers.  Bad ranges in the middle of a segment are reported, never "repaired": the
-frames after them stay readable through resync.
+segment headers. Without ``repair`` it takes no lock and creates no file (see
+:mod:`workers.hotlog.owner`: a lock taken by a reader makes a worker's open fail), reads
+segments into memory rather than mapping them (a worker may truncate them meanwhile) and
+skips segments that retention removes under it. Bad ranges in the middle of a segment are
+reported, never "repaired": the frames after them stay readable through resync.
 
 The hook point for the index owner is :func:`repair`: it returns the partition directories it
 changed, whose index must be rebuilt from ``PartitionLog.scan()`` / ``entries()``.
@@ -13,9 +16,10 @@ A bad range in the middle whose events were re-read from the source topic and ap
 (``verify --repair``, :mod:`workers.ingest.heal`) is recorded in the directory's ``healed``
 file (:func:`mark_healed`); it is then reported as healed, not as damage that remains.
 
-Invariants: without ``repair`` nothing is written; a directory that a running writer holds
-(its ``LOCK`` is taken) is never repaired, and its active segment's tail is not called
-corrupt (a write may be in flight).
+Invariants: without ``repair`` nothing is written and no lock is taken; a directory that a
+running writer holds (its ``LOCK`` is taken) is never repaired, and its active segment's
+tail is not called corrupt (a write may be in flight). The CLI repairs only under the
+exclusive worker lock (:func:`workers.hotlog.owner.lock_for_repair`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from workers.durable import atomic_write, fsync_dir
 from workers.hotlog import frame, segment
 from workers.hotlog.layout import parse_dir_name, partition_dirs
 from workers.hotlog.log import LOCK_NAME
+from workers.hotlog.owner import flock_held
 from workers.hotlog.policy import BadRange
 from workers.hotlog.segment import HEADER_SIZE
 
@@ -64,11 +69,11 @@ class PartitionVerdict:
         return [r for r in self.bad_ranges if r not in done and r.start > 0]
 
 
-def _lock(directory: Path, exclusive: bool) -> int | None:
-    """The directory's lock fd, or None when a running writer holds it."""
+def _lock(directory: Path) -> int | None:
+    """The directory's lock fd (exclusive), or None when a running writer holds it."""
     fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         return None
@@ -78,9 +83,14 @@ def _lock(directory: Path, exclusive: bool) -> int | None:
 def verify_partition(directory: Path, *, repair: bool = False) -> PartitionVerdict:
     """Check every frame of every segment in ``directory``; optionally repair torn tails."""
     verdict = PartitionVerdict(directory)
-    lock_fd = _lock(directory, exclusive=repair)
+    if not repair:
+        # read only: look at the lock, never take it (unknown counts as live)
+        verdict.live = flock_held(directory / LOCK_NAME) is not False
+        _check(verdict, repair=False)
+        return verdict
+    lock_fd = _lock(directory)
     verdict.live = lock_fd is None
-    if verdict.live and repair:
+    if verdict.live:
         verdict.problems.append("in use by a running writer: not repaired")
     try:
         _check(verdict, repair=repair and not verdict.live)
@@ -101,7 +111,12 @@ def _check(verdict: PartitionVerdict, *, repair: bool) -> None:
         is_last = i == len(bases) - 1
         cut: int | None = None
         fix_header = False
-        with segment.Mapped(path) as m:
+        try:
+            m = segment.Mapped(path, copy=not repair)
+        except FileNotFoundError:  # removed by a running worker's retention meanwhile
+            verdict.segments -= 1
+            continue
+        with m:
             verdict.bytes += m.size
             header = m.header()
             if header is None:

@@ -7,7 +7,8 @@ a broker incarnation, kept beside each partition's log), ``metrics``
 ``partition`` (PartitionState: one owned partition, its group commit),
 ``assignment`` (PartitionManager: which partitions this worker owns),
 ``catchup`` (bringing a newly assigned partition up to date), ``flusher`` (timed
-group commits, stats, retention), ``agent`` (the Faust agent over ``kaizen.events``).
+group commits, stats, retention), ``folding`` (when session summaries are
+folded from the log), ``agent`` (the Faust agent over ``kaizen.events``).
 
 The order that makes ingest exactly-once (invariants 1, 2, 4): decode → dedupe
 on (session_id, seq) → append → fsync → commit the index batch with the

@@ -6,6 +6,7 @@ ingest_config=...)`` overrides them.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from workers.hotlog import CommitPolicy, RetentionPolicy
@@ -31,3 +32,11 @@ class IngestConfig:
     retention_every_s: float = 60.0
     stats_every_s: float = 1.0
     tick_s: float = 0.005
+    #: session summaries (workers/analytics/store.py), folded from the durable log
+    #: (workers/ingest/folding.py): up to `fold_idle_frames` a tick once no message came
+    #: for `fold_idle_after_s`, else `fold_busy_frames` every `fold_busy_every_s`
+    aggregates: bool = field(default_factory=lambda: os.environ.get("KAIZEN_AGGREGATES") != "0")
+    fold_idle_frames: int = 2_000
+    fold_idle_after_s: float = 0.2
+    fold_busy_frames: int = 256
+    fold_busy_every_s: float = 1.0

@@ -1,4 +1,5 @@
-"""The background flusher: group commits on time (the agent commits on size), stats, retention.
+"""The background flusher: group commits on time (the agent commits on size), stats, retention,
+and the pacing of session summary folds (workers/ingest/folding.py).
 
 One loop per worker over every owned partition, every ``IngestConfig.tick_s``.
 
@@ -14,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from workers.ingest.config import IngestConfig
+from workers.ingest.folding import Folder, Publish
 from workers.ingest.partition import PartitionState
 
 
@@ -22,9 +24,11 @@ async def run(
     states: Callable[[], Iterable[PartitionState]],
     update_lag: Callable[[PartitionState], None],
     stopping: Callable[[], bool],
+    publish: Publish | None = None,
 ) -> None:
     """Loop until ``stopping()``: timed flushes, stats every ``stats_every_s``, retention."""
     last_stats = last_retention = time.monotonic()
+    folder = Folder(config, publish) if config.aggregates else None
     while not stopping():
         await asyncio.sleep(config.tick_s)
         now = time.monotonic()
@@ -35,6 +39,8 @@ async def run(
                 async with state.lock:
                     if not state.closed:
                         await state.flush(wait=False)
+        if folder is not None:
+            await folder.step(states(), now)
         if now - last_stats >= config.stats_every_s:
             last_stats = now
             for state in list(states()):

@@ -20,13 +20,17 @@ Invariants:
   keeps the first readable copy of each (session, seq): the healed one;
 * only events without a readable frame are appended, so healing again appends
   nothing, and no (session, seq) is ever readable twice;
+* a heal that leaves no problem records the bad ranges it covered in the
+  partition's `healed` file (`workers.hotlog.verify.mark_healed`), so
+  `verify` reports them healed rather than as damage that remains;
 * a span of an older epoch (a previous broker incarnation, below the epoch
   base) cannot be healed from the source, which holds other data at those
   offsets: it is reported, never guessed; nor can offsets the topic's
   retention already deleted;
-* the caller is the log's and index's single writer while `apply` runs (the
-  worker holds the partition's lock with no index batch open; `verify
-  --repair` holds the directory); `span_of` and `fetch` only read.
+* `apply` runs as the log's and index's single writer: `heal_state` (a
+  worker's partition) holds the partition's lock after a group commit, so no
+  index batch is open; `heal_directory` (`verify --repair`) holds the
+  directory's lock; `span_of`, `collect` and `fetch` only read.
 """
 
 from __future__ import annotations
@@ -40,9 +44,11 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from workers.hotlog import CorruptFrame, Location, PartitionLog
+from workers.hotlog import BadRange, CorruptFrame, Location, PartitionLog
 from workers.hotlog.segment import HEADER_SIZE
+from workers.hotlog.verify import mark_healed
 from workers.ingest.decode import Decoded, LeanDecoder
+from workers.ingest.partition import PartitionState
 from workers.state import PartitionStore
 
 log = logging.getLogger(__name__)
@@ -61,6 +67,7 @@ class Span:
 @dataclass
 class HealReport:
     spans: list[Span] = field(default_factory=list)
+    ranges: list[BadRange] = field(default_factory=list)  # the bad ranges the spans cover
     healed: list[tuple[str, int]] = field(default_factory=list)  # (session, seq) appended again
     problems: list[str] = field(default_factory=list)  # spans (or parts) not healed, and why
 
@@ -69,11 +76,21 @@ class HealReport:
         return not self.problems
 
 
-def span_of(log_: PartitionLog, segment: int, position: int) -> Span:
-    """The log offsets that may hold the damaged bytes at ``position`` of ``segment``."""
+def span_of(
+    log_: PartitionLog, segment: int, position: int, ranges: list[BadRange] | None = None
+) -> Span:
+    """The log offsets that may hold the damaged bytes at ``position`` of ``segment``.
+
+    The bad range holding ``position`` is added to ``ranges`` when given.
+    """
     lo = segment  # a segment is named by the offset of its first frame
     hi: int | None = None
-    for entry in log_.entries(Location(segment, HEADER_SIZE, 0)):
+
+    def met(rng: BadRange) -> None:
+        if ranges is not None and rng.segment == segment and rng.start <= position < rng.end:
+            ranges.append(rng)
+
+    for entry in log_.entries(Location(segment, HEADER_SIZE, 0), on_bad=met):
         if entry.location.segment != segment or entry.location.position > position:
             hi = entry.offset
             break
@@ -196,9 +213,14 @@ async def collect(
     Reads only (the log and the source topic); what cannot be healed goes to `report`.
     """
     loop = asyncio.get_running_loop()
+    found: list[BadRange] = []
     spans = merge(
-        [await loop.run_in_executor(None, span_of, log_, seg, pos) for seg, pos in set(damaged)]
+        [
+            await loop.run_in_executor(None, span_of, log_, seg, pos, found)
+            for seg, pos in set(damaged)
+        ]
     )
+    report.ranges.extend(dict.fromkeys(found))
     report.spans.extend(spans)
     events: list[Decoded] = []
     for span in spans:
@@ -231,6 +253,38 @@ async def collect(
         for value in values:
             events.extend(decoder.message(value).events)
     return events
+
+
+async def heal_state(
+    state: PartitionState, damaged: Iterable[tuple[int, int]], *, bootstrap: str
+) -> HealReport:
+    """Heal a worker's ready partition: read without its lock, append under it."""
+    report = HealReport()
+    events = await collect(
+        state.log,
+        state.epoch.base,
+        state.decoder,
+        damaged,
+        bootstrap=bootstrap,
+        topic=state.topic,
+        report=report,
+    )
+    loop = asyncio.get_running_loop()
+    async with state.lock:
+        if state.closed:
+            report.problems.append("the partition was closed (assigned elsewhere)")
+            return report
+        await state.flush()  # commits the pending batch: none is open while healing
+
+        def run() -> None:
+            todo = unreadable(state.log, state.store, events)
+            apply(state.log, state.store, todo)
+            report.healed.extend((ev.session_id, ev.seq) for ev in todo)
+
+        await loop.run_in_executor(None, run)
+    if report.complete and report.ranges:
+        mark_healed(state.directory, report.ranges)
+    return report
 
 
 async def heal_directory(

@@ -417,27 +417,12 @@ class ReplayService:
     async def _heal(self, state: Any, damaged: list[tuple[int, int]]) -> None:
         p = state.partition
         try:
-            report = heal.HealReport()
-            events = await heal.collect(
-                state.log,
-                state.epoch.base,
-                state.decoder,
-                damaged,
-                bootstrap=self.bootstrap,
-                topic=state.topic,
-                report=report,
-            )
-            loop = asyncio.get_running_loop()
-            async with state.lock:  # the single writer: no ingest batch in between
-                if state.closed:
-                    return
-                await state.flush()
-                added = await loop.run_in_executor(None, _heal_apply, state, events)
-            self.healed += added
+            report = await heal.heal_state(state, damaged, bootstrap=self.bootstrap)
+            self.healed += len(report.healed)
             log.warning(
                 "partition %d: healed %d event(s) from %s offsets %s%s",
                 p,
-                added,
+                len(report.healed),
                 state.topic,
                 ", ".join(f"{s.lo}..{s.hi}" for s in report.spans),
                 "; not healed: " + "; ".join(report.problems) if report.problems else "",
@@ -515,11 +500,6 @@ class ReplayService:
             value=formats.encode_request(request),
             key=request.session_id.encode(),
         )
-
-
-def _heal_apply(state: Any, events: list[Any]) -> int:
-    """In a thread, under the partition's lock: append again what the index cannot read."""
-    return heal.apply(state.log, state.store, heal.unreadable(state.log, state.store, events))
 
 
 def _expected(info: Any, request: ReplayRequest) -> int | None:
