@@ -50,6 +50,7 @@ def test_two_workers_one_team_view(fresh_broker: EmbeddedBroker, tmp_path: Path)
             if {r["session_id"]: r["events"] for r in rows} == counts:
                 break
             time.sleep(1)
+        scraped = "".join(w.scrape() for w in workers)
     finally:
         codes = [w.stop() for w in workers]
     assert codes == [0, 0], [w.log_text()[-2000:] for w in workers]
@@ -84,3 +85,8 @@ def test_two_workers_one_team_view(fresh_broker: EmbeddedBroker, tmp_path: Path)
         }
     ]
     assert by_model[0]["cost_usd"] > 0
+    # /metrics of both workers: the counters by agent and model add up to the same totals
+    model = 'agent="claude",model="claude-sonnet-4-5-20250929"'
+    calls = [x for x in scraped.splitlines() if x.startswith(f"kaizen_tool_calls_total{{{model}}}")]
+    assert sum(int(x.rsplit(" ", 1)[1]) for x in calls) == by_model[0]["tool_calls"]
+    assert f'kaizen_tokens_total{{{model},kind="out"}}' in scraped

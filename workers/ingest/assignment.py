@@ -178,6 +178,14 @@ class PartitionManager(Service):
             if hw is not None:
                 state.counters.lag = max(hw - state.next_offset, 0)
 
+    def summary_counters(self) -> list[Any]:
+        """The usage counters (workers/analytics/counters.py) of every open partition."""
+        return [
+            s.summaries.counters
+            for s in self._states.values()
+            if s.opened and not s.closed and s.summaries is not None
+        ]
+
     def render_metrics(self) -> str:
         rows = []
         for p, state in sorted(self._states.items()):
