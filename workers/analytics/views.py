@@ -150,6 +150,7 @@ def totals_by(summaries: Iterable[SessionSummary], by: str, book: PriceBook) -> 
     if by not in GROUP_KEYS:
         raise ValueError(f"cannot group by {by!r}: one of {', '.join(GROUP_KEYS)}")
     out: dict[str, Totals] = {}
+    buckets: dict[tuple[str, str], list[int]] = {}  # (group, usage key) -> summed tokens
     for s in summaries:
         if by == "model":
             home = main_model(s) or "?"
@@ -157,20 +158,33 @@ def totals_by(summaries: Iterable[SessionSummary], by: str, book: PriceBook) -> 
             home = _day(s.first_ts)
         else:
             home = getattr(s, by) or "?"
-        t = out.setdefault(home, Totals())
+        t = out.get(home)
+        if t is None:
+            t = out[home] = Totals()
         t.sessions += 1
         t.events += s.event_count
         t.tool_calls += sum(s.tool_calls.values())
         t.failures += s.failures
         t.active_ms += s.active_ms
         for key, vals in s.usage.items():
-            model, day, _large = split_usage_key(key)
-            group = (model or "?") if by == "model" else day if by == "day" else home
-            g = out.setdefault(group, Totals())
-            priced = price_usage({key: vals}, book)
-            g.tokens += sum(vals)
-            g.cost_usd += priced.usd
-            for name, n in priced.unknown.items():
-                g.unpriced_tokens += n
-                g.unpriced_models.add(name)
+            if by in ("model", "day"):
+                model, day, _large = split_usage_key(key)
+                group = (model or "?") if by == "model" else day
+            else:
+                group = home
+            acc = buckets.get((group, key))
+            if acc is None:
+                buckets[(group, key)] = list(vals)
+            else:
+                for i, v in enumerate(vals):
+                    acc[i] += v
+    # price each (group, bucket) once: the rates depend on model, day and class only
+    for (group, key), vals in buckets.items():
+        g = out.setdefault(group, Totals())
+        priced = price_usage({key: vals}, book)
+        g.tokens += sum(vals)
+        g.cost_usd += priced.usd
+        for name, n in priced.unknown.items():
+            g.unpriced_tokens += n
+            g.unpriced_models.add(name)
     return out
