@@ -84,6 +84,9 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
             return await sent
 
         manager.publish_summary = publish_summary
+        from workers.web.team import register_team_views
+
+        register_team_views(app, settings.broker)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
