@@ -47,6 +47,7 @@ import crc32c
 
 from workers.codec.errors import DecodeError
 from workers.codec.single_object import HEADER_SIZE, SingleObjectCodec
+from workers.errors import ReplayError
 from workers.settings import DLQ_TOPIC, EVENTS_TOPIC, REPLAY_REQUESTS_TOPIC, REPLAY_TOPIC
 
 H_REQUEST = "kaizen-request"
@@ -83,7 +84,7 @@ def request_codec() -> SingleObjectCodec:
     return SingleObjectCodec("replay_request")
 
 
-class InvalidRequest(DecodeError):
+class InvalidRequest(ReplayError, DecodeError):
     """The request decoded but asks for something the worker will not do."""
 
 
