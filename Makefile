@@ -60,7 +60,8 @@ test: $(STAMP) lint typecheck compose-check kafka-jars
 	KAIZEN_TEST_BROKER=kafka $(BIN)/pytest -q -m "not tansu"
 	KAIZEN_TEST_BROKER=tansu $(BIN)/pytest -q -m tansu
 endif
-	KAIZEN_PURE_PYTHON=1 $(BIN)/pytest -q tests/hotlog tests/ingest/test_decode.py tests/ingest/test_poison.py
+	KAIZEN_PURE_PYTHON=1 $(BIN)/pytest -q tests/hotlog tests/ingest/test_decode.py tests/ingest/test_poison.py \
+		tests/state/test_rebuild.py tests/test_speedups.py
 
 # The tests that need no broker (seconds, no Java).
 unit: $(STAMP)

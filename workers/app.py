@@ -18,11 +18,12 @@ from typing import Any
 import faust
 from faust import web
 
+from workers.analytics.counters import render as usage_metrics
 from workers.ingest.agent import register_ingest
 from workers.ingest.assignment import PartitionManager
 from workers.ingest.config import IngestConfig
 from workers.replay.agent import register as register_replay
-from workers.settings import EVENTS_TOPIC, Settings
+from workers.settings import EVENTS_TOPIC, SESSIONS_TOPIC, Settings
 
 APP_ID = "kaizen-stream"
 DEFAULT_WEB_PORT = 6066
@@ -74,6 +75,18 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         highwater=highwater,
     )
     app.kaizen_manager = manager  # type: ignore[attr-defined]
+    if ingest_config.aggregates:
+        sessions = app.topic(SESSIONS_TOPIC, key_serializer="raw", value_serializer="raw")
+
+        async def publish_summary(session_id: str, data: bytes) -> Any:
+            # wait for the ack: only then may the summary be marked published
+            sent = await sessions.send(key=session_id.encode(), value=data)
+            return await sent
+
+        manager.publish_summary = publish_summary
+        from workers.web.team import register_team_views
+
+        register_team_views(app, settings.broker, manager)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
@@ -88,7 +101,8 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
 
     @app.page("/metrics", name="kaizen-metrics")
     async def _metrics(self: web.View, request: web.Request) -> web.Response:
-        return self.text(manager.render_metrics(), content_type="text/plain; version=0.0.4")
+        text = manager.render_metrics() + usage_metrics(manager.summary_counters())
+        return self.text(text, content_type="text/plain; version=0.0.4")
 
     if with_replay:
         register_replay(app, manager, target_prefix=settings.replay_topic_prefix)

@@ -172,6 +172,33 @@ def test_sessions_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert cli_main(["sessions", "--data-dir", str(tmp_path / "nothing")]) == 2
 
 
+def test_sessions_command_opens_the_index_read_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "hotlog" / "kaizen.events-0"
+    state = PartitionState(0, directory)
+    state.open()
+    feed(state, [event("sess-ro", 0)])
+    state.close()
+
+    def rocksdb_files() -> dict[str, tuple[int, int]]:
+        # rocksdict rewrites its own config file on every open; RocksDB's files are the point
+        return {
+            p.name: (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in (directory / "index").iterdir()
+            if p.name != "rocksdict-config.json"
+        }
+
+    before = rocksdb_files()
+    assert cli_main(["sessions", "--data-dir", str(tmp_path), "--json"]) == 0
+    assert '"session_id": "sess-ro"' in capsys.readouterr().out
+    assert rocksdb_files() == before  # a writable open rolls the WAL and the MANIFEST
+    worker = opened(directory)  # and with a worker holding the index, it still reads
+    assert cli_main(["sessions", "--data-dir", str(tmp_path), "--json"]) == 0
+    assert '"session_id": "sess-ro"' in capsys.readouterr().out
+    worker.close()
+
+
 def test_close_wakes_waiters_and_releases_the_files(tmp_path: Path) -> None:
     async def go() -> None:
         state = PartitionState(0, tmp_path)
@@ -271,4 +298,23 @@ def test_group_commit_is_due_by_the_one_commit_policy(tmp_path: Path) -> None:
     assert state.want_flush()  # max_records: events
     asyncio.run(state.flush())
     assert not state.want_flush()
+    state.close()
+
+
+def test_ingested_counts_only_events_fsynced_and_indexed(tmp_path: Path) -> None:
+    """bench_ingest stops its clock when ``kaizen_ingest_ingested_total`` reaches the total:
+    the counter must not run ahead of the last fsync and index commit."""
+    state = opened(tmp_path)
+
+    async def go() -> None:
+        state.process(0, batch.join([event("a", 0), event("a", 1)]), b"k")
+        state.process(1, event("a", 2), b"k")
+        assert (state.counters.ingested, state.counters.bytes) == (0, 0)  # appended only
+        await state.flush(wait=False)
+        assert state.counters.ingested == 0  # the commit is still in flight
+        await state.flush()
+        assert state.counters.ingested == 3 and state.counters.bytes > 0
+        assert seqs(state, "a") == [0, 1, 2]
+
+    asyncio.run(go())
     state.close()

@@ -10,13 +10,15 @@ from collections.abc import Iterable
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from workers.settings import ALL_TOPICS, REPLAY_REQUESTS_TOPIC
+from workers.settings import ALL_TOPICS, REPLAY_REQUESTS_TOPIC, SESSIONS_TOPIC
 
 #: topic configs beyond the broker's defaults. Replay requests are stamped by the broker
 #: (LogAppendTime): the worker judges a request's age by it, never by the sender's clock.
 #: The embedded broker ignores the setting and keeps the producer's time.
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     REPLAY_REQUESTS_TOPIC: {"message.timestamp.type": "LogAppendTime"},
+    # the latest summary per session is all anyone reads (workers/analytics/team.py)
+    SESSIONS_TOPIC: {"cleanup.policy": "compact"},
 }
 
 

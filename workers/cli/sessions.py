@@ -1,18 +1,16 @@
 """`kaizen-stream sessions`: the sessions in the local data dir, or --stats per partition.
 
 Reads each partition's RocksDB index under ``<data>/hotlog/kaizen.events-<p>/``
-directly (read-only when a running worker holds it), so it works with or
-without a worker; ``--stats`` adds the ingest counters the worker keeps beside
-each partition (ingested, duplicates skipped, dead-lettered, bytes, lag).
+directly and read-only (``PartitionStore.open_read_only``: it never takes a
+worker's lock), so it works with or without a worker; ``--stats`` adds the
+ingest counters the worker keeps beside each partition (ingested, duplicates
+skipped, dead-lettered, bytes, lag).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,10 @@ from typing import Any
 from workers.analytics.views import SORT_KEYS
 from workers.cli.errors import CliError
 from workers.cli.options import add_settings_arguments, positive_int, settings_from
-from workers.settings import EVENTS_TOPIC
+from workers.hotlog import layout
+from workers.settings import EVENTS_TOPIC, SESSIONS_TOPIC
+from workers.state import PartitionStore
+from workers.state.store import INDEX_DIR
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,40 +33,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="only sessions of this host")
     parser.add_argument("--since", help="only sessions active since then (7d, 12h, ISO time)")
     parser.add_argument("--sort", choices=SORT_KEYS, default="last", help="largest first")
+    parser.add_argument(
+        "--team", action="store_true", help=f"every worker's sessions, from {SESSIONS_TOPIC}"
+    )
     parser.add_argument("--limit", type=positive_int, default=100, metavar="N")
     parser.add_argument("--json", action="store_true", help="JSON lines instead of a table")
 
 
-def partition_dirs(hotlog: Path, topic: str = EVENTS_TOPIC) -> Iterator[tuple[int, Path]]:
-    pattern = re.compile(re.escape(topic) + r"-(\d+)$")
-    if not hotlog.is_dir():
-        return
-    found = []
-    for child in hotlog.iterdir():
-        m = pattern.match(child.name)
-        if m and (child / "index").is_dir():
-            found.append((int(m.group(1)), child))
-    yield from sorted(found)
-
-
-@contextlib.contextmanager
-def open_store(directory: Path, partition: int) -> Iterator[Any]:
-    """The partition's index; read-only when a worker has it open."""
-    from rocksdict import AccessType, Rdict
-
-    from workers.state import PartitionStore
-    from workers.state.options import DEFAULT_OPTIONS, rocksdb_options
-
-    try:
-        store = PartitionStore.open(directory, partition)
-    except Exception:
-        path = directory / "index"
-        db = Rdict(str(path), rocksdb_options(DEFAULT_OPTIONS), access_type=AccessType.read_only())
-        store = PartitionStore(db, path, partition)
-    try:
-        yield store
-    finally:
-        store.close()
+def partition_dirs(hotlog: Path, topic: str = EVENTS_TOPIC) -> list[tuple[int, Path]]:
+    """(partition, directory) of ``topic``'s partitions that have an index, in order."""
+    dirs = layout.partition_dirs(hotlog, topic)
+    return [(d.partition, d.path) for d in dirs if (d.path / INDEX_DIR).is_dir()]
 
 
 def _time(ms: int) -> str:
@@ -77,6 +55,10 @@ def _time(ms: int) -> str:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
+    if args.team:
+        return _list(
+            _team_rows(settings.broker, args), args, f"{SESSIONS_TOPIC} at {settings.broker}"
+        )
     dirs = list(partition_dirs(settings.hotlog_dir))
     if not dirs:
         raise CliError(
@@ -95,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         for col in cols:
             table.add_column(col, justify="right")
         for p, d in dirs:
-            with open_store(d, p) as store:
+            with PartitionStore.open_read_only(d, p) as store:
                 st = store.stats()
             c = metrics.load(d)
             row = {**st, **c.to_json()}
@@ -116,13 +98,20 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             console.print(table)
         return 0
-    rows = _rows(dirs, args)
+    return _list(_rows(dirs, args), args, str(settings.data_dir))
+
+
+def _list(rows: list[tuple[dict[str, Any], Any, str]], args: argparse.Namespace, where: str) -> int:
+    """Print (extra JSON, SessionRow, partition) rows: JSON lines or a table."""
+    from rich.console import Console
+    from rich.table import Table
+
     shown = rows[: args.limit]
     if args.json:
-        for info, r in shown:
-            print(json.dumps({**info.to_json(), **r.to_json()}))
+        for extra, r, _ in shown:
+            print(json.dumps({**extra, **r.to_json()}))
         return 0
-    table = Table(title=f"{len(shown)} of {len(rows)} sessions in {settings.data_dir}")
+    table = Table(title=f"{len(shown)} of {len(rows)} sessions in {where}")
     for col, just in [
         ("session", "left"),
         ("agent", "left"),
@@ -138,33 +127,31 @@ def run(args: argparse.Namespace) -> int:
     ]:
         # the session id is what one copies into `replay`/`retro`: never cut it
         table.add_column(col, justify=just, no_wrap=col in ("session", "cost"))  # type: ignore[arg-type]
-    for info, r in shown:
+    for _, r, partition in shown:
         cost = f"${r.cost_usd:,.2f}" + (" +?" if r.unpriced else "")
         table.add_row(
-            info.session_id,
-            info.agent,
-            r.model or info.model or "",
-            f"{info.count:,}",
+            r.session_id,
+            r.agent or "",
+            r.model or "",
+            f"{r.events:,}",
             f"{r.tokens:,}",
             cost,
             f"{r.tool_calls:,}",
             f"{r.failures:,}",
             f"{r.active_ms // 60000} min",
-            _time(info.last_ts_ms),
-            str(info.partition),
+            _time(r.last_ts or 0),
+            partition,
         )
+    console = Console()
     console.print(table)
-    if any(r.unpriced for _, r in shown):
+    if any(r.unpriced for _, r, _ in shown):
         console.print("+? = tokens of a model no price source knows (set KAIZEN_PRICES_FILE)")
     return 0
 
 
-def _rows(dirs: list[tuple[int, Path]], args: argparse.Namespace) -> list[tuple[Any, Any]]:
-    """(SessionInfo, SessionRow) of every session passing the filters, sorted."""
-    from workers.analytics import views
-    from workers.analytics.aggregate import SessionSummary
+def _filters(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The price book and the row filters of the command line; CliError when invalid."""
     from workers.analytics.prices import PriceBook, PricesFileError
-    from workers.analytics.store import SummaryStore
     from workers.replay.timespec import parse_time_ms
 
     try:
@@ -172,25 +159,57 @@ def _rows(dirs: list[tuple[int, Path]], args: argparse.Namespace) -> list[tuple[
         book = PriceBook.from_env()
     except (ValueError, PricesFileError) as exc:
         raise CliError(str(exc)) from None
+    keep = {
+        "agent": args.agent,
+        "model": args.model,
+        "workspace": args.workspace,
+        "host": args.host,
+        "since_ms": since,
+    }
+    return book, keep
+
+
+def _sorted(rows: list[tuple[dict[str, Any], Any, str]], key: str) -> list[Any]:
+    from workers.analytics import views
+
+    order = {id(r): i for i, r in enumerate(views.sort_rows([r for _, r, _ in rows], key))}
+    return sorted(rows, key=lambda x: order[id(x[1])])
+
+
+def _rows(dirs: list[tuple[int, Path]], args: argparse.Namespace) -> list[Any]:
+    """Rows of every local session passing the filters, sorted."""
+    import dataclasses
+
+    from workers.analytics import views
+    from workers.analytics.aggregate import SessionSummary
+    from workers.analytics.store import SummaryStore
+
+    book, keep = _filters(args)
     out = []
     for p, d in dirs:
         summaries = {s.session_id: s for s in SummaryStore.read_all(d)}
-        with open_store(d, p) as store:
+        with PartitionStore.open_read_only(d, p) as store:
             for info in store.sessions():
                 s = summaries.get(info.session_id)
                 if s is None:  # not folded yet: what the index knows
                     s = SessionSummary(info.session_id, agent=info.agent, last_ts=info.last_ts_ms)
-                r = views.row(s, book)
-                if views.keep(
-                    r,
-                    agent=args.agent,
-                    model=args.model,
-                    workspace=args.workspace,
-                    host=args.host,
-                    since_ms=since,
-                ):
-                    out.append((info, r))
-    if args.sort == "last":
-        return sorted(out, key=lambda x: x[0].last_ts_ms, reverse=True)
-    order = {id(r): i for i, r in enumerate(views.sort_rows([r for _, r in out], args.sort))}
-    return sorted(out, key=lambda x: order[id(x[1])])
+                r = dataclasses.replace(views.row(s, book), events=info.count)
+                if views.keep(r, **keep):
+                    out.append((info.to_json(), r, str(p)))
+    return _sorted(out, args.sort)
+
+
+def _team_rows(bootstrap: str, args: argparse.Namespace) -> list[Any]:
+    """Rows of every session any worker published to kaizen.sessions, filtered, sorted."""
+    import asyncio
+
+    from workers.analytics import views
+    from workers.analytics.team import read_team
+
+    book, keep = _filters(args)
+    try:
+        summaries = asyncio.run(read_team(bootstrap))
+    except Exception as exc:
+        raise CliError(f"cannot read {SESSIONS_TOPIC} from {bootstrap}: {exc}") from None
+    rows = [views.row(s, book) for s in summaries.values()]
+    return _sorted([({}, r, "") for r in rows if views.keep(r, **keep)], args.sort)

@@ -16,6 +16,7 @@ from workers.analytics.views import GROUP_KEYS
 from workers.cli.errors import CliError
 from workers.cli.options import add_settings_arguments, settings_from
 from workers.cli.sessions import partition_dirs
+from workers.settings import SESSIONS_TOPIC
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--by", choices=GROUP_KEYS, default="model")
     parser.add_argument("--since", help="only sessions active since then (7d, 12h, ISO time)")
     parser.add_argument("--json", action="store_true", help="one JSON object per group")
+    parser.add_argument(
+        "--team", action="store_true", help=f"every worker's sessions, from {SESSIONS_TOPIC}"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,17 +41,25 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, PricesFileError) as exc:
         raise CliError(str(exc)) from None
     settings = settings_from(args)
-    dirs = list(partition_dirs(settings.hotlog_dir))
-    if not dirs:
-        raise CliError(
-            f"no partitions in {settings.hotlog_dir}; has a worker run with this data dir?"
-        )
-    summaries = [
-        s
-        for _, d in dirs
-        for s in SummaryStore.read_all(d)
-        if since is None or (s.last_ts or 0) >= since
-    ]
+    if args.team:
+        import asyncio
+
+        from workers.analytics.team import read_team
+
+        try:
+            found = list(asyncio.run(read_team(settings.broker)).values())
+        except Exception as exc:
+            raise CliError(f"cannot read {SESSIONS_TOPIC} from {settings.broker}: {exc}") from None
+        where = f"{SESSIONS_TOPIC} at {settings.broker}"
+    else:
+        dirs = list(partition_dirs(settings.hotlog_dir))
+        if not dirs:
+            raise CliError(
+                f"no partitions in {settings.hotlog_dir}; has a worker run with this data dir?"
+            )
+        found = [s for _, d in dirs for s in SummaryStore.read_all(d)]
+        where = str(settings.data_dir)
+    summaries = [s for s in found if since is None or (s.last_ts or 0) >= since]
     groups = totals_by(summaries, args.by, book)
     order = sorted(groups, key=lambda g: (-groups[g].cost_usd, -groups[g].tokens, g))
     if args.json:
@@ -57,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{len(summaries)} sessions in {settings.data_dir}, by {args.by}")
+    table = Table(title=f"{len(summaries)} sessions in {where}, by {args.by}")
     for col in (args.by, "sessions", "events", "tokens", "cost", "unpriced tokens"):
         table.add_column(col, justify="left" if col == args.by else "right", no_wrap=True)
     for col in ("tool calls", "failures"):

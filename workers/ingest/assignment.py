@@ -20,24 +20,21 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from aiokafka.partitioner import murmur2
 from mode import Service
 
+from workers.hotlog import layout
 from workers.ingest import flusher, metrics
 from workers.ingest.catchup import CatchUp
 from workers.ingest.config import IngestConfig
 from workers.ingest.decode import LeanDecoder
+from workers.ingest.folding import Publish
 from workers.ingest.partition import PartitionState
 from workers.settings import EVENTS_TOPIC, Settings
 
 log = logging.getLogger(__name__)
-
-
-def partition_dir(settings: Settings, partition: int, topic: str = EVENTS_TOPIC) -> Path:
-    return settings.hotlog_dir / f"{topic}-{partition}"
 
 
 def partition_for_key(key: bytes, partitions: int) -> int:
@@ -68,6 +65,8 @@ class PartitionManager(Service):
         self._handoffs: dict[int, asyncio.Task[None]] = {}
         self._assigned: set[int] = set()
         self.catchup = CatchUp(settings.broker, topic, group_id, self.config)
+        #: set by the app: sends one session summary to kaizen.sessions (key, value)
+        self.publish_summary: Publish | None = None
         super().__init__(**kwargs)
 
     # ------------------------------------------------------------------ the API of replay
@@ -110,7 +109,7 @@ class PartitionManager(Service):
         for p in sorted(mine - self._states.keys()):
             state = PartitionState(
                 p,
-                partition_dir(self.settings, p, self.topic),
+                layout.partition_dir(self.settings.hotlog_dir, self.topic, p),
                 topic=self.topic,
                 decoder=self.decoder,
                 config=self.config,
@@ -164,7 +163,12 @@ class PartitionManager(Service):
             lambda: list(self._states.values()),
             self._update_lag,
             lambda: self.should_stop,
+            self._publish if self.publish_summary is not None else None,
         )
+
+    async def _publish(self, session_id: str, data: bytes) -> Any:
+        assert self.publish_summary is not None
+        return await self.publish_summary(session_id, data)
 
     def _update_lag(self, state: PartitionState) -> None:
         if self.highwater is None or state.next_offset is None:
@@ -173,6 +177,14 @@ class PartitionManager(Service):
             hw = self.highwater(state.partition)
             if hw is not None:
                 state.counters.lag = max(hw - state.next_offset, 0)
+
+    def summary_counters(self) -> list[Any]:
+        """The usage counters (workers/analytics/counters.py) of every open partition."""
+        return [
+            s.summaries.counters
+            for s in self._states.values()
+            if s.opened and not s.closed and s.summaries is not None
+        ]
 
     def render_metrics(self) -> str:
         rows = []

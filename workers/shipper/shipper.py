@@ -34,6 +34,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from workers.codec.event import complete_event, encode_event
 from workers.durable import fsync_dir
+from workers.errors import KaizenError
 from workers.hooks.spool import HEAD_SIZE, Frame, Spool, max_bytes
 from workers.settings import EVENTS_TOPIC
 from workers.shipper.capture import capture_pending
@@ -44,7 +45,7 @@ QUARANTINE = "quarantine.jsonl"
 BATCH_OVERHEAD = 12  # a batch of one: its header (8 bytes) and the item's length (4)
 
 
-class NotLanded(RuntimeError):
+class NotLanded(KaizenError, RuntimeError):
     """The broker acked records that its topic does not hold; they are sent again."""
 
 
@@ -258,7 +259,17 @@ def status(spool: Spool) -> dict[str, Any]:
         "commit": spool.read_commit(),
         "pending": spool.pending(),
         "shipper_running": spool.shipper_running(),
+        "quarantined": quarantined(spool),
     }
+
+
+def quarantined(spool: Spool) -> int:
+    """How many frames quarantine.jsonl holds (0 when there is none)."""
+    try:
+        with open(os.path.join(spool.path, QUARANTINE), "rb") as f:
+            return sum(1 for _ in f)
+    except FileNotFoundError:
+        return 0
 
 
 def status_json(spool: Spool) -> str:
