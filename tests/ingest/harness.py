@@ -179,6 +179,11 @@ class Worker:
         """Each metric summed over the worker's partitions."""
         return metrics.totals(self.scrape())
 
+    def ready_partitions(self) -> set[int]:
+        """The partitions this worker owns and serves (caught up), from its /metrics."""
+        ready = metrics.parse(self.scrape()).get("kaizen_partition_ready", {})
+        return {p for p, flag in ready.items() if flag == 1}
+
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
@@ -191,6 +196,20 @@ class Worker:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def wait_owned(workers: list[Worker], partitions: int, timeout: float = 120) -> None:
+    """Until the workers' ready partitions split all `partitions` between them, each with
+    some: the group has settled, so no partition moves while a test produces."""
+    deadline = time.monotonic() + timeout
+    while True:
+        owned = [w.ready_partitions() for w in workers]
+        everyone = set().union(*owned)
+        if all(owned) and everyone == set(range(partitions)) and sum(map(len, owned)) == partitions:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the group did not settle: ready partitions {owned}")
+        time.sleep(0.5)
 
 
 def start_worker(
