@@ -178,19 +178,34 @@ class Worker:
         self.log_file.close()
         return code
 
+    def stopped(self) -> bool:
+        """Is the process stopped (SIGSTOP: state T), at a test point say?"""
+        try:
+            stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat.rsplit(")", 1)[1].split()[0] == "T"
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
 
 def start_worker(
-    bootstrap: str, data_dir: Path, partitions: int, log_path: Path, session_timeout: float = 6
+    bootstrap: str,
+    data_dir: Path,
+    partitions: int,
+    log_path: Path,
+    session_timeout: float = 6,
+    env: dict[str, str] | None = None,
 ) -> Worker:
+    """A worker process; `env` adds to its environment (a test point, say)."""
     port = free_port()
     env = {
         **os.environ,
         "KAIZEN_BROKER": bootstrap,
         "KAIZEN_DATA_DIR": str(data_dir),
         "KAIZEN_PARTITIONS": str(partitions),
+        **(env or {}),
     }
     log_file = log_path.open("ab")
     proc = subprocess.Popen(
