@@ -227,6 +227,23 @@ def start_worker(
     return Worker(proc, port, log_path, log_file)
 
 
+def ready_owners(workers: dict[str, Worker], partitions: int, timeout: float) -> dict[int, str]:
+    """partition -> the one worker whose /metrics says it is ready, once every partition has
+    exactly one such owner (AssertionError after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        owners: dict[int, list[str]] = {}
+        for name, w in workers.items():
+            ready = metrics.parse(w.scrape()).get("kaizen_partition_ready", {})
+            for p, flag in ready.items():
+                if flag == 1:
+                    owners.setdefault(p, []).append(name)
+        if len(owners) == partitions and all(len(v) == 1 for v in owners.values()):
+            return {p: v[0] for p, v in owners.items()}
+        assert time.monotonic() < deadline, f"owners {owners}"
+        time.sleep(0.5)
+
+
 def indexed(data_dir: Path, partitions: int) -> dict[str, tuple[int, list[int]]]:
     """session -> (partition, seqs in index order), read through index and log (worker stopped).
 
