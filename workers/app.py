@@ -86,7 +86,7 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         manager.publish_summary = publish_summary
         from workers.web.team import register_team_views
 
-        register_team_views(app, settings.broker)
+        register_team_views(app, settings.broker, manager)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _assigned(sender: Any, *args: Any, **kwargs: Any) -> None:

@@ -3,6 +3,11 @@
     GET /team/sessions   every worker's sessions; ?agent= &model= &workspace= &host=
                          &since= &sort=last|cost|tokens|duration|failures &limit=
     GET /team/stats      totals; ?by=model|agent|workspace|host|day &since=
+    GET /team/charts     cost per UTC day and model, failure rate per tool
+    GET /team/timeline/{id}  a session's events, tool calls paired with results (the
+                         worker that owns the session answers; others 404)
+    GET /                the page (workers/web/page/: sessions, timeline, charts;
+                         plain DOM and SVG, shipped with the package, no CDN)
 
 Unlike GET /sessions (the partitions this worker owns), these answer for the
 whole team: they read the compacted topic every worker publishes its
@@ -12,8 +17,10 @@ Cost is priced when read. Same bearer-token rule as the other views.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -22,6 +29,8 @@ from faust import web
 from workers.analytics import views
 from workers.analytics.prices import PriceBook, PricesFileError
 from workers.analytics.team import read_team
+from workers.codec.event import decode_event
+from workers.replay.interfaces import ManagerLike
 from workers.replay.timespec import parse_time_ms
 from workers.web.views import MAX_LIMIT, TOKEN_ENV, authorized
 
@@ -42,7 +51,11 @@ def _query(query: Mapping[str, str]) -> tuple[dict[str, Any], PriceBook]:
     return keep, book
 
 
-def register_team_views(app: faust.App, bootstrap: str) -> None:
+PAGE_DIR = Path(__file__).resolve().parent / "page"
+ASSETS = {"app.js": "application/javascript", "app.css": "text/css"}
+
+
+def register_team_views(app: faust.App, bootstrap: str, manager: ManagerLike) -> None:
     token = os.environ.get(TOKEN_ENV) or None
 
     class _Base(web.View):
@@ -97,5 +110,52 @@ def register_team_views(app: faust.App, bootstrap: str) -> None:
             groups = views.totals_by(summaries, by, book)
             return self.json({"by": by, "groups": {g: t.to_json() for g, t in groups.items()}})
 
+    class TeamCharts(_Base):
+        async def get(self, request: web.Request) -> web.Response:
+            if (denied := self.denied(request)) is not None:
+                return denied
+            try:
+                book = PriceBook.from_env()
+            except PricesFileError as exc:
+                return self.json({"error": str(exc)}, status=400)
+            summaries = list((await read_team(bootstrap)).values())
+            return self.json(
+                {
+                    "cost_by_day_model": views.cost_by_day_and_model(summaries, book),
+                    "tool_failures": views.tool_failure_rates(summaries),
+                }
+            )
+
+    class Timeline(_Base):
+        async def get(self, request: web.Request, session_id: str) -> web.Response:
+            if (denied := self.denied(request)) is not None:
+                return denied
+            state = manager.get(manager.partition_for(session_id))
+            if state is None:
+                return self.json({"error": "owned by another worker"}, status=404)
+
+            def read() -> list[dict[str, Any]]:
+                return [decode_event(data) for _, data in state.read_session(session_id)]
+
+            events = await asyncio.get_running_loop().run_in_executor(None, read)
+            if not events:
+                return self.json({"error": "no such session"}, status=404)
+            return self.json({"session_id": session_id, "items": views.timeline(events)})
+
+    class Page(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            return self.html((PAGE_DIR / "index.html").read_text(encoding="utf-8"))
+
+    class Asset(web.View):
+        async def get(self, request: web.Request, name: str) -> web.Response:
+            if name not in ASSETS:  # a fixed list: no path from the request reaches the disk
+                return self.json({"error": "no such asset"}, status=404)
+            text = (PAGE_DIR / name).read_text(encoding="utf-8")
+            return self.text(text, content_type=ASSETS[name])
+
     app.page("/team/sessions", name="kaizen-team-sessions")(TeamSessions)
     app.page("/team/stats", name="kaizen-team-stats")(TeamStats)
+    app.page("/team/charts", name="kaizen-team-charts")(TeamCharts)
+    app.page("/team/timeline/{session_id}", name="kaizen-team-timeline")(Timeline)
+    app.page("/", name="kaizen-page")(Page)
+    app.page("/assets/{name}", name="kaizen-assets")(Asset)
