@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from workers.errors import KaizenError
+
 EVENTS_TOPIC = "kaizen.events"
 DLQ_TOPIC = "kaizen.events.dlq"
 REPLAY_REQUESTS_TOPIC = "kaizen.replay.requests"
@@ -22,7 +24,7 @@ DEFAULT_BROKER = "127.0.0.1:9092"
 DEFAULT_PARTITIONS = 8
 
 
-class SettingsError(ValueError):
+class SettingsError(KaizenError, ValueError):
     """A setting has a value that cannot be used; the message says which and why."""
 
 
