@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from workers.errors import KaizenError
+
 EVENTS_TOPIC = "kaizen.events"
 DLQ_TOPIC = "kaizen.events.dlq"
 REPLAY_REQUESTS_TOPIC = "kaizen.replay.requests"
@@ -25,7 +27,7 @@ DEFAULT_MAX_MESSAGE_BYTES = 16 << 20  # a shipper batch or a replay batch fits (
 DEFAULT_REPLAY_RETENTION_MS = 24 * 3600 * 1000  # replies are read within seconds
 
 
-class SettingsError(ValueError):
+class SettingsError(KaizenError, ValueError):
     """A setting has a value that cannot be used; the message says which and why."""
 
 

@@ -31,11 +31,13 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 
+from workers.errors import KaizenError
+
 PRICES_FILE_ENV = "KAIZEN_PRICES_FILE"
 LONG_CONTEXT_START = 200_000  # the long-context tier we apply to usage buckets marked large
 
 
-class PricesFileError(ValueError):
+class PricesFileError(KaizenError, ValueError):
     """The local price file is unreadable or malformed; the message says where."""
 
 

@@ -37,6 +37,7 @@ from typing import Any, cast
 from rocksdict import AccessType, Options, Rdict, ReadOptions, WriteBatch
 
 from workers.analytics.aggregate import SessionSummary
+from workers.analytics.counters import UsageCounters
 from workers.hotlog import Location
 
 SUMMARIES_DIR = "summaries"
@@ -61,6 +62,7 @@ class SummaryStore:
         self.read_only = read_only
         raw = db.get(CURSOR_KEY)
         self._cursor: bytes = bytes(raw) if raw is not None else b""
+        self.counters = UsageCounters()  # this process's folds, for /metrics
 
     @classmethod
     def open(cls, partition_dir: Path, *, read_only: bool = False) -> SummaryStore:
@@ -134,7 +136,8 @@ class SummaryStore:
             summary = changed.get(sid)
             if summary is None:
                 summary = changed[sid] = self.get(sid) or SessionSummary(sid)
-            summary.fold(event)
+            if summary.fold(event):
+                self.counters.count(event, summary)
         if last is None:
             return 0
         wb = WriteBatch(raw_mode=True)
