@@ -20,7 +20,15 @@ from tests.e2e.test_end_to_end import as_messages, kaizen_env, make_sessions, pr
 from tests.procs import stop
 from workers.broker import topics
 from workers.broker.embedded import EmbeddedBroker, free_port
-from workers.settings import ALL_TOPICS, EVENTS_TOPIC, REPLAY_REQUESTS_TOPIC, Settings
+from workers.settings import (
+    ALL_TOPICS,
+    EVENTS_TOPIC,
+    REPLAY_REQUESTS_TOPIC,
+    REPLAY_TOPIC,
+    SESSIONS_TOPIC,
+    Settings,
+    SettingsError,
+)
 
 
 @pytest.fixture
@@ -29,6 +37,46 @@ def bare_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
     b = EmbeddedBroker(port=free_port(), log=tmp_path / "tansu.log").start()
     yield b
     b.stop()
+
+
+def test_specs_follow_the_settings() -> None:
+    settings = Settings(partitions=6, replication_factor=3, replay_retention_ms=60_000)
+    specs = {s.name: s for s in topics.topic_specs(settings)}
+    assert list(specs) == list(ALL_TOPICS)
+    assert {(s.partitions, s.replication_factor) for s in specs.values()} == {(6, 3)}
+    assert {s.configs["min.insync.replicas"] for s in specs.values()} == {"2"}
+    assert {s.configs["unclean.leader.election.enable"] for s in specs.values()} == {"false"}
+    assert specs[EVENTS_TOPIC].configs["retention.ms"] == "-1"
+    assert specs[REPLAY_TOPIC].configs["retention.ms"] == "60000"
+    assert specs[REPLAY_REQUESTS_TOPIC].configs["message.timestamp.type"] == "LogAppendTime"
+    assert specs[SESSIONS_TOPIC].configs["cleanup.policy"] == "compact"
+    assert "max.message.bytes" in specs[EVENTS_TOPIC].configs
+    assert "max.message.bytes" not in specs[REPLAY_REQUESTS_TOPIC].configs
+
+
+def test_min_insync_replicas() -> None:
+    assert [Settings(replication_factor=rf).min_insync for rf in (1, 2, 3, 5)] == [1, 1, 2, 2]
+    assert Settings(replication_factor=3, min_insync_replicas=3).min_insync == 3
+    with pytest.raises(SettingsError, match="cannot exceed"):
+        _ = Settings(replication_factor=1, min_insync_replicas=2).min_insync
+    env = {"KAIZEN_REPLICATION_FACTOR": "3", "KAIZEN_MIN_INSYNC_REPLICAS": "1"}
+    assert Settings.from_env(env).min_insync == 1
+    with pytest.raises(SettingsError, match="KAIZEN_REPLICATION_FACTOR must be a whole number"):
+        Settings.from_env({"KAIZEN_REPLICATION_FACTOR": "three"})
+
+
+def test_problems_name_each_difference() -> None:
+    spec = topics.TopicSpec("t", 4, 3, {"min.insync.replicas": "2", "retention.ms": "-1"})
+    same = topics.TopicState("t", 4, 3, {"min.insync.replicas": "2", "retention.ms": "-1"})
+    assert topics.problems(spec, same) == []
+    assert topics.problems(spec, None) == ["t does not exist"]
+    other = topics.TopicState("t", 6, 1, {"min.insync.replicas": "1"})
+    assert topics.problems(spec, other) == [
+        "t has 6 partitions, want 4",
+        "t has replication factor 1, want 3",
+        "t min.insync.replicas=1, want 2",
+        "t retention.ms=(unset), want -1",
+    ]
 
 
 def kaizen(
@@ -127,6 +175,8 @@ def test_worker_refuses_events_and_requests_with_other_counts(
     result = kaizen(bare_broker, tmp_path, "worker", "--web-port", str(free_port()))
     line = one_line_error(result)
     assert f"{EVENTS_TOPIC} has 4 partitions but {REPLAY_REQUESTS_TOPIC} has 6" in line
+    check = one_line_error(kaizen(bare_broker, tmp_path, "topics", "check", "--partitions", "4"))
+    assert f"{EVENTS_TOPIC} has 4 partitions but {REPLAY_REQUESTS_TOPIC} has 6" in check
 
 
 def test_worker_refuses_a_missing_topic(bare_broker: EmbeddedBroker, tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ retention and max.message.bytes, plus the configs below. `create_topics`
 creates the missing ones and compares the existing ones (safe to run twice);
 `describe_topics` reads what the broker has, never auto-creating a topic;
 `problems` (pure) names every difference. Invariant the worker relies on
-(`worker_partitions`): kaizen.events and kaizen.replay.requests have the same
+(`worker_partitions`, `worker_problem`): kaizen.events and kaizen.replay.requests have the same
 partition count, and sessions are routed by the count the broker reports,
 never by KAIZEN_PARTITIONS alone.
 """
@@ -23,6 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
+from workers.broker.embedded import BrokerError
 from workers.settings import (
     ALL_TOPICS,
     DLQ_TOPIC,
@@ -51,7 +52,7 @@ WORKER_TOPICS = (EVENTS_TOPIC, DLQ_TOPIC, REPLAY_REQUESTS_TOPIC, REPLAY_TOPIC)
 _ADMIN_TIMEOUT_MS = 10_000
 
 
-class TopicsError(Exception):
+class TopicsError(BrokerError):
     """The topics cannot serve the worker; the message is one line saying what to do."""
 
 
@@ -123,20 +124,26 @@ def describe_line(state: TopicState | None, name: str) -> str:
     )
 
 
-def partition_mismatch(states: Mapping[str, TopicState | None]) -> str | None:
+def count_mismatch(states: Mapping[str, TopicState | None]) -> str | None:
+    """Why kaizen.events and kaizen.replay.requests cannot serve replays together, or None
+    (pure): their partition counts differ."""
+    events, requests = states.get(EVENTS_TOPIC), states.get(REPLAY_REQUESTS_TOPIC)
+    if events is None or requests is None or events.partitions == requests.partitions:
+        return None
+    return (
+        f"{EVENTS_TOPIC} has {events.partitions} partitions but {REPLAY_REQUESTS_TOPIC} has "
+        f"{requests.partitions}: a replay request would reach a worker that does not own its "
+        f"session; give both the same count"
+    )
+
+
+def worker_problem(states: Mapping[str, TopicState | None]) -> str | None:
     """Why a worker must not start on these topics, or None (pure)."""
     missing = [name for name in WORKER_TOPICS if states.get(name) is None]
     if missing:
         return f"topic {', '.join(missing)} missing: create it with `kaizen-stream topics create`"
-    events, requests = states[EVENTS_TOPIC], states[REPLAY_REQUESTS_TOPIC]
-    assert events is not None and requests is not None
-    if events.partitions != requests.partitions:
-        return (
-            f"{EVENTS_TOPIC} has {events.partitions} partitions but {REPLAY_REQUESTS_TOPIC} has "
-            f"{requests.partitions}: a replay request would reach a worker that does not own its "
-            f"session; give both the same count (`kaizen-stream topics check`)"
-        )
-    return None
+    mismatch = count_mismatch(states)
+    return f"{mismatch} (`kaizen-stream topics check`)" if mismatch else None
 
 
 def new_admin(bootstrap: str, request_timeout_ms: int = _ADMIN_TIMEOUT_MS) -> AIOKafkaAdminClient:
@@ -243,10 +250,9 @@ async def check_topics(
         states = await describe_topics(admin, topics, {k for s in specs for k in s.configs})
     finally:
         await admin.close()
-    found = [p for s in specs for p in problems(s, states[s.name])]
-    mismatch = partition_mismatch(states) if set(WORKER_TOPICS) <= set(topics) else None
-    if mismatch and not any(REPLAY_REQUESTS_TOPIC in p and "partitions" in p for p in found):
-        found.append(mismatch)
+    mismatch = count_mismatch(states)
+    found = [mismatch] if mismatch else []
+    found += [p for s in specs for p in problems(s, states[s.name])]
     return states, found
 
 
@@ -259,9 +265,9 @@ async def worker_partitions(bootstrap: str) -> int:
         states = await describe_topics(admin, WORKER_TOPICS)
     finally:
         await admin.close()
-    mismatch = partition_mismatch(states)
-    if mismatch:
-        raise TopicsError(mismatch)
+    problem = worker_problem(states)
+    if problem:
+        raise TopicsError(problem)
     events = states[EVENTS_TOPIC]
     assert events is not None
     return events.partitions
