@@ -66,11 +66,11 @@ def test_min_insync_replicas() -> None:
 
 
 def test_problems_name_each_difference() -> None:
-    spec = topics.TopicSpec("t", 4, 3, {"min.insync.replicas": "2", "retention.ms": "-1"})
-    same = topics.TopicState("t", 4, 3, {"min.insync.replicas": "2", "retention.ms": "-1"})
+    spec = topics.Topic("t", 4, 3, {"min.insync.replicas": "2", "retention.ms": "-1"})
+    same = topics.Topic("t", 4, 3, {"min.insync.replicas": "2", "retention.ms": "-1"})
     assert topics.problems(spec, same) == []
     assert topics.problems(spec, None) == ["t does not exist"]
-    other = topics.TopicState("t", 6, 1, {"min.insync.replicas": "1"})
+    other = topics.Topic("t", 6, 1, {"min.insync.replicas": "1"})
     assert topics.problems(spec, other) == [
         "t has 6 partitions, want 4",
         "t has replication factor 1, want 3",

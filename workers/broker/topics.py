@@ -57,16 +57,9 @@ class TopicsError(BrokerError):
 
 
 @dataclass(frozen=True, slots=True)
-class TopicSpec:
-    name: str
-    partitions: int
-    replication_factor: int
-    configs: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class TopicState:
-    """What the broker reports for one topic (configs: only the ones asked for)."""
+class Topic:
+    """A topic as it must be (`topic_specs`) or as the broker reports it (`describe_topics`:
+    the replication factor of its least-replicated partition, only the configs asked for)."""
 
     name: str
     partitions: int
@@ -74,7 +67,7 @@ class TopicState:
     configs: Mapping[str, str] = field(default_factory=dict)
 
 
-def topic_specs(settings: Settings, topics: Iterable[str] = ALL_TOPICS) -> list[TopicSpec]:
+def topic_specs(settings: Settings, topics: Iterable[str] = ALL_TOPICS) -> list[Topic]:
     """What each topic must be under `settings` (pure)."""
     specs = []
     for name in topics:
@@ -88,11 +81,11 @@ def topic_specs(settings: Settings, topics: Iterable[str] = ALL_TOPICS) -> list[
             configs["max.message.bytes"] = str(settings.max_message_bytes)
         if name == REPLAY_TOPIC:
             configs["retention.ms"] = str(settings.replay_retention_ms)
-        specs.append(TopicSpec(name, settings.partitions, settings.replication_factor, configs))
+        specs.append(Topic(name, settings.partitions, settings.replication_factor, configs))
     return specs
 
 
-def problems(spec: TopicSpec, state: TopicState | None) -> list[str]:
+def problems(spec: Topic, state: Topic | None) -> list[str]:
     """Every way `state` differs from `spec`, one short phrase each (pure)."""
     if state is None:
         return [f"{spec.name} does not exist"]
@@ -113,7 +106,7 @@ def problems(spec: TopicSpec, state: TopicState | None) -> list[str]:
     return found
 
 
-def describe_line(state: TopicState | None, name: str) -> str:
+def describe_line(state: Topic | None, name: str) -> str:
     """`topics check`'s line for one topic (pure)."""
     if state is None:
         return f"{name}: missing"
@@ -124,7 +117,7 @@ def describe_line(state: TopicState | None, name: str) -> str:
     )
 
 
-def count_mismatch(states: Mapping[str, TopicState | None]) -> str | None:
+def count_mismatch(states: Mapping[str, Topic | None]) -> str | None:
     """Why kaizen.events and kaizen.replay.requests cannot serve replays together, or None
     (pure): their partition counts differ."""
     events, requests = states.get(EVENTS_TOPIC), states.get(REPLAY_REQUESTS_TOPIC)
@@ -137,7 +130,7 @@ def count_mismatch(states: Mapping[str, TopicState | None]) -> str | None:
     )
 
 
-def worker_problem(states: Mapping[str, TopicState | None]) -> str | None:
+def worker_problem(states: Mapping[str, Topic | None]) -> str | None:
     """Why a worker must not start on these topics, or None (pure)."""
     missing = [name for name in WORKER_TOPICS if states.get(name) is None]
     if missing:
@@ -154,14 +147,14 @@ def new_admin(bootstrap: str, request_timeout_ms: int = _ADMIN_TIMEOUT_MS) -> AI
 
 async def describe_topics(
     admin: AIOKafkaAdminClient, names: Sequence[str], config_keys: Iterable[str] = ()
-) -> dict[str, TopicState | None]:
+) -> dict[str, Topic | None]:
     """What the broker has for each of `names` (None: missing), with the configs asked for.
 
     Asks for the metadata of every topic: a request naming a missing topic makes the
     embedded broker (and a Kafka with auto.create.topics.enable) create it."""
     wanted = set(names)
     topics = [t for t in await admin.describe_topics() if t["topic"] in wanted]
-    states: dict[str, TopicState | None] = dict.fromkeys(names)
+    states: dict[str, Topic | None] = dict.fromkeys(names)
     found = {}
     for topic in topics:
         if topic["error_code"] != 0 or not topic["partitions"]:
@@ -171,7 +164,7 @@ async def describe_topics(
     keys = sorted(set(config_keys))
     configs = await _configs(admin, sorted(found), keys) if keys and found else {}
     for name, (partitions, replicas) in found.items():
-        states[name] = TopicState(name, partitions, replicas, configs.get(name, {}))
+        states[name] = Topic(name, partitions, replicas, configs.get(name, {}))
     return states
 
 
@@ -195,7 +188,7 @@ async def _configs(
     return out
 
 
-async def _create(admin: AIOKafkaAdminClient, specs: Sequence[TopicSpec]) -> None:
+async def _create(admin: AIOKafkaAdminClient, specs: Sequence[Topic]) -> None:
     """Create `specs`; KafkaError naming the topic when the broker refuses one."""
     response = await admin.create_topics(
         [
@@ -241,7 +234,7 @@ async def create_topics(
 
 async def check_topics(
     settings: Settings, topics: Sequence[str] = ALL_TOPICS
-) -> tuple[dict[str, TopicState | None], list[str]]:
+) -> tuple[dict[str, Topic | None], list[str]]:
     """What the broker has for `topics`, and every problem against `topic_specs`."""
     specs = topic_specs(settings, topics)
     admin = new_admin(settings.broker)
