@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -264,6 +265,35 @@ async def worker_partitions(bootstrap: str) -> int:
     events = states[EVENTS_TOPIC]
     assert events is not None
     return events.partitions
+
+
+def route_by_broker(settings: Settings, say: Callable[[str], None]) -> Settings:
+    """`settings` with the partition count kaizen.events has on the broker, for routing
+    sessions (`partition_for`); TopicsError when a topic the worker uses is missing or
+    kaizen.replay.requests has another count. Waits for the broker, calling `say` once per
+    attempt (a worker may start before Kafka does), and once when the count is not
+    KAIZEN_PARTITIONS."""
+    aiokafka_log = logging.getLogger("aiokafka")
+    level = aiokafka_log.level
+    aiokafka_log.setLevel(logging.CRITICAL)  # `say` reports it, in one line per attempt
+    attempt = 0
+    try:
+        while True:
+            attempt += 1
+            try:
+                partitions = asyncio.run(worker_partitions(settings.broker))
+                break
+            except KafkaError as exc:
+                say(f"{settings.broker} does not answer ({exc}); attempt {attempt}, retrying")
+                time.sleep(min(2.0 * attempt, 10.0))
+    finally:
+        aiokafka_log.setLevel(level)
+    if partitions != settings.partitions:
+        say(
+            f"{EVENTS_TOPIC} has {partitions} partitions on the broker "
+            f"(KAIZEN_PARTITIONS={settings.partitions}): sessions are routed by {partitions}"
+        )
+    return settings.override(partitions=partitions)
 
 
 async def ensure_topics(

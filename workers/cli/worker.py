@@ -9,15 +9,11 @@ commits what it has ingested, then exits 0.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import os
 import sys
-import time
 
 from workers.cli.errors import CliError
 from workers.cli.options import add_settings_arguments, positive_int, settings_from
-from workers.settings import EVENTS_TOPIC, Settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,49 +39,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
 
 
-def route_by_broker(settings: Settings) -> Settings:
-    """`settings` with the partition count kaizen.events has on the broker; CliError when
-    a topic is missing or kaizen.replay.requests has another count. Waits for the broker
-    (one line per attempt): a worker may start before Kafka does."""
-    from aiokafka.errors import KafkaError
-
-    from workers.broker.topics import TopicsError, worker_partitions
-
-    aiokafka_log = logging.getLogger("aiokafka")
-    level = aiokafka_log.level
-    aiokafka_log.setLevel(logging.CRITICAL)  # the one line per attempt below says it
-    attempt = 0
-    try:
-        while True:
-            attempt += 1
-            try:
-                partitions = asyncio.run(worker_partitions(settings.broker))
-                break
-            except TopicsError as exc:
-                raise CliError(f"worker: {exc}", 1) from None
-            except KafkaError as exc:
-                print(
-                    f"kaizen-stream worker: {settings.broker} does not answer ({exc}); "
-                    f"attempt {attempt}, retrying",
-                    file=sys.stderr,
-                )
-                time.sleep(min(2.0 * attempt, 10.0))
-    finally:
-        aiokafka_log.setLevel(level)
-    if partitions != settings.partitions:
-        print(
-            f"kaizen-stream worker: {EVENTS_TOPIC} has {partitions} partitions on the broker "
-            f"(KAIZEN_PARTITIONS={settings.partitions}): sessions are routed by {partitions}",
-            file=sys.stderr,
-        )
-    return settings.override(partitions=partitions)
+def _say(line: str) -> None:
+    print(f"kaizen-stream worker: {line}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if args.session_timeout <= 1.0:
         raise CliError("--session-timeout must be more than 1 second")
-    settings = route_by_broker(settings)
+    from workers.broker.topics import TopicsError, route_by_broker
+
+    try:
+        settings = route_by_broker(settings, _say)
+    except TopicsError as exc:
+        raise CliError(f"worker: {exc}", 1) from None
     import faust  # heavy: only now
 
     from workers.app import create_app
