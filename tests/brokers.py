@@ -50,9 +50,13 @@ def unavailable(kind: str) -> str | None:
 
 
 def new_broker(
-    directory: Path, partitions: int = TEST_PARTITIONS, kind: str | None = None
+    directory: Path,
+    partitions: int = TEST_PARTITIONS,
+    kind: str | None = None,
+    with_topics: bool = True,
 ) -> Broker:
-    """A started broker of `kind` (default: the suite's) with the project's topics."""
+    """A started broker of `kind` (default: the suite's), with the project's topics unless
+    `with_topics` is False."""
     kind = kind or broker_kind()
     directory.mkdir(parents=True, exist_ok=True)
     broker: Broker
@@ -61,7 +65,8 @@ def new_broker(
     else:
         broker = EmbeddedBroker(port=free_port(), log=directory / "tansu.log").start()
     try:
-        asyncio.run(ensure_topics(broker.bootstrap, partitions))
+        if with_topics:
+            asyncio.run(ensure_topics(broker.bootstrap, partitions))
     except BaseException:
         broker.stop()
         raise

@@ -3,8 +3,8 @@
 `KAIZEN_TEST_BROKER=kafka|tansu` (default kafka) chooses the broker kind the suite
 runs on (`tests/brokers.py`). `broker` is one broker for the whole session;
 tests that stop, restart or wipe a broker use `fresh_broker`, a broker of their
-own; `kafka_cluster` is three Apache Kafka nodes (KRaft, loopback) for
-failover tests, whatever the kind. Every test keeps its sessions and consumer
+own (`bare_broker`: one without topics); `kafka_cluster` is three Apache Kafka
+nodes (KRaft, loopback) for failover tests, whatever the kind. Every test keeps its sessions and consumer
 groups unique (`unique`), so tests sharing the broker do not see each other's data.
 
 Markers: every test that uses a broker fixture is marked `broker` here, so
@@ -26,7 +26,7 @@ from workers.broker.apache import KafkaCluster, missing_requirements
 
 __all__ = ["TEST_PARTITIONS"]
 
-BROKER_FIXTURES = frozenset({"broker", "fresh_broker", "kafka_cluster"})
+BROKER_FIXTURES = frozenset({"broker", "fresh_broker", "bare_broker", "kafka_cluster"})
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects on the markers added here
@@ -64,6 +64,14 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 @pytest.fixture
 def fresh_broker(tmp_path: Path) -> Iterator[Broker]:
     b = new_broker(tmp_path / "broker")
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def bare_broker(tmp_path: Path) -> Iterator[Broker]:
+    """A broker of the test's own without the project's topics (to test creating them)."""
+    b = new_broker(tmp_path / "broker", with_topics=False)
     yield b
     b.stop()
 
