@@ -4,8 +4,9 @@
 runs on (`tests/brokers.py`). `broker` is one broker for the whole session;
 tests that stop, restart or wipe a broker use `fresh_broker`, a broker of their
 own (`bare_broker`: one without topics); `kafka_cluster` is three Apache Kafka
-nodes (KRaft, loopback) for failover tests, whatever the kind. Every test keeps its sessions and consumer
-groups unique (`unique`), so tests sharing the broker do not see each other's data.
+nodes (KRaft, loopback) for failover tests, whatever the kind. Every test keeps
+its sessions and consumer groups unique (`unique`), so tests sharing the broker
+do not see each other's data.
 
 Markers: every test that uses a broker fixture is marked `broker` here, so
 `pytest -m "not broker"` runs the unit tests alone. `tansu` marks tests of the
