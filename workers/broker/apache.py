@@ -87,10 +87,14 @@ def _java(libs: Path, heap_mb: int, main: str, *args: str) -> list[str]:
 
 
 def random_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, base64url without padding (what StorageTool makes)."""
+    """A KRaft cluster id: 16 random bytes, base64url without padding, never starting with
+    '-' (as Kafka's own Uuid.randomUuid: a leading '-' reads as an option on command lines)."""
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class KafkaNode:
@@ -185,7 +189,7 @@ class KafkaNode:
                 256,
                 "kafka.tools.StorageTool",
                 "format",
-                *("-t", self.cluster_id, "-c", str(config), "--ignore-formatted"),
+                *(f"--cluster-id={self.cluster_id}", "-c", str(config), "--ignore-formatted"),
             ),
             capture_output=True,
             text=True,
