@@ -42,6 +42,8 @@ class Settings:
     partitions: int = DEFAULT_PARTITIONS
     #: replies may also go to topics starting with this (empty: kaizen.replay only)
     replay_topic_prefix: str = ""
+    #: the worker's static group membership id (KAIZEN_WORKER_ID; empty: `default_worker_id`)
+    worker_id: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -61,6 +63,7 @@ class Settings:
             data_dir=Path(data_dir) if data_dir else default_data_dir(),
             partitions=partitions,
             replay_topic_prefix=env.get("KAIZEN_REPLAY_TOPIC_PREFIX", "").strip(),
+            worker_id=env.get("KAIZEN_WORKER_ID", "").strip(),
         )
 
     def override(self, **changes: object) -> Settings:
@@ -84,3 +87,24 @@ class Settings:
     @property
     def hotlog_dir(self) -> Path:
         return self.data_dir / "hotlog"
+
+    @property
+    def group_instance_id(self) -> str:
+        """The worker's ``group.instance.id``: KAIZEN_WORKER_ID, else `default_worker_id`."""
+        return self.worker_id or default_worker_id(self.data_dir)
+
+
+def default_worker_id(data_dir: Path) -> str:
+    """``<hostname>-<8 hex digits of the data dir's absolute path>``.
+
+    Stable across restarts of one worker (same machine, same data dir), which is what lets
+    the group hand a restarted worker its partitions back without a rebalance; two workers
+    on one machine differ because two workers never share a data dir (the hot log's owner
+    lock refuses it). A container whose hostname changes on every start needs
+    KAIZEN_WORKER_ID set.
+    """
+    import hashlib  # here: only workers need these, not the hook path
+    import socket
+
+    digest = hashlib.sha256(str(data_dir.absolute()).encode()).hexdigest()[:8]
+    return f"{socket.gethostname()}-{digest}"

@@ -35,11 +35,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="consumer group session timeout in seconds (a dead worker's partitions move "
         "after it; a new group waits about half of it before the first assignment)",
     )
+    parser.add_argument(
+        "--worker-id",
+        metavar="ID",
+        help="static group membership id (KAIZEN_WORKER_ID; default: hostname + a hash of the "
+        "data dir); a worker back with the same id within the session timeout keeps its "
+        "partitions with no rebalance",
+    )
     parser.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+    settings = settings_from(args).override(worker_id=args.worker_id)
     if args.session_timeout <= 1.0:
         raise CliError("--session-timeout must be more than 1 second")
     import faust  # heavy: only now

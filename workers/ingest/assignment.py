@@ -103,6 +103,9 @@ class PartitionManager(Service):
     async def on_partitions_assigned(self, assigned: set[Any]) -> None:
         """Faust's full assignment: open new partitions (catch-up in a task), close gone ones."""
         mine = {tp.partition for tp in assigned if tp.topic == self.topic}
+        # one line per rebalance this worker takes part in: how operators (and the static
+        # membership test) see that a restart within the session timeout caused none
+        log.info("assignment: partitions %s of %s", sorted(mine), self.topic)
         self._assigned = mine
         for p in [p for p in self._states if p not in mine]:
             await self._close_partition(p)

@@ -1,0 +1,23 @@
+"""The worker's static group membership id (workers.settings): stable, distinct, overridable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from workers.settings import Settings, default_worker_id
+
+
+def test_the_default_id_is_stable_per_data_dir_and_distinct_between_them(tmp_path: Path) -> None:
+    a = Settings.from_env({"KAIZEN_DATA_DIR": str(tmp_path / "a")})
+    again = Settings.from_env({"KAIZEN_DATA_DIR": str(tmp_path / "a")})
+    b = Settings.from_env({"KAIZEN_DATA_DIR": str(tmp_path / "b")})
+    assert a.group_instance_id == again.group_instance_id == default_worker_id(tmp_path / "a")
+    assert a.group_instance_id != b.group_instance_id
+
+
+def test_kaizen_worker_id_and_the_flag_override_the_default(tmp_path: Path) -> None:
+    env = {"KAIZEN_DATA_DIR": str(tmp_path), "KAIZEN_WORKER_ID": " worker-7 "}
+    settings = Settings.from_env(env)
+    assert settings.group_instance_id == "worker-7"
+    assert settings.override(worker_id="w8").group_instance_id == "w8"
+    assert settings.override(worker_id=None).group_instance_id == "worker-7"
