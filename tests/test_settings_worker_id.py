@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from workers.broker.cluster import EMBEDDED_CLUSTER_ID, static_membership_works
 from workers.settings import Settings, default_worker_id
 
 
@@ -21,3 +22,9 @@ def test_kaizen_worker_id_and_the_flag_override_the_default(tmp_path: Path) -> N
     assert settings.group_instance_id == "worker-7"
     assert settings.override(worker_id="w8").group_instance_id == "w8"
     assert settings.override(worker_id=None).group_instance_id == "worker-7"
+
+
+def test_static_membership_is_off_on_the_embedded_broker_only() -> None:
+    assert not static_membership_works(EMBEDDED_CLUSTER_ID)
+    assert static_membership_works("MkU3OEVBNTcwNTJENDM2Qk")  # an Apache Kafka cluster id
+    assert static_membership_works(None)  # unknown: the engine the project is proven on

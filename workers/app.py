@@ -48,9 +48,6 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         "value_serializer": "raw",
         "consumer_auto_offset_reset": "earliest",
         "producer_acks": -1,
-        # static membership: a worker back within the session timeout keeps its partitions
-        # with no rebalance (docs/OPERATIONS.md, "Consumer group")
-        "consumer_group_instance_id": settings.group_instance_id,
         "broker_session_timeout": 10.0,
         "broker_heartbeat_interval": 1.0,
         "broker_commit_interval": 0.5,

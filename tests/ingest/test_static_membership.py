@@ -1,7 +1,9 @@
 """Static membership: a worker restarted within the session timeout keeps its partitions.
 
-Two real worker processes share a group. One is stopped (SIGTERM) and started again on the
-same data dir, so with the same group instance id (workers.settings.default_worker_id).
+Apache Kafka only: the embedded broker mishandles static members, so workers join it as
+dynamic ones (workers/broker/cluster.py). Two real worker processes share a group. One is
+stopped (SIGTERM) and started again on the same data dir, so with the same group instance id
+(workers.settings.default_worker_id).
 The other worker sees no rebalance at all (one assignment in its log, its partitions
 untouched), the restarted one gets exactly its old partitions back with nothing to catch up
 (its log is at the group's committed offset), and events produced around the restart are
@@ -12,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,7 +29,7 @@ from tests.ingest.harness import (
     wait_committed,
 )
 from tests.ingest.test_handoff import ready_partitions
-from workers.broker.embedded import EmbeddedBroker, free_port
+from workers.broker.cluster import cluster_id, static_membership_works
 from workers.broker.topics import ensure_topics
 
 PARTITIONS = 4
@@ -36,11 +38,12 @@ SESSION_TIMEOUT = 30.0
 
 
 @pytest.fixture
-def broker4(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    broker = EmbeddedBroker(port=free_port(), log=tmp_path / "tansu.log").start()
-    asyncio.run(ensure_topics(broker.bootstrap, PARTITIONS))
-    yield broker
-    broker.stop()
+def broker4(fresh_broker: Any) -> Any:
+    cluster = asyncio.run(cluster_id(fresh_broker.bootstrap))
+    if not static_membership_works(cluster):
+        pytest.skip("the embedded broker mishandles static members (workers/broker/cluster.py)")
+    asyncio.run(ensure_topics(fresh_broker.bootstrap, PARTITIONS))
+    return fresh_broker
 
 
 def assignments(worker: Worker) -> list[str]:
@@ -60,7 +63,7 @@ def wait_owning(workers: list[Worker], timeout: float) -> list[set[int]]:
 
 
 def test_a_worker_restarted_within_the_session_timeout_keeps_its_partitions(
-    broker4: EmbeddedBroker, tmp_path: Path
+    broker4: Any, tmp_path: Path
 ) -> None:
     bootstrap = broker4.bootstrap
     first = [m for s in range(40) for m in session_messages(f"a-{s}", range(30), [1, 8])]

@@ -9,10 +9,14 @@ commits what it has ingested, then exits 0.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 
 from workers.cli.errors import CliError
 from workers.cli.options import add_settings_arguments, positive_int, settings_from
+from workers.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +49,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
 
 
+def static_instance_id(settings: Settings) -> str | None:
+    """The worker's ``group.instance.id``, or None where the broker mishandles static members."""
+    import asyncio
+
+    from workers.broker.cluster import cluster_id, static_membership_works
+
+    cluster = asyncio.run(cluster_id(settings.broker))
+    if not static_membership_works(cluster):
+        log.info("the embedded broker: joining the group as a dynamic member")
+        return None
+    log.info("joining the group as static member %s", settings.group_instance_id)
+    return settings.group_instance_id
+
+
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args).override(worker_id=args.worker_id)
     if args.session_timeout <= 1.0:
@@ -57,8 +75,12 @@ def run(args: argparse.Namespace) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     # held for the worker's life: `verify --repair` refuses while it is (workers.hotlog.owner)
     hold_for_worker(settings.hotlog_dir)
+    # static membership: a worker back within the session timeout keeps its partitions with
+    # no rebalance (docs/OPERATIONS.md, "Consumer group"); not on the embedded broker
+    instance_id = static_instance_id(settings)
     app = create_app(
         settings,
+        consumer_group_instance_id=instance_id,
         web_port=args.web_port,
         web_bind=args.web_bind,
         broker_session_timeout=args.session_timeout,

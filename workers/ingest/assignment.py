@@ -2,15 +2,18 @@
 
 A mode.Service living as long as the worker.  On Faust's assignment it opens a
 :class:`~workers.ingest.partition.PartitionState` per new partition and hands it to the
-catch-up (:mod:`workers.ingest.catchup`) in a task; on revocation it flushes, and when a
-partition goes elsewhere it closes its state.  It runs the flusher
+catch-up (:mod:`workers.ingest.catchup`) in a task of its own, so one partition's catch-up
+holds up neither the others' ingest nor a rebalance; the messages the ingest agent receives
+for it meanwhile are held (``hold``) and processed in order when it is done.  On revocation
+it flushes, and when a partition goes elsewhere it closes its state.  It runs the flusher
 (:mod:`workers.ingest.flusher`) and answers replay's questions (``get``, ``owned``,
 ``wait_ready``, ``partition_for``; :class:`workers.replay.interfaces.ManagerLike`).
 
-Invariants: at most one state per partition; a state being replaced is closed before its
-successor opens the same files (the hot log's ``LOCK`` would refuse it otherwise); a failed
-handoff crashes the worker (a restart resumes from the committed offset) rather than serve a
-partition that is behind.
+Invariants: at most one state per partition; a held message is never dropped while the
+partition is ours (once revoked it was never acked, so its next owner reads it); a state
+being replaced is closed before its successor opens the same files (the hot log's ``LOCK``
+would refuse it otherwise); a failed handoff crashes the worker (a restart resumes from the
+committed offset) rather than serve a partition that is behind.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka.partitioner import murmur2
@@ -40,6 +43,10 @@ log = logging.getLogger(__name__)
 def partition_for_key(key: bytes, partitions: int) -> int:
     """aiokafka's (and the Java client's) default partitioner: murmur2 of the key."""
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def _nothing(partition: int) -> None:
+    """No fetcher to pause or resume (a manager without the ingest agent, in tests)."""
 
 
 class PartitionManager(Service):
@@ -67,6 +74,11 @@ class PartitionManager(Service):
         self.catchup = CatchUp(settings.broker, topic, group_id, self.config)
         #: set by the app: sends one session summary to kaizen.sessions (key, value)
         self.publish_summary: Publish | None = None
+        #: set by the ingest agent: processes one held message of a ready partition, and
+        #: pauses / resumes fetching a partition (Faust's consumer)
+        self.process_held: Callable[[PartitionState, Any], Awaitable[None]] | None = None
+        self.pause: Callable[[int], None] = _nothing
+        self.resume: Callable[[int], None] = _nothing
         super().__init__(**kwargs)
 
     # ------------------------------------------------------------------ the API of replay
@@ -148,9 +160,36 @@ class PartitionManager(Service):
 
     # ------------------------------------------------------------------ handoff
 
+    def hold(self, state: PartitionState, event: Any) -> None:
+        """Keep a message of a partition that is catching up until `_release_held`.
+
+        Its fetching is paused as well, so what is held stays what was already fetched;
+        pausing again on every held message undoes a resume by Faust's own recovery.
+        """
+        state.held.append(event)
+        self.pause(state.partition)
+
+    async def _release_held(self, state: PartitionState) -> None:
+        """Process the held messages in order, then mark the partition ready.
+
+        ``ready`` is set with no await after the last held message was taken, so a
+        message the agent receives later is never processed before one held earlier.
+        """
+        while state.held:
+            held, state.held = state.held, []
+            assert self.process_held is not None, "held messages without an ingest agent"
+            for event in held:
+                await self.process_held(state, event)
+        state.ready.set()
+        if state.partition in self._assigned:  # a stale resume would fetch a revoked one
+            self.resume(state.partition)
+
     async def _handoff(self, state: PartitionState) -> None:
+        """Catch the partition up in the background: the other partitions keep flowing."""
         try:
             await self.catchup.handoff(state)
+            await self._release_held(state)
+            log.info("partition %d: ready", state.partition)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
