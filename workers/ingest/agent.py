@@ -7,8 +7,9 @@ event is acked only after its partition's group commit (fsync + index batch),
 so Faust never commits an offset whose events are not durable. Dead letters
 are produced before the commit that covers their offset, and awaited by it.
 A message of a partition that is still catching up is held
-(`PartitionManager.hold`) and processed, in order, when its catch-up is done:
-one loop feeds every partition, so waiting here would stall them all.
+(`PartitionManager.hold`, up to `IngestConfig.held_max_bytes`) and processed, in
+order, when its catch-up is done: one loop feeds every partition, so waiting
+here would stall them all.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import logging
 from typing import Any
 
 import faust
-from faust.types import TP
 
 from workers.ingest.assignment import PartitionManager
 from workers.ingest.dlq import DeadLetter
@@ -70,14 +70,7 @@ def register_ingest(app: faust.App, manager: PartitionManager, dlq_topic: str = 
             await app.crash(exc)
             raise
 
-    def pause(partition: int) -> None:
-        app.consumer.pause_partitions([TP(manager.topic, partition)])
-
-    def resume(partition: int) -> None:
-        app.consumer.resume_partitions([TP(manager.topic, partition)])
-
     manager.process_held = process
-    manager.pause, manager.resume = pause, resume
 
     @app.agent(source, name=AGENT_NAME)
     async def ingest(stream: Any) -> None:
@@ -87,9 +80,11 @@ def register_ingest(app: faust.App, manager: PartitionManager, dlq_topic: str = 
                 continue  # revoked meanwhile: not ours to process (and never acked)
             if not state.ready.is_set():
                 # catching up: hold it for the catch-up to process when done, and keep
-                # serving the other partitions (never wait here: one loop feeds them all)
-                manager.hold(state, event)
-                continue
+                # serving the other partitions (one loop feeds them all); only past the
+                # bound of what may be held, wait
+                if manager.hold(state, event):
+                    continue
+                await state.ready.wait()
             await process(state, event)
 
     return ingest

@@ -45,10 +45,6 @@ def partition_for_key(key: bytes, partitions: int) -> int:
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-def _nothing(partition: int) -> None:
-    """No fetcher to pause or resume (a manager without the ingest agent, in tests)."""
-
-
 class PartitionManager(Service):
     """The partitions of ``kaizen.events`` this worker owns; lives as long as the worker."""
 
@@ -74,11 +70,8 @@ class PartitionManager(Service):
         self.catchup = CatchUp(settings.broker, topic, group_id, self.config)
         #: set by the app: sends one session summary to kaizen.sessions (key, value)
         self.publish_summary: Publish | None = None
-        #: set by the ingest agent: processes one held message of a ready partition, and
-        #: pauses / resumes fetching a partition (Faust's consumer)
+        #: set by the ingest agent: processes one held message of a ready partition
         self.process_held: Callable[[PartitionState, Any], Awaitable[None]] | None = None
-        self.pause: Callable[[int], None] = _nothing
-        self.resume: Callable[[int], None] = _nothing
         super().__init__(**kwargs)
 
     # ------------------------------------------------------------------ the API of replay
@@ -160,14 +153,21 @@ class PartitionManager(Service):
 
     # ------------------------------------------------------------------ handoff
 
-    def hold(self, state: PartitionState, event: Any) -> None:
+    def hold(self, state: PartitionState, event: Any) -> bool:
         """Keep a message of a partition that is catching up until `_release_held`.
 
-        Its fetching is paused as well, so what is held stays what was already fetched;
-        pausing again on every held message undoes a resume by Faust's own recovery.
+        False, holding nothing, once the partition holds `IngestConfig.held_max_bytes`: then
+        the agent waits for the catch-up. That bound is reached only when Faust reads far
+        behind the catch-up: a group with no committed offset, where both read the topic
+        from its start. (Pausing the partition's fetch in Faust instead stalled the group's
+        commits of the partition in the tests: its offsets were never all delivered.)
         """
+        size = len(event.message.value or b"")
+        if state.held and state.held_bytes + size > self.config.held_max_bytes:
+            return False
         state.held.append(event)
-        self.pause(state.partition)
+        state.held_bytes += size
+        return True
 
     async def _release_held(self, state: PartitionState) -> None:
         """Process the held messages in order, then mark the partition ready.
@@ -176,13 +176,11 @@ class PartitionManager(Service):
         message the agent receives later is never processed before one held earlier.
         """
         while state.held:
-            held, state.held = state.held, []
+            held, state.held, state.held_bytes = state.held, [], 0
             assert self.process_held is not None, "held messages without an ingest agent"
             for event in held:
                 await self.process_held(state, event)
         state.ready.set()
-        if state.partition in self._assigned:  # a stale resume would fetch a revoked one
-            self.resume(state.partition)
 
     async def _handoff(self, state: PartitionState) -> None:
         """Catch the partition up in the background: the other partitions keep flowing."""

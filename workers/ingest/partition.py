@@ -80,6 +80,7 @@ class PartitionState:
         self.ready = asyncio.Event()
         #: messages the ingest agent received while catching up (assignment.hold), in order
         self.held: list[Any] = []
+        self.held_bytes = 0
         self.lock = asyncio.Lock()
         self.counters = metrics.Counters()
         self.epoch = epochs.Epoch()
