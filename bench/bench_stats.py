@@ -73,7 +73,7 @@ def build(data: Path, sessions: int) -> None:
     batches = [WriteBatch(raw_mode=True) for _ in stores]
     for i in range(sessions):
         s = summary(i, rng)
-        batches[i % PARTITIONS].put(SUMMARY + s.session_id.encode(), s.to_bytes())
+        batches[i % PARTITIONS].put(SUMMARY + s.session_id.encode(), s.split_bytes()[0])
     for store, wb in zip(stores, batches, strict=True):
         store._db.write(wb)
         store.close()
