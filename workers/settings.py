@@ -95,10 +95,9 @@ class Settings:
     def hotlog_dir(self) -> Path:
         return self.data_dir / "hotlog"
 
-    @property
-    def group_instance_id(self) -> str:
+    def group_instance_id(self, web_port: int) -> str:
         """The worker's ``group.instance.id``: KAIZEN_WORKER_ID, else `default_worker_id`."""
-        return self.worker_id or default_worker_id(self.data_dir)
+        return self.worker_id or default_worker_id(self.data_dir, web_port)
 
     @property
     def min_insync(self) -> int:
@@ -114,19 +113,22 @@ class Settings:
         return self.min_insync_replicas
 
 
-def default_worker_id(data_dir: Path) -> str:
-    """``<hostname>-<8 hex digits of the data dir's absolute path>``.
+def default_worker_id(data_dir: Path, web_port: int) -> str:
+    """``<hostname>-<8 hex digits of a hash of the data dir's absolute path and web port>``.
 
-    Stable across restarts of one worker (same machine, same data dir), which is what lets
-    the group hand a restarted worker its partitions back without a rebalance; two workers
-    on one machine differ because two workers never share a data dir (the hot log's owner
-    lock refuses it). A container whose hostname changes on every start needs
-    KAIZEN_WORKER_ID set.
+    Stable across restarts of one worker (same machine, data dir and web port), which is
+    what lets the group hand a restarted worker its partitions back without a rebalance;
+    two workers on one machine differ because two workers never share a data dir (the hot
+    log's owner lock refuses it). The web port is in it because Faust's assignor refuses an
+    assignment made for another web URL (its coordinator stops on an AssertionError): a
+    worker restarted on another port must join as a new member. A container whose hostname
+    changes on every start needs KAIZEN_WORKER_ID set.
     """
     import hashlib  # here: only workers need these, not the hook path
     import socket
 
-    digest = hashlib.sha256(str(data_dir.absolute()).encode()).hexdigest()[:8]
+    key = f"{data_dir.absolute()}\0{web_port}".encode()
+    digest = hashlib.sha256(key).hexdigest()[:8]
     return f"{socket.gethostname()}-{digest}"
 
 

@@ -70,8 +70,9 @@ def test_a_worker_restarted_within_the_session_timeout_keeps_its_partitions(
     second = [m for s in range(40) for m in session_messages(f"a-{s}", range(30, 50), [4])]
     asyncio.run(produce(bootstrap, first))
 
-    def start(name: str, log: str) -> Worker:
-        return start_worker(bootstrap, tmp_path / name, PARTITIONS, tmp_path / log, SESSION_TIMEOUT)
+    def start(name: str, log: str, port: int | None = None) -> Worker:
+        data = tmp_path / name
+        return start_worker(bootstrap, data, PARTITIONS, tmp_path / log, SESSION_TIMEOUT, port)
 
     w1, w2 = start("w1", "w1.log"), start("w2", "w2.log")
     try:
@@ -80,7 +81,7 @@ def test_a_worker_restarted_within_the_session_timeout_keeps_its_partitions(
         w2_assignments = assignments(w2)
 
         assert w1.stop() == 0
-        w1 = start("w1", "w1-restarted.log")
+        w1 = start("w1", "w1-restarted.log", w1.port)  # same web port: same member
         asyncio.run(produce(bootstrap, second))
         after = wait_owning([w1, w2], 120)
         ends = asyncio.run(end_offsets(bootstrap, PARTITIONS))

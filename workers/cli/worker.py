@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
 
 
-def static_instance_id(settings: Settings) -> str | None:
+def static_instance_id(settings: Settings, web_port: int) -> str | None:
     """The worker's ``group.instance.id``, or None where the broker mishandles static members."""
     import asyncio
 
@@ -60,8 +60,9 @@ def static_instance_id(settings: Settings) -> str | None:
     if not static_membership_works(cluster):
         log.info("the embedded broker: joining the group as a dynamic member")
         return None
-    log.info("joining the group as static member %s", settings.group_instance_id)
-    return settings.group_instance_id
+    instance_id = settings.group_instance_id(web_port)
+    log.info("joining the group as static member %s", instance_id)
+    return instance_id
 
 
 def _say(line: str) -> None:
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     hold_for_worker(settings.hotlog_dir)
     # static membership: a worker back within the session timeout keeps its partitions with
     # no rebalance (docs/OPERATIONS.md, "Consumer group"); not on the embedded broker
-    instance_id = static_instance_id(settings)
+    instance_id = static_instance_id(settings, args.web_port)
     app = create_app(
         settings,
         consumer_group_instance_id=instance_id,
