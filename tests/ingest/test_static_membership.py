@@ -72,7 +72,7 @@ def test_a_worker_restarted_within_the_session_timeout_keeps_its_partitions(
 
     def start(name: str, log: str, port: int | None = None) -> Worker:
         data = tmp_path / name
-        return start_worker(bootstrap, data, PARTITIONS, tmp_path / log, SESSION_TIMEOUT, port)
+        return start_worker(bootstrap, data, PARTITIONS, tmp_path / log, SESSION_TIMEOUT, port=port)
 
     w1, w2 = start("w1", "w1.log"), start("w2", "w2.log")
     try:
