@@ -26,7 +26,7 @@ from aiokafka.partitioner import murmur2
 from mode import Service
 
 from workers.hotlog import layout
-from workers.ingest import flusher, metrics
+from workers.ingest import flusher, metrics, testpoint
 from workers.ingest.catchup import CatchUp
 from workers.ingest.config import IngestConfig
 from workers.ingest.decode import LeanDecoder
@@ -104,9 +104,12 @@ class PartitionManager(Service):
         """Faust's full assignment: open new partitions (catch-up in a task), close gone ones."""
         mine = {tp.partition for tp in assigned if tp.topic == self.topic}
         self._assigned = mine
-        for p in [p for p in self._states if p not in mine]:
+        gone = sorted(p for p in self._states if p not in mine)
+        new = sorted(mine - self._states.keys())
+        log.info("assignment of %s: new %s, gone %s", self.topic, new, gone)
+        for p in gone:
             await self._close_partition(p)
-        for p in sorted(mine - self._states.keys()):
+        for p in new:
             state = PartitionState(
                 p,
                 layout.partition_dir(self.settings.hotlog_dir, self.topic, p),
@@ -128,6 +131,7 @@ class PartitionManager(Service):
                     await state.flush()
 
     async def _close_partition(self, p: int) -> None:
+        await testpoint.slow(testpoint.CLOSE_SLOWLY)
         state = self._states.pop(p, None)
         task = self._handoffs.pop(p, None)
         if task is not None and not task.done():
