@@ -8,7 +8,10 @@ partition goes elsewhere it closes its state.  It runs the flusher
 ``wait_ready``, ``partition_for``; :class:`workers.replay.interfaces.ManagerLike`).
 
 Invariants: at most one state per partition; a state being replaced is closed before its
-successor opens the same files (the hot log's ``LOCK`` would refuse it otherwise); a failed
+successor opens the same files (the hot log's ``LOCK`` would refuse it otherwise); the states
+of newly assigned partitions exist before ``on_partitions_assigned`` first awaits anything
+(Faust resumes fetching while its receivers still run, and the agent drops, unacked, a
+message of a partition without a state: its commits would stall); a failed
 handoff crashes the worker (a restart resumes from the committed offset) rather than serve a
 partition that is behind.
 """
@@ -107,8 +110,8 @@ class PartitionManager(Service):
         gone = sorted(p for p in self._states if p not in mine)
         new = sorted(mine - self._states.keys())
         log.info("assignment of %s: new %s, gone %s", self.topic, new, gone)
-        for p in gone:
-            await self._close_partition(p)
+        # new states first, before anything awaited here: Faust resumes fetching while this
+        # runs, and the agent drops a message of a partition without a state
         for p in new:
             state = PartitionState(
                 p,
@@ -119,6 +122,8 @@ class PartitionManager(Service):
             )
             self._states[p] = state
             self._handoffs[p] = asyncio.ensure_future(self._handoff(state))
+        for p in gone:
+            await self._close_partition(p)
 
     async def on_partitions_revoked(self, revoked: set[Any]) -> None:
         """Flush what is pending so its offsets go out with Faust's commit on revoke."""
