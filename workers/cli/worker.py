@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from workers.cli.errors import CliError
 from workers.cli.options import add_settings_arguments, positive_int, settings_from
@@ -38,10 +39,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
 
 
+def _say(line: str) -> None:
+    print(f"kaizen-stream worker: {line}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if args.session_timeout <= 1.0:
         raise CliError("--session-timeout must be more than 1 second")
+    from workers.broker.topics import TopicsError, route_by_broker
+
+    try:
+        settings = route_by_broker(settings, _say)
+    except TopicsError as exc:
+        raise CliError(f"worker: {exc}", 1) from None
     import faust  # heavy: only now
 
     from workers.app import create_app
