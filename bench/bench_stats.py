@@ -4,14 +4,17 @@
     .venv/bin/python bench/bench_stats.py --sessions 20000
 
 Builds a data dir of 4 partitions holding N session summaries (each with a few
-models, days, tools and failures, as the worker writes them), then times, in
-the same run:
+models, days, tools and failures, as the worker writes them: summary, fold
+state and stats row in one batch), then times, in the same run:
 
-  raw read        iterating every summary's bytes in RocksDB (the I/O floor)
-  read + decode   SummaryStore.read_all (JSON -> SessionSummary)
-  totals          views.totals_by over them, prices from genai-prices
-  command         `kaizen-stream stats --by model` as a process (interpreter start
-                  included), and `--by day`
+  raw read                 iterating every summary's bytes in RocksDB (the baseline)
+  raw read: rows           the same over the stats rows' bytes
+  summaries: read+decode   SummaryStore.read_all (full JSON -> SessionSummary)
+  summaries: totals        views.totals_by over them (what stats did before rows)
+  rows: read+decode        SummaryStore.read_rows (stats rows -> StatsRow)
+  rows: totals             views.totals_of_rows over them, prices from genai-prices
+  command                  `kaizen-stream stats --by model` as a process (interpreter
+                           start included), and `--by day`
 
 Goal: the command over 100k sessions <= 1 s.
 """
@@ -30,12 +33,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rocksdict import WriteBatch  # noqa: E402
-
 from workers.analytics.aggregate import SessionSummary  # noqa: E402
+from workers.analytics.digest import StatsRow  # noqa: E402
 from workers.analytics.prices import PriceBook  # noqa: E402
-from workers.analytics.store import SUMMARY, SummaryStore  # noqa: E402
-from workers.analytics.views import totals_by  # noqa: E402
+from workers.analytics.store import ROW, ROW_END, SUMMARY, UNPUBLISHED, SummaryStore  # noqa: E402
+from workers.analytics.views import totals_by, totals_of_rows  # noqa: E402
 from workers.settings import EVENTS_TOPIC  # noqa: E402
 
 PARTITIONS = 4
@@ -65,17 +67,14 @@ def summary(i: int, rng: random.Random) -> SessionSummary:
 
 def build(data: Path, sessions: int) -> None:
     rng = random.Random(5)
-    stores = []
-    for p in range(PARTITIONS):
+    parts: list[list[SessionSummary]] = [[] for _ in range(PARTITIONS)]
+    for i in range(sessions):
+        parts[i % PARTITIONS].append(summary(i, rng))
+    for p, found in enumerate(parts):
         d = data / "hotlog" / f"{EVENTS_TOPIC}-{p}"
         (d / "index").mkdir(parents=True)
-        stores.append(SummaryStore.open(d))
-    batches = [WriteBatch(raw_mode=True) for _ in stores]
-    for i in range(sessions):
-        s = summary(i, rng)
-        batches[i % PARTITIONS].put(SUMMARY + s.session_id.encode(), s.split_bytes()[0])
-    for store, wb in zip(stores, batches, strict=True):
-        store._db.write(wb)
+        store = SummaryStore.open(d)
+        store._db.write(store.batch(found))
         store.close()
 
 
@@ -94,23 +93,31 @@ def main() -> None:
         build(tmp, args.sessions)
         dirs = [tmp / "hotlog" / f"{EVENTS_TOPIC}-{p}" for p in range(PARTITIONS)]
 
-        def raw() -> None:
+        def raw(lower: bytes, upper: bytes) -> None:
             for d in dirs:
                 store = SummaryStore.open(d, read_only=True)
-                sum(len(v) for _, v in store._range(SUMMARY, b"\x02"))
+                sum(len(v) for _, v in store._range(lower, upper))
                 store.close()
 
         loaded: list[SessionSummary] = []
+        rows_loaded: list[StatsRow] = []
 
         def decode() -> None:
             loaded[:] = [s for d in dirs for s in SummaryStore.read_all(d)]
 
+        def decode_rows() -> None:
+            rows_loaded[:] = [r for d in dirs for r in SummaryStore.read_rows(d)]
+
         book = PriceBook()
         rows = [
-            ("raw read", timed(raw)),
-            ("read + decode", timed(decode)),
-            ("totals by model", timed(lambda: totals_by(loaded, "model", book))),
+            ("raw read", timed(lambda: raw(SUMMARY, UNPUBLISHED))),
+            ("raw read: rows", timed(lambda: raw(ROW, ROW_END))),
+            ("summaries: read+decode", timed(decode)),
+            ("summaries: totals", timed(lambda: totals_by(loaded, "model", book))),
+            ("rows: read+decode", timed(decode_rows)),
+            ("rows: totals", timed(lambda: totals_of_rows(rows_loaded, "model", book))),
         ]
+        assert totals_by(loaded, "model", book) == totals_of_rows(rows_loaded, "model", book)
         for by in ("model", "day"):
             argv = [sys.executable, "-m", "workers", "stats", "--by", by, "--data-dir", str(tmp)]
             t0 = time.perf_counter()

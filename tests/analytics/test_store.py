@@ -24,7 +24,8 @@ from tests.ingest.harness import (
     wait_committed,
 )
 from workers.analytics.aggregate import SessionSummary, fold_all
-from workers.analytics.store import SummaryStore
+from workers.analytics.digest import digest
+from workers.analytics.store import ROW, ROW_END, ROWS_KEY, SummaryStore
 from workers.broker.embedded import EmbeddedBroker
 from workers.codec import batch
 from workers.codec.event import complete_event, encode_event
@@ -61,7 +62,10 @@ def public(s: SessionSummary) -> dict[str, Any]:
 
 
 def summaries(store: SummaryStore) -> dict[str, dict[str, Any]]:
-    return {s.session_id: public(s) for s in store.all()}
+    """Every summary; and every session's stats row is the digest of its summary."""
+    found = list(store.all())
+    assert {r.session_id: r for r in store.rows()} == {s.session_id: digest(s) for s in found}
+    return {s.session_id: public(s) for s in found}
 
 
 def expected() -> dict[str, dict[str, Any]]:
@@ -105,12 +109,32 @@ def test_folding_in_slices_across_reopens(tmp_path: Path) -> None:
     store = SummaryStore.open(tmp_path)
     assert summaries(store) == expected()
     store.reset()  # rebuildable: refold from the log
-    assert store.cursor is None and not list(store.all())
+    assert store.cursor is None and not list(store.all()) and not list(store.rows())
     store.close()
     state = opened(tmp_path)
     state.fold_summaries(10**6)
     assert state.summaries is not None and summaries(state.summaries) == expected()
     state.close()
+
+
+def test_a_store_without_rows_gets_them_when_opened_for_writing(tmp_path: Path) -> None:
+    state = opened(tmp_path)
+    ingest(state, sample_messages())
+    state.fold_summaries(10**6)
+    state.close()
+    store = SummaryStore.open(tmp_path)
+    want = summaries(store)
+    store._db.delete_range(ROW, ROW_END)  # as written before stats rows existed
+    store._db.delete(ROWS_KEY)
+    store.close()
+    reader = SummaryStore.open(tmp_path, read_only=True)
+    assert summaries(reader) == want  # derived from the summaries meanwhile
+    reader.close()
+    store = SummaryStore.open(tmp_path)
+    assert store._db.get(ROWS_KEY) is not None
+    assert len(list(store._range(ROW, ROW_END))) == len(want)
+    assert summaries(store) == want
+    store.close()
 
 
 FOLDER = """

@@ -6,7 +6,9 @@ folded), ``01 <session_id>`` (a SessionSummary as JSON, without its fold state),
 ``02 <session_id>`` (that summary changed and is not yet published to
 ``kaizen.sessions``) and ``03 <session_id>`` (its fold state: the seqs folded and
 the tool calls awaiting a result, which grow with the session and only the next
-fold needs; `SessionSummary.split_bytes`).
+fold needs; `SessionSummary.split_bytes`), ``04 <session_id>`` (its stats row,
+workers/analytics/digest.py: what `stats` reads instead of the summary) and
+``00 rows`` (present once every summary has its stats row).
 
 Invariants:
 
@@ -23,6 +25,9 @@ Invariants:
   batch; the mark goes only after the topic acked it (`mark_published`), so a
   crash in between publishes it again (the topic is compacted by session id:
   a repeat is harmless).
+- A stats row is written in the same batch as its summary, and a store that
+  predates rows gets them all in one batch (with the ``00 rows`` mark) when
+  first opened for writing; until then readers derive rows from summaries.
 - Rebuildable: deleting the directory (or `reset`) refolds from the log start.
 - Decoupled from the ingest's group commit: folding costs ~20 µs an event in
   Python (full Avro decode + fold) against ~4 µs for the whole ingest path, so
@@ -34,21 +39,27 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from rocksdict import AccessType, Options, Rdict, ReadOptions, WriteBatch
 
 from workers.analytics.aggregate import SessionSummary
 from workers.analytics.counters import UsageCounters
+from workers.analytics.digest import StatsRow, decode, digest, encode
 from workers.hotlog import Location
+
+T = TypeVar("T")
 
 SUMMARIES_DIR = "summaries"
 CURSOR_KEY = b"\x00cursor"
 SUMMARY = b"\x01"
 UNPUBLISHED = b"\x02"
 STATE = b"\x03"
+ROW = b"\x04"
+ROW_END = b"\x05"
+ROWS_KEY = b"\x00rows"  # every summary has its stats row
 
 
 def _options() -> Options:
@@ -67,6 +78,16 @@ class SummaryStore:
         raw = db.get(CURSOR_KEY)
         self._cursor: bytes = bytes(raw) if raw is not None else b""
         self.counters = UsageCounters()  # this process's folds, for /metrics
+        if not read_only and db.get(ROWS_KEY) is None:
+            self._add_rows()
+
+    def _add_rows(self) -> None:
+        """Give every summary its stats row, in one batch with the mark that all have one."""
+        wb = WriteBatch(raw_mode=True)
+        for k, v in self._range(SUMMARY, UNPUBLISHED):
+            wb.put(ROW + k[1:], encode(digest(SessionSummary.from_bytes(v))))
+        wb.put(ROWS_KEY, b"1")
+        self._db.write(wb)
 
     @classmethod
     def open(cls, partition_dir: Path, *, read_only: bool = False) -> SummaryStore:
@@ -105,6 +126,14 @@ class SummaryStore:
         """Every summary as readers see it: without the fold state (seqs folded etc.)."""
         for _k, v in self._range(SUMMARY, UNPUBLISHED):
             yield SessionSummary.from_bytes(v)
+
+    def rows(self) -> Iterator[StatsRow]:
+        """Every session's stats row (derived from the summaries in a store that has none)."""
+        if self._db.get(ROWS_KEY) is None:
+            yield from (digest(s) for s in self.all())
+            return
+        for _k, v in self._range(ROW, ROW_END):
+            yield decode(v)
 
     def unpublished(self, limit: int = 1_000) -> list[tuple[str, bytes]]:
         """(session_id, summary JSON) of up to `limit` summaries not yet published."""
@@ -153,17 +182,25 @@ class SummaryStore:
                 self.counters.count(event, summary)
         if last is None:
             return 0
-        wb = WriteBatch(raw_mode=True)
-        for sid, summary in changed.items():
-            public, state = summary.split_bytes()
-            wb.put(SUMMARY + sid.encode(), public)
-            wb.put(STATE + sid.encode(), state)
-            wb.put(UNPUBLISHED + sid.encode(), b"")
+        wb = self.batch(changed.values())
         packed = last.pack()
         wb.put(CURSOR_KEY, packed)
         self._db.write(wb)
         self._cursor = packed
         return n
+
+    @staticmethod
+    def batch(summaries: Iterable[SessionSummary]) -> WriteBatch:
+        """A batch writing each summary, its fold state and stats row, marked unpublished."""
+        wb = WriteBatch(raw_mode=True)
+        for summary in summaries:
+            key = summary.session_id.encode()
+            public, state = summary.split_bytes()
+            wb.put(SUMMARY + key, public)
+            wb.put(STATE + key, state)
+            wb.put(UNPUBLISHED + key, b"")
+            wb.put(ROW + key, encode(digest(summary)))
+        return wb
 
     def close(self) -> None:
         self._db.close()
@@ -171,11 +208,20 @@ class SummaryStore:
     @classmethod
     def read_all(cls, partition_dir: Path) -> list[SessionSummary]:
         """Every summary of a partition directory, read-only (a worker may hold it); [] if none."""
+        return cls._read(partition_dir, cls.all)
+
+    @classmethod
+    def read_rows(cls, partition_dir: Path) -> list[StatsRow]:
+        """Every stats row of a partition directory, read-only; [] if none."""
+        return cls._read(partition_dir, cls.rows)
+
+    @classmethod
+    def _read(cls, partition_dir: Path, pick: Callable[[SummaryStore], Iterator[T]]) -> list[T]:
         if not (Path(partition_dir) / SUMMARIES_DIR).is_dir():
             return []
         store = cls.open(partition_dir, read_only=True)
         try:
-            return list(store.all())
+            return list(pick(store))
         finally:
             store.close()
 
@@ -186,3 +232,4 @@ class SummaryStore:
         self.path.mkdir(parents=True, exist_ok=True)
         self._db = Rdict(str(self.path), _options())
         self._cursor = b""
+        self._add_rows()

@@ -1,10 +1,11 @@
 """Session rows and totals for `sessions` and `stats`: filters, sorting, grouping. Pure.
 
 A SessionRow is what a list shows of one SessionSummary, its cost priced at
-read time. `totals_by` groups summaries by model, agent, workspace, host or
-UTC day; tokens and cost split exactly by model and day (from the cost-input
-buckets), while session counts, tool calls and failures go to the session's
-main model and its first day.
+read time. `totals_by` groups summaries (`totals_of_rows`: their stats rows,
+workers/analytics/digest.py) by model, agent, workspace, host or UTC day;
+tokens and cost split exactly by model and day (from the cost-input buckets),
+while session counts, tool calls and failures go to the session's main model
+and its first day.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from workers.analytics.aggregate import SessionSummary, split_usage_key
 from workers.analytics.cost import price_usage
+from workers.analytics.digest import StatsRow, digest
 from workers.analytics.prices import PriceBook
 from workers.analytics.retro import main_model
 
@@ -147,39 +149,48 @@ def _day(ts: int | None) -> str:
 
 def totals_by(summaries: Iterable[SessionSummary], by: str, book: PriceBook) -> dict[str, Totals]:
     """Totals per group (`by` one of GROUP_KEYS), over every summary given."""
+    return totals_of_rows((digest(s) for s in summaries), by, book)
+
+
+def totals_of_rows(rows: Iterable[StatsRow], by: str, book: PriceBook) -> dict[str, Totals]:
+    """Totals per group (`by` one of GROUP_KEYS), over the stats rows of sessions."""
     if by not in GROUP_KEYS:
         raise ValueError(f"cannot group by {by!r}: one of {', '.join(GROUP_KEYS)}")
     out: dict[str, Totals] = {}
-    buckets: dict[tuple[str, str], list[int]] = {}  # (group, usage key) -> summed tokens
-    for s in summaries:
+    # summed tokens per usage key (by model or day: the key names the group) or per
+    # (group, usage key); each is priced once below, as rates depend on model, day, class only
+    buckets: dict[Any, list[int]] = {}
+    by_key = by in ("model", "day")
+    for r in rows:
         if by == "model":
-            home = main_model(s) or "?"
+            home = r.model or "?"
         elif by == "day":
-            home = _day(s.first_ts)
+            home = _day(r.first_ts)
         else:
-            home = getattr(s, by) or "?"
+            home = getattr(r, by) or "?"
         t = out.get(home)
         if t is None:
             t = out[home] = Totals()
         t.sessions += 1
-        t.events += s.event_count
-        t.tool_calls += sum(s.tool_calls.values())
-        t.failures += s.failures
-        t.active_ms += s.active_ms
-        for key, vals in s.usage.items():
-            if by in ("model", "day"):
-                model, day, _large = split_usage_key(key)
-                group = (model or "?") if by == "model" else day
-            else:
-                group = home
-            acc = buckets.get((group, key))
+        t.events += r.events
+        t.tool_calls += r.tool_calls
+        t.failures += r.failures
+        t.active_ms += r.active_ms
+        for key, vals in r.usage.items():
+            at = key if by_key else (home, key)
+            acc = buckets.get(at)
             if acc is None:
-                buckets[(group, key)] = list(vals)
+                buckets[at] = list(vals)
             else:
                 for i, v in enumerate(vals):
                     acc[i] += v
-    # price each (group, bucket) once: the rates depend on model, day and class only
-    for (group, key), vals in buckets.items():
+    for at, vals in buckets.items():
+        if by_key:
+            key = at
+            model, day, _large = split_usage_key(key)
+            group = (model or "?") if by == "model" else day
+        else:
+            group, key = at
         g = out.setdefault(group, Totals())
         priced = price_usage({key: vals}, book)
         g.tokens += sum(vals)

@@ -1,10 +1,11 @@
 """`kaizen-stream stats --by model|agent|workspace|host|day`: totals over the local sessions.
 
-Reads every partition's session summaries in the data dir (read-only while a
-worker runs) and prices their tokens at read time (workers/analytics/prices.py).
-Tokens and cost split exactly by model and by day; sessions, tool calls and
-failures go to a session's main model and first day. Tokens of models no price
-source knows are shown apart, never priced at zero.
+Reads every partition's stats rows in the data dir (read-only while a worker
+runs; workers/analytics/digest.py), not the full summaries, and prices their
+tokens at read time (workers/analytics/prices.py). Tokens and cost split
+exactly by model and by day; sessions, tool calls and failures go to a
+session's main model and first day. Tokens of models no price source knows are
+shown apart, never priced at zero.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from workers.analytics.prices import PriceBook, PricesFileError
     from workers.analytics.store import SummaryStore
-    from workers.analytics.views import totals_by
+    from workers.analytics.views import totals_of_rows
     from workers.replay.timespec import parse_time_ms
 
     try:
@@ -44,10 +45,11 @@ def run(args: argparse.Namespace) -> int:
     if args.team:
         import asyncio
 
+        from workers.analytics.digest import digest
         from workers.analytics.team import read_team
 
         try:
-            found = list(asyncio.run(read_team(settings.broker)).values())
+            found = [digest(s) for s in asyncio.run(read_team(settings.broker)).values()]
         except Exception as exc:
             raise CliError(f"cannot read {SESSIONS_TOPIC} from {settings.broker}: {exc}") from None
         where = f"{SESSIONS_TOPIC} at {settings.broker}"
@@ -57,10 +59,10 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(
                 f"no partitions in {settings.hotlog_dir}; has a worker run with this data dir?"
             )
-        found = [s for _, d in dirs for s in SummaryStore.read_all(d)]
+        found = [r for _, d in dirs for r in SummaryStore.read_rows(d)]
         where = str(settings.data_dir)
-    summaries = [s for s in found if since is None or (s.last_ts or 0) >= since]
-    groups = totals_by(summaries, args.by, book)
+    rows = [r for r in found if since is None or (r.last_ts or 0) >= since]
+    groups = totals_of_rows(rows, args.by, book)
     order = sorted(groups, key=lambda g: (-groups[g].cost_usd, -groups[g].tokens, g))
     if args.json:
         for g in order:
@@ -69,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{len(summaries)} sessions in {where}, by {args.by}")
+    table = Table(title=f"{len(rows)} sessions in {where}, by {args.by}")
     for col in (args.by, "sessions", "events", "tokens", "cost", "unpriced tokens"):
         table.add_column(col, justify="left" if col == args.by else "right", no_wrap=True)
     for col in ("tool calls", "failures"):
