@@ -154,12 +154,42 @@ def totals_by(summaries: Iterable[SessionSummary], by: str, book: PriceBook) -> 
 
 def totals_of_rows(rows: Iterable[StatsRow], by: str, book: PriceBook) -> dict[str, Totals]:
     """Totals per group (`by` one of GROUP_KEYS), over the stats rows of sessions."""
+    return price_rollup(rollup_rows(rows, by), by, book)
+
+
+@dataclass
+class Rollup:
+    """Unpriced totals of many rows grouped one way: additive, so a store keeps it up to
+    date by adding a changed session's new row and subtracting its old one."""
+
+    # group -> [sessions, events, tool calls, failures, active ms]
+    homes: dict[str, list[int]] = field(default_factory=dict)
+    # summed [in, out, cw, cr] per usage key (by model or day: the key names the group)
+    # or per "group<TAB>usage key"; priced once each, as rates depend on model, day, class
+    buckets: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, other: Rollup, sign: int = 1) -> None:
+        for mine, theirs in ((self.homes, other.homes), (self.buckets, other.buckets)):
+            for k, vals in theirs.items():
+                _add_into(mine, k, vals, sign)
+
+
+def _add_into(into: dict[str, list[int]], key: str, vals: list[int], sign: int) -> None:
+    acc = into.get(key)
+    if acc is None:
+        into[key] = [sign * v for v in vals]
+    else:
+        for i, v in enumerate(vals):
+            acc[i] += sign * v
+
+
+def rollup_rows(
+    rows: Iterable[StatsRow], by: str, sign: int = 1, into: Rollup | None = None
+) -> Rollup:
+    """The Rollup of rows grouped `by` (one of GROUP_KEYS); sign -1 takes them out of `into`."""
     if by not in GROUP_KEYS:
         raise ValueError(f"cannot group by {by!r}: one of {', '.join(GROUP_KEYS)}")
-    out: dict[str, Totals] = {}
-    # summed tokens per usage key (by model or day: the key names the group) or per
-    # (group, usage key); each is priced once below, as rates depend on model, day, class only
-    buckets: dict[Any, list[int]] = {}
+    out = into if into is not None else Rollup()
     by_key = by in ("model", "day")
     for r in rows:
         if by == "model":
@@ -168,29 +198,27 @@ def totals_of_rows(rows: Iterable[StatsRow], by: str, book: PriceBook) -> dict[s
             home = _day(r.first_ts)
         else:
             home = getattr(r, by) or "?"
-        t = out.get(home)
-        if t is None:
-            t = out[home] = Totals()
-        t.sessions += 1
-        t.events += r.events
-        t.tool_calls += r.tool_calls
-        t.failures += r.failures
-        t.active_ms += r.active_ms
+        _add_into(out.homes, home, [1, r.events, r.tool_calls, r.failures, r.active_ms], sign)
         for key, vals in r.usage.items():
-            at = key if by_key else (home, key)
-            acc = buckets.get(at)
-            if acc is None:
-                buckets[at] = list(vals)
-            else:
-                for i, v in enumerate(vals):
-                    acc[i] += v
-    for at, vals in buckets.items():
-        if by_key:
+            _add_into(out.buckets, key if by_key else f"{home}\t{key}", vals, sign)
+    return out
+
+
+def price_rollup(rollup: Rollup, by: str, book: PriceBook) -> dict[str, Totals]:
+    """Totals per group of a Rollup, its tokens priced now (prices in force on their days)."""
+    out: dict[str, Totals] = {}
+    for home, (sessions, events, tool_calls, failures, active_ms) in rollup.homes.items():
+        if sessions:
+            out[home] = Totals(sessions, events, 0, 0.0, 0, tool_calls, failures, active_ms)
+    for at, vals in rollup.buckets.items():
+        if by in ("model", "day"):
             key = at
             model, day, _large = split_usage_key(key)
             group = (model or "?") if by == "model" else day
         else:
-            group, key = at
+            group, key = at.split("\t", 1)
+        if not any(vals):
+            continue
         g = out.setdefault(group, Totals())
         priced = price_usage({key: vals}, book)
         g.tokens += sum(vals)

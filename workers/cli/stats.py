@@ -1,8 +1,9 @@
 """`kaizen-stream stats --by model|agent|workspace|host|day`: totals over the local sessions.
 
-Reads every partition's stats rows in the data dir (read-only while a worker
-runs; workers/analytics/digest.py), not the full summaries, and prices their
-tokens at read time (workers/analytics/prices.py). Tokens and cost split
+Reads every partition's rollup for the grouping asked (read-only while a
+worker runs; workers/analytics/store.py), or with --since the stats rows of
+every session (workers/analytics/digest.py), never the full summaries; and
+prices the tokens at read time (workers/analytics/prices.py). Tokens and cost split
 exactly by model and by day; sessions, tool calls and failures go to a
 session's main model and first day. Tokens of models no price source knows are
 shown apart, never priced at zero.
@@ -33,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from workers.analytics.prices import PriceBook, PricesFileError
     from workers.analytics.store import SummaryStore
-    from workers.analytics.views import totals_of_rows
+    from workers.analytics.views import Rollup, price_rollup, rollup_rows
     from workers.replay.timespec import parse_time_ms
 
     try:
@@ -59,10 +60,19 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(
                 f"no partitions in {settings.hotlog_dir}; has a worker run with this data dir?"
             )
-        found = [r for _, d in dirs for r in SummaryStore.read_rows(d)]
         where = str(settings.data_dir)
-    rows = [r for r in found if since is None or (r.last_ts or 0) >= since]
-    groups = totals_of_rows(rows, args.by, book)
+        if since is None:  # the stored rollups: no session is read at all
+            rollup = Rollup()
+            for _, d in dirs:
+                rollup.add(SummaryStore.read_rollup(d, args.by))
+        else:
+            found = [r for _, d in dirs for r in SummaryStore.read_rows(d)]
+    if args.team or since is not None:
+        rollup = rollup_rows(
+            (r for r in found if since is None or (r.last_ts or 0) >= since), args.by
+        )
+    groups = price_rollup(rollup, args.by, book)
+    sessions = sum(t.sessions for t in groups.values())
     order = sorted(groups, key=lambda g: (-groups[g].cost_usd, -groups[g].tokens, g))
     if args.json:
         for g in order:
@@ -71,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{len(rows)} sessions in {where}, by {args.by}")
+    table = Table(title=f"{sessions} sessions in {where}, by {args.by}")
     for col in (args.by, "sessions", "events", "tokens", "cost", "unpriced tokens"):
         table.add_column(col, justify="left" if col == args.by else "right", no_wrap=True)
     for col in ("tool calls", "failures"):
