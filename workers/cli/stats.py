@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from workers.analytics.views import GROUP_KEYS
 from workers.cli.errors import CliError
 from workers.cli.options import add_settings_arguments, settings_from
 from workers.cli.sessions import partition_dirs
 from workers.settings import SESSIONS_TOPIC
+
+if TYPE_CHECKING:
+    from workers.analytics.digest import StatsRow
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,26 +55,27 @@ def run(args: argparse.Namespace) -> int:
         from workers.analytics.team import read_team
 
         try:
-            found = [digest(s) for s in asyncio.run(read_team(settings.broker)).values()]
+            team = asyncio.run(read_team(settings.broker)).values()
         except Exception as exc:
             raise CliError(f"cannot read {SESSIONS_TOPIC} from {settings.broker}: {exc}") from None
+        rows: Iterable[StatsRow] | None = map(digest, team)
         where = f"{SESSIONS_TOPIC} at {settings.broker}"
     else:
-        dirs = list(partition_dirs(settings.hotlog_dir))
+        dirs = [d for _, d in partition_dirs(settings.hotlog_dir)]
         if not dirs:
             raise CliError(
                 f"no partitions in {settings.hotlog_dir}; has a worker run with this data dir?"
             )
+        # without --since the stored rollups answer: no session is read at all
+        rows = (r for d in dirs for r in SummaryStore.read_rows(d)) if since is not None else None
         where = str(settings.data_dir)
-        if since is None:  # the stored rollups: no session is read at all
-            rollup = Rollup()
-            for _, d in dirs:
-                rollup.add(SummaryStore.read_rollup(d, args.by))
-        else:
-            found = [r for _, d in dirs for r in SummaryStore.read_rows(d)]
-    if args.team or since is not None:
+    if rows is None:
+        rollup = Rollup()
+        for d in dirs:
+            rollup.add(SummaryStore.read_rollup(d, args.by))
+    else:
         rollup = rollup_rows(
-            (r for r in found if since is None or (r.last_ts or 0) >= since), args.by
+            (r for r in rows if since is None or (r.last_ts or 0) >= since), args.by
         )
     groups = price_rollup(rollup, args.by, book)
     sessions = sum(t.sessions for t in groups.values())
