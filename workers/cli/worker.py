@@ -9,11 +9,15 @@ commits what it has ingested, then exits 0.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
 from workers.cli.errors import CliError
 from workers.cli.options import add_settings_arguments, positive_int, settings_from
+from workers.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +40,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="consumer group session timeout in seconds (a dead worker's partitions move "
         "after it; a new group waits about half of it before the first assignment)",
     )
+    parser.add_argument(
+        "--worker-id",
+        metavar="ID",
+        help="static group membership id (KAIZEN_WORKER_ID; default: hostname + a hash of the "
+        "data dir); a worker back with the same id within the session timeout keeps its "
+        "partitions with no rebalance",
+    )
     parser.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def static_instance_id(settings: Settings, web_port: int) -> str | None:
+    """The worker's ``group.instance.id``, or None where the broker mishandles static members."""
+    import asyncio
+
+    from workers.broker.cluster import cluster_id, static_membership_works
+
+    cluster = asyncio.run(cluster_id(settings.broker))
+    if not static_membership_works(cluster):
+        log.info("the embedded broker: joining the group as a dynamic member")
+        return None
+    instance_id = settings.group_instance_id(web_port)
+    log.info("joining the group as static member %s", instance_id)
+    return instance_id
 
 
 def _say(line: str) -> None:
@@ -44,7 +70,7 @@ def _say(line: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+    settings = settings_from(args).override(worker_id=args.worker_id)
     if args.session_timeout <= 1.0:
         raise CliError("--session-timeout must be more than 1 second")
     from workers.broker.topics import TopicsError, route_by_broker
@@ -61,8 +87,12 @@ def run(args: argparse.Namespace) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     # held for the worker's life: `verify --repair` refuses while it is (workers.hotlog.owner)
     hold_for_worker(settings.hotlog_dir)
+    # static membership: a worker back within the session timeout keeps its partitions with
+    # no rebalance (docs/OPERATIONS.md, "Consumer group"); not on the embedded broker
+    instance_id = static_instance_id(settings, args.web_port)
     app = create_app(
         settings,
+        consumer_group_instance_id=instance_id,
         web_port=args.web_port,
         web_bind=args.web_bind,
         broker_session_timeout=args.session_timeout,
