@@ -148,6 +148,26 @@ def test_a_store_without_rows_gets_rows_and_rollups_when_opened_for_writing(tmp_
     store.close()
 
 
+def test_rows_of_another_layout_are_rebuilt_not_misread(tmp_path: Path) -> None:
+    state = opened(tmp_path)
+    ingest(state, sample_messages())
+    state.fold_summaries(10**6)
+    state.close()
+    store = SummaryStore.open(tmp_path)
+    want = summaries(store)
+    sid = next(iter(want)).encode()
+    store._db.put(ROW + sid, b'[0,"an older layout"]')
+    store._db.put(ROLLUP + b"model\x00h\x00stale", b"[1,2,3,4,5]")
+    store._db.put(ROWS_KEY, b"0")
+    store.close()
+    reader = SummaryStore.open(tmp_path, read_only=True)
+    assert summaries(reader) == want
+    reader.close()
+    store = SummaryStore.open(tmp_path)
+    assert summaries(store) == want and "stale" not in store.rollup("model").homes
+    store.close()
+
+
 FOLDER = """
 import sys, time
 from pathlib import Path
