@@ -7,14 +7,15 @@ import contextlib
 import time
 from collections.abc import Iterable
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from workers.kafka import clients
 from workers.settings import ALL_TOPICS
 
 
 async def ensure_topics(
-    bootstrap: str,
+    bootstrap: clients.Target,
     partitions: int,
     topics: Iterable[str] = ALL_TOPICS,
     timeout: float = 30.0,
@@ -22,7 +23,7 @@ async def ensure_topics(
     """Create every missing topic with `partitions` partitions; existing ones are kept."""
     deadline = time.monotonic() + timeout
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        admin = clients.new_admin(bootstrap, request_timeout_ms=5000)
         try:
             await admin.start()
             existing = set(await admin.list_topics())

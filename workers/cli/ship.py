@@ -16,12 +16,13 @@ import os
 import sys
 
 from workers.cli.errors import CliError
+from workers.cli.options import add_kafka_arguments, settings_from
 from workers.hooks.spool import Spool
-from workers.settings import EVENTS_TOPIC, Settings, SettingsError
+from workers.settings import EVENTS_TOPIC
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--broker", help="bootstrap servers (default $KAIZEN_BROKER)")
+    add_kafka_arguments(parser)
     parser.add_argument("--spool-dir", help="spool directory (default $KAIZEN_SPOOL_DIR)")
     parser.add_argument("--follow", action="store_true", help="keep running, ship as events come")
     parser.add_argument(
@@ -55,10 +56,7 @@ def _try_lock(path: str) -> int | None:
 def run(args: argparse.Namespace) -> int:
     from workers.shipper.shipper import Shipper, status_json
 
-    try:
-        settings = Settings.from_env().override(broker=args.broker)
-    except SettingsError as exc:
-        raise CliError(str(exc)) from None
+    settings = settings_from(args)
     if args.max_batch < 1:
         raise CliError("--max-batch must be at least 1")
     spool = Spool(args.spool_dir)
@@ -74,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     shipped = 0
     while True:
         shipper = Shipper(
-            spool, settings.broker, topic=args.topic, max_batch=args.max_batch, quiet=args.quiet
+            spool, settings.kafka, topic=args.topic, max_batch=args.max_batch, quiet=args.quiet
         )
         try:
             asyncio.run(shipper.run(follow=args.follow, linger=args.linger, give_up=args.give_up))

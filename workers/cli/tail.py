@@ -72,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
 async def _tail(settings: Settings, args: argparse.Namespace, fmt: str, out: IO[str]) -> int:
     from aiokafka.errors import KafkaError
 
+    from workers.kafka.config import SecurityError
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -81,7 +83,7 @@ async def _tail(settings: Settings, args: argparse.Namespace, fmt: str, out: IO[
     try:
         from workers.replay.client import open_follower
 
-        follower = await open_follower(settings.broker, EVENTS_TOPIC)
+        follower = await open_follower(settings.kafka, EVENTS_TOPIC)
         await _rewind(follower, args.lookback if not args.all else 0)
         printer = _Printer(out, fmt)
         work = (
@@ -102,12 +104,10 @@ async def _tail(settings: Settings, args: argparse.Namespace, fmt: str, out: IO[
         return 0
     except BrokenPipeError:
         raise  # the reader went away: the dispatcher ends quietly
-    except (KafkaError, OSError) as exc:
-        raise CliError(
-            f"cannot reach the broker at {settings.broker} ({type(exc).__name__}): is it running? "
-            "start it with `kaizen-stream broker` or `kaizen-stream up`",
-            1,
-        ) from None
+    except (KafkaError, OSError, SecurityError) as exc:
+        from workers.kafka.errors import explain
+
+        raise CliError(await explain(exc, settings.kafka), 1) from None
     finally:
         if follower is not None:
             await follower.stop()

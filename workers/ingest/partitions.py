@@ -42,7 +42,6 @@ from typing import Any, Protocol
 
 import crc32c
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import murmur2
 from mode import Service
 
@@ -51,6 +50,8 @@ from workers.ingest import epoch as epochs
 from workers.ingest import metrics
 from workers.ingest.decode import DEFAULT_MAX_EVENT_BYTES, LeanDecoder
 from workers.ingest.dlq import DeadLetter, dead_letter
+from workers.kafka import clients
+from workers.kafka.config import KafkaConnection
 from workers.settings import DLQ_TOPIC, EVENTS_TOPIC, Settings
 from workers.state import IndexBatch, PartitionStore
 
@@ -569,15 +570,15 @@ class PartitionManager(Service):
             log.exception("partition %d: handoff failed", p)
             await self.crash(exc)
 
-    def _bootstrap(self) -> str:
-        return self.settings.broker
+    def _bootstrap(self) -> KafkaConnection:
+        return self.settings.kafka
 
     async def committed_offset(self, partition: int) -> int | None:
         """The group's committed offset of the partition (exact), None when it has none."""
         if self.group_id is None:
             return None
         tp = TopicPartition(self.topic, partition)
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap(), request_timeout_ms=10000)
+        admin = clients.new_admin(self._bootstrap(), request_timeout_ms=10000)
         await admin.start()
         try:
             offsets = await admin.list_consumer_group_offsets(self.group_id, partitions=[tp])
@@ -589,8 +590,9 @@ class PartitionManager(Service):
         return int(meta.offset)
 
     def _consumer(self) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap(),
+        return clients.new_consumer(
+            self._bootstrap(),
+            role="catch-up",
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -638,8 +640,7 @@ class PartitionManager(Service):
         consumer = self._consumer()
         dlq: AIOKafkaProducer | None = None
         if end is None:
-            dlq = AIOKafkaProducer(bootstrap_servers=self._bootstrap(), acks="all")
-            await dlq.start()
+            dlq = await clients.start_producer(self._bootstrap(), "dlq")
         await consumer.start()
         t0 = time.monotonic()
         n = 0

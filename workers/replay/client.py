@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from workers.codec import batch as batches
 from workers.codec.errors import DecodeError
 from workers.codec.event import Event, decode_event
+from workers.kafka import clients
 from workers.replay import formats
 from workers.replay.formats import EndMarker, ReplayRequest, SeqChecksum
 from workers.settings import REPLAY_REQUESTS_TOPIC, REPLAY_TOPIC
@@ -62,11 +63,12 @@ class ReplayResult:
 
 
 async def open_follower(
-    bootstrap: str, topic: str, *, from_beginning: bool = False, timeout: float = 15.0
+    bootstrap: clients.Target, topic: str, *, from_beginning: bool = False, timeout: float = 15.0
 ) -> AIOKafkaConsumer:
     """A group-less consumer of every partition of `topic`, positioned at its end (or start)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+    consumer = clients.new_consumer(
+        bootstrap,
+        role="replay-client",
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",
@@ -99,14 +101,8 @@ async def open_follower(
     return consumer
 
 
-async def start_producer(bootstrap: str) -> AIOKafkaProducer:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
-    try:
-        await producer.start()
-    except BaseException:
-        await producer.stop()
-        raise
-    return producer
+async def start_producer(bootstrap: clients.Target) -> AIOKafkaProducer:
+    return await clients.start_producer(bootstrap, "replay-client")
 
 
 async def send_request(producer: AIOKafkaProducer, request: ReplayRequest) -> None:
@@ -156,7 +152,7 @@ class ReplayClient:
 
     def __init__(
         self,
-        bootstrap: str,
+        bootstrap: clients.Target,
         target_topic: str = REPLAY_TOPIC,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
