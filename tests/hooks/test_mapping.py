@@ -132,3 +132,17 @@ def test_bad_input_still_exits_zero(tmp_path: Path) -> None:
         )
         assert proc.returncode == 0 and proc.stdout == b"" and proc.stderr == b""
     assert len(spooled_fields(tmp_path / "spool")) == 4
+
+
+def test_numbers_out_of_avro_range_leave_the_field_null() -> None:
+    def stop(loop_count: object, duration: object) -> dict[str, object]:
+        p = {"hook_event_name": "stop", "conversation_id": "c", "status": "completed"}
+        return map_payload("cursor", {**p, "loop_count": loop_count, "duration": duration}, 1, None)
+
+    edge = stop(2**31 - 1, -(2**63))
+    assert (edge["retry_count"], edge["latency_ms"]) == (2**31 - 1, -(2**63))
+    for loop_count, duration in ((2**31, 2**63), (float("nan"), float("inf")), (1e300, -1e300)):
+        f = stop(loop_count, duration)
+        assert f["retry_count"] is None and f["latency_ms"] is None
+        encode_event(complete_event({**f, "seq": 0}))
+    assert stop(-(2**31), 12.9)["latency_ms"] == 12

@@ -13,6 +13,7 @@ from tests.hooks.util import consume_events
 from workers.broker.embedded import EmbeddedBroker
 from workers.hooks.redact import Redactor
 from workers.hooks.samples import SAMPLES_DIR
+from workers.hooks.usage import USAGE_SEQ_BASE
 from workers.importer import IMPORT_SEQ_BASE
 from workers.importer.transcripts import find_transcripts, transcript_events
 
@@ -26,13 +27,17 @@ def events(name: str) -> list[dict]:
 
 def test_claude_transcript() -> None:
     evs = events("claude-")
-    assert [e["seq"] - IMPORT_SEQ_BASE for e in evs] == list(range(len(evs)))
+    lines = [e for e in evs if e["kind"] != "cost"]
+    assert [e["seq"] - IMPORT_SEQ_BASE for e in lines] == list(range(len(lines)))
     assert {e["session_id"] for e in evs} == {"7f3c2a91-5d4e-4b8a-9c1f-2e6d8b0a4c17"}
     assert all(e["source"] == "import" and e["agent"] == "claude" for e in evs)
     kinds = Counter(e["kind"] for e in evs)
     assert kinds["tool_call"] == 3 and kinds["error"] == 1 and kinds["tool_result"] == 2
-    # usage counted once per message id: the streamed thinking line carries no tokens
+    # usage counted once per message id, from its last line, in a usage event keyed by the id
+    costs = [e for e in evs if e["kind"] == "cost"]
+    assert [e["tokens_out"] for e in costs] == [96, 140, 210, 61]
     assert sum(e.get("tokens_out", 0) for e in evs) == 96 + 140 + 210 + 61
+    assert all(e["seq"] >= USAGE_SEQ_BASE for e in costs)
     assert {e.get("model") for e in evs if e["kind"] == "tool_call"} == {
         "claude-sonnet-4-5-20250929"
     }
@@ -45,7 +50,8 @@ def test_codex_transcript() -> None:
     evs = events("rollout-")
     assert {e["session_id"] for e in evs} == {"019a7c4e-2b1d-7e90-a5f3-6c8d2e41b7a0"}
     costs = [e for e in evs if e["kind"] == "cost"]
-    assert [c["tokens_in"] for c in costs] == [9120, 10760]
+    # tokens_in excludes cached input; the second line counts the growth of the totals
+    assert [(c["tokens_in"], c["cache_read_tokens"]) for c in costs] == [(5024, 4096), (2568, 8192)]
     assert costs[0]["context_max_tokens"] == 272000 and costs[0]["reasoning_tokens"] == 192
     calls = [e for e in evs if e["kind"] == "tool_call"]
     assert [c["tool"] for c in calls] == ["shell", "apply_patch", "shell"]
@@ -71,12 +77,12 @@ def test_import_twice_changes_nothing(tmp_path: Path, broker: EmbeddedBroker, un
             timeout=60,
         )
         assert proc.returncode == 0, proc.stderr
-        assert "imported 11 events of 1 sessions" in proc.stdout
+        assert "imported 15 events of 1 sessions" in proc.stdout  # 11 lines, 4 usage events
     got = consume_events(broker.bootstrap, 10**9, timeout=6, sessions={session})
     keys = [(e["session_id"], e["seq"]) for e in got]
-    assert len(keys) == 22 and len(set(keys)) == 11  # twice sent, one key each: dedupe keeps 11
-    first = {(e["seq"]): e for e in got[:11]}
-    second = {(e["seq"]): e for e in got[11:]}
+    assert len(keys) == 30 and len(set(keys)) == 15  # twice sent, one key each: dedupe keeps 15
+    first = {(e["seq"]): e for e in got[:15]}
+    second = {(e["seq"]): e for e in got[15:]}
     assert first == second  # byte-for-byte the same events
 
 

@@ -70,8 +70,14 @@ def libs() -> Path:
     base.mkdir(parents=True, exist_ok=True)
     (base / "pom.xml").write_text(POM)
     subprocess.run(
-        ["mvn", "-q", "-f", str(base / "pom.xml"), "dependency:copy-dependencies",
-         f"-DoutputDirectory={out}"],
+        [
+            "mvn",
+            "-q",
+            "-f",
+            str(base / "pom.xml"),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={out}",
+        ],
         check=True,
     )
     (base / ".complete").touch()
@@ -154,7 +160,9 @@ class SecuredKafka:
 
     def _properties(self) -> str:
         chain, ca = self.broker_cert.chain, self.pki.path
-        supers = [f"User:{ADMIN}", "User:broker"] + (["User:ANONYMOUS"] if self.open_plaintext else [])
+        supers = [f"User:{ADMIN}", "User:broker"] + (
+            ["User:ANONYMOUS"] if self.open_plaintext else []
+        )
         plain_users = " ".join(
             f'user_{name}="{password}"' for name, password in self.users.passwords.items()
         )
@@ -222,10 +230,8 @@ class SecuredKafka:
         for name, password in self.users.passwords.items():
             for mech in ("SCRAM-SHA-512", "SCRAM-SHA-256"):
                 scram += ["--add-scram", f"{mech}=[name={name},password={password}]"]
-        subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", cluster, "-c", str(props), *scram),
-            check=True, capture_output=True,
-        )  # fmt: skip
+        storage = ("kafka.tools.StorageTool", "format", "-t", cluster, "-c", str(props))
+        subprocess.run(self._java(*storage, *scram), check=True, capture_output=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
         self.process = subprocess.Popen(
             self._java("kafka.Kafka", str(props), heap="-Xmx512m"),

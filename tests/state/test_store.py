@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from hypothesis import given
@@ -132,6 +133,34 @@ def test_dedupe_seen_and_contains(store: PartitionStore) -> None:
     b2.add("s", 3, loc(0, 200), 1, "claude", None)
     b2.commit(11)
     assert store.seen("s", 3) and not store.seen("s", 4)
+
+
+def test_is_new_is_the_one_dedupe_decision(store: PartitionStore) -> None:
+    durable = store.begin()
+    durable.add("s", 1, loc(0, 100), 1, "claude", None)
+    durable.commit(0)
+    behind = store.begin()
+    behind.add("s", 2, loc(0, 130), 1, "claude", None)  # committing, not yet written
+    current = store.begin(behind=behind)
+    current.add("s", 3, loc(0, 160), 1, "claude", None)
+    assert [current.is_new("s", q) for q in (1, 2, 3, 4)] == [False, False, False, True]
+    behind.commit(1)
+    assert not current.is_new("s", 2)  # now durable: the store answers
+    current.abort()
+
+
+class _Ev(NamedTuple):
+    session_id: str
+    seq: int
+
+
+def test_fresh_keeps_the_first_copy_of_new_events_in_order(store: PartitionStore) -> None:
+    b = store.begin()
+    b.add("s", 1, loc(0, 100), 1, "claude", None)
+    events = [_Ev("s", 2), _Ev("s", 1), _Ev("t", 2), _Ev("s", 2), _Ev("s", 0)]
+    assert b.fresh(events) == [_Ev("s", 2), _Ev("t", 2), _Ev("s", 0)]
+    assert b.fresh([_Ev("s", 1)]) == [] and b.fresh([_Ev("s", 5)]) == [_Ev("s", 5)]
+    b.abort()
 
 
 def test_seen_cache_is_loaded_lazily_after_reopen(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from workers.hooks import fastjson
 from workers.hooks.mapping import clip, map_payload
 from workers.hooks.redact import Redactor
 from workers.hooks.spool import Spool, rotate_log
+from workers.hooks.usage import note as note_usage
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -155,6 +156,7 @@ def main(args: list[str]) -> int:
     try:
         payload = read_payload(args[1:])
         record(agent, payload, spool)
+        note_usage(agent, payload, spool.path)  # the shipper reads the tokens (live capture)
     except Exception as exc:
         try:
             spool.ensure()

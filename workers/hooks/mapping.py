@@ -8,7 +8,9 @@ the broker refuses. Invariants:
 
 - Never raises on odd input: unknown event names become kind "hook", missing
   ids become a stable placeholder session (`unknown-<agent>`).
-- Field names are exactly those of schemas/event.avsc; values fit its types.
+- Field names are exactly those of schemas/event.avsc; values fit its types:
+  a payload number out of its field's Avro range leaves the field null (the
+  number stays in `payload`).
 """
 
 from __future__ import annotations
@@ -80,13 +82,24 @@ def _str(value: Any) -> str | None:
     return str(value)
 
 
-def _int(value: Any) -> int | None:
+LONG_MAX = (1 << 63) - 1  # Avro long
+INT_MAX = (1 << 31) - 1  # Avro int
+
+
+def _int(value: Any, high: int = LONG_MAX) -> int | None:
+    """An integer field from a payload number; None when it is not one or out of range.
+
+    The payload keeps the number as it came: only the typed field is left empty,
+    so a value Avro cannot hold never reaches the encoder.
+    """
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value
     if isinstance(value, float):
-        return int(value)
+        if not -high - 1 <= value <= high:  # also false for NaN
+            return None
+        value = int(value)
+    if isinstance(value, int) and -high - 1 <= value <= high:
+        return value
     return None
 
 
@@ -168,7 +181,7 @@ def map_cursor(p: dict[str, Any], ts_ms: int, host: str | None) -> Fields:
     f["latency_ms"] = _int(p.get("duration"))
     if event == "stop":
         f["stop_reason"] = status
-        f["retry_count"] = _int(p.get("loop_count"))
+        f["retry_count"] = _int(p.get("loop_count"), INT_MAX)
     return f
 
 

@@ -147,8 +147,14 @@ class Spool:
 
     # -- hook side ----------------------------------------------------------
 
-    def append(self, fields: dict[str, Any], limit: int | None = None) -> int | None:
-        """Assign the session's next seq, append the event durably; the seq, or None if full."""
+    def append(
+        self, fields: dict[str, Any], limit: int | None = None, seq: int | None = None
+    ) -> int | None:
+        """Assign the session's next seq, append the event durably; the seq, or None if full.
+
+        A caller that derives the key from the content (live token capture,
+        workers/hooks/usage.py) passes `seq`; the session's counter is then untouched.
+        """
         try:
             lock = self._lock()
         except FileNotFoundError:
@@ -171,9 +177,12 @@ class Spool:
                     f"dropped an event of session {fields.get('session_id')!r}"
                 )
                 return None
-            seq = self._next_seq(str(fields["session_id"]))
+            if seq is None:
+                seq = self._next_seq(str(fields["session_id"]))
             fields["seq"] = seq
-            body = fastjson.dumps(fields).encode()
+            # a lone surrogate (JSON "\ud800") has no UTF-8: it becomes "?" rather than
+            # failing the hook, so every frame body is valid UTF-8 and Avro can hold it
+            body = fastjson.dumps(fields).encode("utf-8", "replace")
             seg = self.seg_path(segs[-1] if segs else 0)
             fd = os.open(seg, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:

@@ -6,14 +6,17 @@ and for assistant lines message.model, message.usage (input_tokens,
 output_tokens, cache_creation_input_tokens, cache_read_input_tokens),
 message.stop_reason and content blocks (text, thinking, tool_use); user lines
 carry the prompt or tool_result blocks. Claude Code writes one line per
-content block of a streamed message, repeating its usage: the tokens go on
-the last line of each message id only, so sums over events are right.
+content block of a streamed message, repeating its usage: after the last
+line of each message id comes one usage event (kind cost) holding its tokens,
+keyed by the message id exactly as live capture keys it (workers/hooks/usage.py),
+so a transcript both captured live and imported counts each message once.
 
 Codex (~/.codex/sessions/YYYY/MM/DD/rollout-*.jsonl): {timestamp, type,
 payload} with type session_meta (id, cwd), turn_context (model), response_item
 (message, reasoning, function_call, custom_tool_call, *_output), event_msg
-(token_count with last_token_usage, user_message, agent_message, error, ...)
-and compacted.
+(token_count, user_message, agent_message, error, ...) and compacted. A
+token_count line becomes a cost event whose tokens are those live capture
+gives the same line (the growth of total_token_usage; same key).
 """
 
 from __future__ import annotations
@@ -21,24 +24,15 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 from workers.hooks.mapping import clip, payload_text
 from workers.hooks.redact import Redactor
+from workers.hooks.usage import claude_usage, codex_line_usage, codex_state, parse_ts
 from workers.importer import IMPORT_SEQ_BASE
 
 Fields = dict[str, Any]
 CODEX_TYPES = frozenset(("session_meta", "turn_context", "response_item", "event_msg", "compacted"))
-
-
-def parse_ts(value: Any) -> int | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
-    except ValueError:
-        return None
 
 
 def detect(first: Any) -> str:
@@ -56,7 +50,7 @@ def _int(v: Any) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
-def _claude_line(line: dict[str, Any], last_of_message: bool) -> Fields:
+def _claude_line(line: dict[str, Any]) -> Fields:
     f: Fields = {}
     kind = "hook"
     typ = line.get("type")
@@ -80,12 +74,6 @@ def _claude_line(line: dict[str, Any], last_of_message: bool) -> Fields:
             kind = "message"
         f["model"] = msg.get("model")
         f["stop_reason"] = msg.get("stop_reason")
-        usage = msg.get("usage")
-        if last_of_message and isinstance(usage, dict):
-            f["tokens_in"] = _int(usage.get("input_tokens"))
-            f["tokens_out"] = _int(usage.get("output_tokens"))
-            f["cache_creation_tokens"] = _int(usage.get("cache_creation_input_tokens"))
-            f["cache_read_tokens"] = _int(usage.get("cache_read_input_tokens"))
         if line.get("isApiErrorMessage"):
             kind = "error"
     elif typ in ("summary", "system"):
@@ -128,16 +116,8 @@ def _codex_line(line: dict[str, Any], state: dict[str, Any]) -> Fields:
             if isinstance(meta, dict) and meta.get("exit_code") not in (None, 0):
                 f["kind"] = "error"
     elif typ == "event_msg":
-        info = _dict(p.get("info"))
-        if ptype == "token_count" and info:
-            last = _dict(info.get("last_token_usage"))
-            f["kind"] = "cost"
-            f["tokens_in"] = _int(last.get("input_tokens"))
-            f["cache_read_tokens"] = _int(last.get("cached_input_tokens"))
-            f["tokens_out"] = _int(last.get("output_tokens"))
-            f["reasoning_tokens"] = _int(last.get("reasoning_output_tokens"))
-            f["context_used_tokens"] = _int(last.get("total_tokens"))
-            f["context_max_tokens"] = _int(info.get("model_context_window"))
+        if ptype == "token_count":
+            f["kind"] = "cost"  # its tokens: codex_line_usage, in transcript_events
         elif ptype in ("error", "stream_error"):
             f["kind"] = "error"
         elif ptype in ("turn_aborted", "task_complete", "task_started"):
@@ -157,7 +137,11 @@ def _codex_id_from_name(stem: str) -> str:
 def transcript_events(path: str, redactor: Redactor, agent: str | None = None) -> Iterator[Fields]:
     """Event fields for every line of one transcript, in order (seq from the line position)."""
     with open(path, encoding="utf-8", errors="replace") as f:
-        lines = f.read().splitlines()
+        # split on "\n" only, as live capture does (read_lines): the line index is
+        # part of a Codex usage event's key, and splitlines() also splits on U+2028
+        lines = f.read().split("\n")
+    if lines and not lines[-1]:
+        lines.pop()
     parsed: list[Any] = []
     for text in lines:
         try:
@@ -183,7 +167,9 @@ def transcript_events(path: str, redactor: Redactor, agent: str | None = None) -
                 state["session_id"] = _dict(line.get("payload")).get("id")
                 break
     prev_ts: int | None = None
+    usage_state = codex_state()
     for i, raw in enumerate(parsed):
+        usage: list[Fields] = []
         if raw is None:
             continue
         raw = clip(raw)
@@ -194,13 +180,19 @@ def transcript_events(path: str, redactor: Redactor, agent: str | None = None) -
                 if isinstance(line.get("message"), dict)
                 else None
             )
-            fields = _claude_line(line, last_index.get(mid, i) == i if mid else True)
+            fields = _claude_line(line)
             session = line.get("sessionId") or state["session_id"] or stem
             state["cwd"] = fields.get("workspace") or state["cwd"]
             fields["workspace"] = state["cwd"]
+            if mid and last_index.get(mid) == i:
+                usage = claude_usage([line], str(session))
         else:
             fields = _codex_line(line, state)
             session = state.get("session_id") or (stem.rsplit("-", 5)[-5:] and stem)
+            tokens = codex_line_usage(i, line, usage_state)
+            if tokens is not None:
+                del tokens["seq"], tokens["payload"], tokens["ts_ms"], tokens["ts_exact"]
+                fields.update(tokens)
         ts = parse_ts(line.get("timestamp"))
         exact = ts is not None
         if ts is None:
@@ -218,6 +210,11 @@ def transcript_events(path: str, redactor: Redactor, agent: str | None = None) -
             }
         )
         yield {k: v for k, v in fields.items() if v is not None}
+        for ev in usage:  # the message's tokens, keyed as live capture keys them
+            ev.update(source="import", session_id=fields["session_id"])
+            if not ev["ts_exact"]:
+                ev["ts_ms"] = ts
+            yield {k: v for k, v in ev.items() if v is not None}
 
 
 def find_transcripts(paths: list[str]) -> list[str]:

@@ -264,32 +264,9 @@ class PartitionState:
             return letters
         batch = self._batch
         if batch is None:
-            batch = self._batch = self.store.begin()
-        seen = self.store.seen
-        contains: Callable[[str, int], bool] = batch.contains
-        inflight = self._inflight_batch
-        if inflight is not None and not inflight.closed:
-            current = batch.contains
-            pending = inflight.contains
-
-            def either(sid: str, seq: int) -> bool:
-                return current(sid, seq) or pending(sid, seq)
-
-            contains = either
-
-        fresh = []
-        keys: set[tuple[str, int]] | None = set() if len(events) > 1 else None
-        for ev in events:
-            k = (ev.session_id, ev.seq)
-            if contains(ev.session_id, ev.seq) or seen(ev.session_id, ev.seq):
-                counters.duplicates += 1
-                continue
-            if keys is not None:
-                if k in keys:
-                    counters.duplicates += 1
-                    continue
-                keys.add(k)
-            fresh.append(ev)
+            batch = self._batch = self.store.begin(behind=self._inflight_batch)
+        fresh = batch.fresh(events)
+        counters.duplicates += len(events) - len(fresh)
         if not fresh:
             return letters
         locations = self.log.append_batch([ev.data for ev in fresh], log_offset)

@@ -10,6 +10,11 @@ Invariants (see workers/hooks/spool.py for the files):
   memory only and acks a produce for a topic that does not exist yet; when a
   producer outlives a broker restart, that record vanishes once the topic is
   created. Real Kafka always passes the check; one ListOffsets per round.
+- A frame that can never be sent (not JSON, not an Event, a value Avro cannot
+  hold, larger than a message may be) must not stop the others: it is
+  appended to `quarantine.jsonl` in the spool dir with its reason and fsynced
+  before the commit pointer passes it. Only a broker that does not answer
+  makes a round fail and retry. A crash between the two quarantines it again.
 - With the broker down nothing is lost: the spool grows (bounded by
   KAIZEN_SPOOL_MAX_BYTES in the hook), a warning is logged when it passes half
   the bound, and sending resumes with backoff once the broker answers.
@@ -27,13 +32,18 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from workers.hooks.spool import Spool, max_bytes
+from workers.codec.event import complete_event, encode_event
+from workers.durable import fsync_dir
+from workers.hooks.spool import HEAD_SIZE, Frame, Spool, max_bytes
 from workers.kafka import clients
 from workers.kafka.errors import explain
 from workers.settings import EVENTS_TOPIC
-from workers.shipper.producer import Delivery, deliver, start_producer
+from workers.shipper.capture import capture_pending
+from workers.shipper.producer import MAX_MESSAGE_BYTES, Delivery, deliver, start_producer
 
 LANDED_TIMEOUT_S = 10.0
+QUARANTINE = "quarantine.jsonl"
+BATCH_OVERHEAD = 12  # a batch of one: its header (8 bytes) and the item's length (4)
 
 
 class NotLanded(RuntimeError):
@@ -120,6 +130,7 @@ class Shipper:
 
     async def round(self) -> int:
         """Ship one round of sealed frames; the number of events (0 = nothing waiting)."""
+        capture_pending(self.spool)  # usage events from transcripts the hooks noted
         frames = list(self.spool.sealed_frames())
         if not frames:
             # seal only when nothing sealed waits: while the broker is down the backlog
@@ -134,15 +145,22 @@ class Shipper:
                 self.spool.drop_before(*self.spool.read_commit())
             return 0
         events: list[dict[str, Any]] = []
+        bad: list[tuple[Frame, str]] = []
         for frame in frames:
-            try:
-                events.append(frame.fields())
-            except ValueError:
-                self.spool.warn(f"segment {frame.segment}: frame before {frame.end} is not JSON")
+            fields, reason = check_frame(frame)
+            if fields is None:
+                bad.append((frame, reason))
+            else:
+                events.append(fields)
         if self._producer is None:
             self._producer = await start_producer(self.bootstrap)
         delivery = await deliver(self._producer, events, topic=self.topic, max_batch=self.max_batch)
         await self._check_landed(delivery)
+        if bad:
+            quarantine(self.spool, bad)
+            message = f"{len(bad)} event(s) cannot be sent; kept in {QUARANTINE}: {bad[0][1]}"
+            self.log(message)
+            self.spool.warn(message)
         sent = delivery.events
         tail = frames[-1]
         self.spool.write_commit(tail.segment, tail.end)
@@ -188,6 +206,47 @@ class Shipper:
                 await asyncio.sleep(self.poll)
         finally:
             await self._close()
+
+
+def check_frame(frame: Frame) -> tuple[dict[str, Any] | None, str]:
+    """The frame's Event fields when they can be sent, else None and the reason why not."""
+    try:
+        fields = frame.fields()
+    except ValueError as exc:
+        return None, f"not JSON: {exc}"
+    if not isinstance(fields, dict) or "session_id" not in fields or "seq" not in fields:
+        return None, "not an Event: no session_id and seq"
+    try:
+        item = encode_event(complete_event(fields))
+    except Exception as exc:  # fastavro raises several types, each naming the field
+        return None, f"cannot encode: {type(exc).__name__}: {exc}"
+    size = len(item) + len(str(fields["session_id"]).encode()) + BATCH_OVERHEAD
+    if size > MAX_MESSAGE_BYTES:
+        return None, f"{size} bytes as a message, over the message limit of {MAX_MESSAGE_BYTES}"
+    return fields, ""
+
+
+def quarantine(spool: Spool, bad: list[tuple[Frame, str]]) -> None:
+    """Append each frame with its reason to quarantine.jsonl, durably (before the commit)."""
+    lines = []
+    for frame, reason in bad:
+        record = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "segment": frame.segment,
+            "offset": frame.end - len(frame.body) - HEAD_SIZE,
+            "reason": reason,
+            "body": frame.body.decode("utf-8", "replace"),
+        }
+        lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+    fd = os.open(
+        os.path.join(spool.path, QUARANTINE), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600
+    )
+    try:
+        os.write(fd, "".join(lines).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    fsync_dir(spool.path)
 
 
 def status(spool: Spool) -> dict[str, Any]:

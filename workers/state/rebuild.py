@@ -117,7 +117,7 @@ def _index_frames(
             if f is None:
                 continue
             sid, seq, ts_ms, agent, model = f
-            if batch.contains(sid, seq) or store.seen(sid, seq):
+            if not batch.is_new(sid, seq):
                 continue
             batch.add(sid, seq, loc, ts_ms, agent, model)
             indexed += 1

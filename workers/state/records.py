@@ -1,6 +1,8 @@
-"""SessionInfo: the per-session summary row, and its byte encoding.  Pure; no I/O.
+"""SessionInfo: the per-session summary row, its byte encoding, and the only two ways a row
+changes: :func:`merge_row` (a commit adds entries) and :func:`shrink_row` (retention drops
+entries).  Pure; no I/O.
 
-Invariants:
+Invariants (kept here, by those two functions):
 
 * ``first`` / ``last`` are the earliest / latest locations in log order (segment, position)
   among the session's indexed entries, so retention (dropping the oldest segments) moves
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from workers.hotlog import Location
 
@@ -90,7 +93,20 @@ def encode_fields(
     return head + a + _MODEL_LEN.pack(len(m)) + m
 
 
-def decode_info(session_id: str, partition: int, data: bytes) -> SessionInfo:
+class Row(NamedTuple):
+    """The fields of an encoded row, locations still packed (they compare in log order)."""
+
+    first: bytes
+    last: bytes
+    entries: int
+    last_seq: int
+    first_ts_ms: int
+    last_ts_ms: int
+    agent: str
+    model: str | None
+
+
+def _decode_row(data: bytes) -> Row:
     version, first, last, count, last_seq, first_ts, last_ts, alen = _HEAD.unpack_from(data)
     if version != VALUE_VERSION:
         raise ValueError(f"unknown SessionInfo version {version}")
@@ -100,20 +116,69 @@ def decode_info(session_id: str, partition: int, data: bytes) -> SessionInfo:
     (mlen,) = _MODEL_LEN.unpack_from(data, at)
     at += _MODEL_LEN.size
     model = None if mlen < 0 else data[at : at + mlen].decode()
+    return Row(first, last, count, last_seq, first_ts, last_ts, agent, model)
+
+
+def decode_info(session_id: str, partition: int, data: bytes) -> SessionInfo:
+    row = _decode_row(data)
     return SessionInfo(
         session_id,
         partition,
-        Location.unpack(first),
-        Location.unpack(last),
-        count,
-        last_seq,
-        first_ts,
-        last_ts,
-        agent,
-        model,
+        Location.unpack(row.first),
+        Location.unpack(row.last),
+        row.entries,
+        row.last_seq,
+        row.first_ts_ms,
+        row.last_ts_ms,
+        row.agent,
+        row.model,
     )
 
 
 def decode_last_seq(data: bytes) -> int:
     """Only ``last_seq`` of an encoded SessionInfo (the dedupe cache needs nothing else)."""
     return int(_HEAD.unpack_from(data)[4])
+
+
+def merge_row(old: bytes | None, added: Row) -> bytes:
+    """The row after a commit adds the entries summed up in ``added`` to the row ``old``.
+
+    ``added`` holds the least / greatest packed locations added, how many entries are new,
+    the greatest seq and the least / greatest timestamps added, and the latest agent and
+    model (model None when none carried one).  ``old`` is None for a session the index
+    does not hold yet.
+    """
+    if old is None:
+        return encode_fields(*added)
+    row = _decode_row(old)
+    return encode_fields(
+        added.first if added.first < row.first else row.first,
+        added.last if added.last > row.last else row.last,
+        row.entries + added.entries,
+        added.last_seq if added.last_seq > row.last_seq else row.last_seq,
+        added.first_ts_ms if added.first_ts_ms < row.first_ts_ms else row.first_ts_ms,
+        added.last_ts_ms if added.last_ts_ms > row.last_ts_ms else row.last_ts_ms,
+        added.agent,
+        added.model if added.model is not None else row.model,
+    )
+
+
+def shrink_row(old: bytes, removed: int, first: bytes, last: bytes) -> bytes | None:
+    """The row after retention removed ``removed`` entries; None when none is left.
+
+    ``first`` / ``last`` are the least / greatest packed locations of the entries left
+    (empty when none is).  ``last_seq`` is kept: dedupe relies on it never moving back.
+    """
+    if not first:
+        return None
+    row = _decode_row(old)
+    return encode_fields(
+        first,
+        last,
+        max(row.entries - removed, 0),
+        row.last_seq,
+        row.first_ts_ms,
+        row.last_ts_ms,
+        row.agent,
+        row.model,
+    )

@@ -2,24 +2,34 @@
 
 Lives in ``<partition dir>/index/``; the key layout is in :mod:`workers.state.keys`.
 
+The one writer of the index: every RocksDB write of a partition's index is made here
+(:meth:`PartitionStore.write` for a group commit, :meth:`PartitionStore.remove_segments` for
+retention, :meth:`PartitionStore.set_incarnation`); an :class:`IndexBatch` only buffers.
+
 Invariants:
 
 * the index only ever points at frames the hot log has fsynced: entries are written only by
-  :meth:`IndexBatch.commit`, which the caller runs after the log's fsync, and the watermark
-  (last Kafka offset durably in the log, -1 for none) is in the same WriteBatch as the
-  entries it covers;
+  :meth:`PartitionStore.write` (through :meth:`IndexBatch.commit`), which the caller runs
+  after the log's fsync; it writes every (session, seq) -> Location, every touched session
+  row, the counters and the watermark (last Kafka offset durably in the log, -1 for none)
+  in ONE ``Rdict.write``: after a crash either all of them are in the index or none is;
+* the watermark never moves backwards: a commit stores ``max(current, watermark)``;
+* session rows change only through :func:`~workers.state.records.merge_row` (commits) and
+  :func:`~workers.state.records.shrink_row` (retention);
 * ``seen(s, q)`` is True iff (s, q) is durably indexed.  It costs no RocksDB read when
   ``q`` is above the session's ``last_seq`` (kept in an in-memory cache filled lazily per
-  session and updated after each commit); only ``q <= last_seq`` needs a point lookup;
+  session and updated after each commit); only ``q <= last_seq`` needs a point lookup; it
+  answers True for a batch's entries only after the write succeeded (the cache is updated
+  last);
 * ``locations`` yields a session's entries in seq order by prefix iteration;
 * ``remove_segments`` drops every entry pointing into the given segments in one
   WriteBatch, fixing each touched SessionInfo (first, last, count; ``last_seq`` is kept);
-* one writer (one open IndexBatch at a time); reads may run from any thread meanwhile.
+* one writer (one batch written at a time); reads may run from any thread meanwhile.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import cast
 
@@ -28,12 +38,21 @@ from rocksdict import Rdict, ReadOptions, WriteBatch
 from workers.hotlog import Location
 from workers.state import keys
 from workers.state.options import DEFAULT_OPTIONS, StoreOptions, rocksdb_options, write_options
-from workers.state.records import SessionInfo, decode_info, decode_last_seq, encode_fields
-from workers.state.transaction import IndexBatch
+from workers.state.records import (
+    Row,
+    SessionInfo,
+    decode_info,
+    decode_last_seq,
+    merge_row,
+    shrink_row,
+)
+from workers.state.transaction import IndexBatch, PendingSession
 
 INDEX_DIR = "index"
 _NONE = -(1 << 64)  # last_seq of a session with no entries: every seq is above it
 _CACHE_LIMIT = 1 << 20  # sessions in the dedupe cache before it is dropped and refilled
+_BIAS = keys.SEQ_BIAS
+_pack_u64 = keys._U64.pack
 
 
 class FormatMismatch(RuntimeError):
@@ -157,8 +176,61 @@ class PartitionStore:
             return False
         return self._db.get(keys.entry_key(session_id, seq)) is not None
 
-    def begin(self) -> IndexBatch:
-        return IndexBatch(self)
+    def begin(self, behind: IndexBatch | None = None) -> IndexBatch:
+        """A new batch; ``behind`` is the batch still committing before it (for dedupe)."""
+        return IndexBatch(self, behind)
+
+    def write(self, pending: Mapping[str, PendingSession], watermark: int) -> None:
+        """Write a batch's entries, session rows, counters and ``watermark`` in one WriteBatch.
+
+        Called by :meth:`IndexBatch.commit`, after the log's fsync.  Only then does anything
+        reach readers and the dedupe cache.
+        """
+        db = self._db
+        wb = WriteBatch(raw_mode=True)
+        new_entries = 0
+        new_sessions = 0
+        max_loc = self._max_location
+        last_seqs: dict[str, int] = {}
+        for sid, p in pending.items():
+            seqs = p.seqs
+            prefix = keys.entry_prefix(sid)
+            skey = keys.session_key(sid)
+            old = db.get(skey)
+            for seq, packed in seqs.items():
+                wb.put(prefix + _pack_u64(seq + _BIAS), packed)
+            hi_seq = max(seqs)
+            added = len(seqs)
+            if old is None:
+                new_sessions += 1
+            else:
+                old_last_seq = decode_last_seq(old)
+                # A seq added again (the caller skipped is_new) is counted once.
+                added -= sum(1 for q in seqs if q <= old_last_seq and self.seen(sid, q))
+                hi_seq = max(hi_seq, old_last_seq)
+            lo_loc = min(seqs.values())
+            hi_loc = max(seqs.values())
+            row = Row(lo_loc, hi_loc, added, hi_seq, p.min_ts, p.max_ts, p.agent, p.model)
+            wb.put(skey, merge_row(old, row))
+            new_entries += added
+            last_seqs[sid] = hi_seq
+            if hi_loc > max_loc:
+                max_loc = hi_loc
+        wm = max(watermark, self._watermark)
+        entries = self._entries + new_entries
+        sessions = self._sessions + new_sessions
+        wb.put(keys.WATERMARK_KEY, keys.pack_i64(wm))
+        wb.put(keys.ENTRIES_KEY, keys.pack_u64(entries))
+        wb.put(keys.SESSIONS_KEY, keys.pack_u64(sessions))
+        if max_loc:
+            wb.put(keys.MAX_LOCATION_KEY, max_loc)
+        db.write(wb, self._write_opts)
+        # Only now is it durable in the index: publish to readers and the dedupe cache.
+        self._watermark = wm
+        self._entries = entries
+        self._sessions = sessions
+        self._max_location = max_loc
+        self._remember(last_seqs)
 
     # ------------------------------------------------------------------ reading
 
@@ -228,26 +300,13 @@ class PartitionStore:
             raw = self._db.get(skey)
             if raw is None:  # entries without a session row: cannot happen, keep counts sane
                 return
-            old = self._decode(sid, raw)
-            count = max(old.count - removed, 0)
-            if not first:
+            row = shrink_row(raw, removed, first, last)
+            if row is None:
                 wb.delete(skey)
                 sessions_gone += 1
                 gone.append(sid)
-                return
-            wb.put(
-                skey,
-                encode_fields(
-                    first,
-                    last,
-                    count,
-                    old.last_seq,
-                    old.first_ts_ms,
-                    old.last_ts_ms,
-                    old.agent,
-                    old.model,
-                ),
-            )
+            else:
+                wb.put(skey, row)
 
         cur: bytes | None = None
         removed = 0

@@ -1,34 +1,29 @@
-"""IndexBatch: one group commit of index entries, written as one RocksDB WriteBatch.
+"""IndexBatch: what one group commit adds to the index, buffered in memory.
+
+The batch only buffers; its store writes it (:meth:`PartitionStore.write`, called by
+:meth:`IndexBatch.commit`), the way Quix Streams' ``PartitionTransaction`` hands its cache to
+``StorePartition.write``.  This module imports nothing of the store: the batch reaches it
+through :class:`BatchTarget`.
 
 Invariants:
 
 * nothing reaches RocksDB before :meth:`IndexBatch.commit`; ``add`` only records in memory
-  (a few dict operations, no RocksDB call), so an aborted or crashed batch leaves no trace;
-* ``commit(watermark)`` writes every (session, seq) -> Location, every touched SessionInfo,
-  the counters and the watermark in ONE ``Rdict.write``: after a crash either all of them
-  are in the index or none is; the caller commits only after the hot log's fsync, so the
-  index never points past durable data (invariant 4);
-* the watermark never moves backwards: a commit stores ``max(current, watermark)``;
-* ``seen()`` of the store answers True for the batch's entries only after the write
-  succeeded (the dedupe cache is updated last);
-* one batch at a time per store (the ingest's group commit is the single writer).
+  (a few dict operations), so an aborted or crashed batch leaves no trace;
+* dedupe is decided here, in :meth:`IndexBatch.is_new` (and :meth:`IndexBatch.fresh`, its
+  form for the events of one message): a (session_id, seq) is new when it is neither
+  pending in this batch, nor in the batch committing behind it (``behind``), nor durably
+  indexed (``BatchTarget.seen``);
+* one batch at a time per store is written (the ingest's group commit is the single writer);
+  a closed batch (committed or aborted) holds nothing and accepts nothing.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from rocksdict import WriteBatch
+from collections.abc import Mapping, Sequence
+from typing import Protocol, TypeVar
 
 from workers.hotlog import Location
-from workers.state import keys
-from workers.state.records import encode_fields
 
-if TYPE_CHECKING:
-    from workers.state.store import PartitionStore
-
-_BIAS = keys.SEQ_BIAS
-_pack_u64 = keys._U64.pack
 _NO_TS_MIN = 1 << 63
 _NO_TS_MAX = -(1 << 63)
 
@@ -37,7 +32,7 @@ class BatchClosed(RuntimeError):
     """The batch was already committed or aborted."""
 
 
-class _Pending:
+class PendingSession:
     """What one batch holds for one session."""
 
     __slots__ = ("agent", "max_ts", "min_ts", "model", "seqs")
@@ -50,16 +45,64 @@ class _Pending:
         self.model: str | None = None
 
 
+class BatchTarget(Protocol):
+    """What a batch needs of its store (:class:`~workers.state.store.PartitionStore`)."""
+
+    def seen(self, session_id: str, seq: int) -> bool: ...
+
+    def write(self, pending: Mapping[str, PendingSession], watermark: int) -> None: ...
+
+
+class Keyed(Protocol):
+    """An event as dedupe sees it (``workers.ingest.decode.Decoded`` is one)."""
+
+    @property
+    def session_id(self) -> str: ...
+
+    @property
+    def seq(self) -> int: ...
+
+
+K = TypeVar("K", bound=Keyed)
+
+
 class IndexBatch:
     """Entries of one group commit.  Create with :meth:`PartitionStore.begin`."""
 
-    __slots__ = ("_closed", "_count", "_pending", "_store")
+    __slots__ = ("_behind", "_closed", "_count", "_pending", "_target")
 
-    def __init__(self, store: PartitionStore) -> None:
-        self._store = store
-        self._pending: dict[str, _Pending] = {}
+    def __init__(self, target: BatchTarget, behind: IndexBatch | None = None) -> None:
+        self._target = target
+        self._behind = behind
+        self._pending: dict[str, PendingSession] = {}
         self._count = 0
         self._closed = False
+
+    def is_new(self, session_id: str, seq: int) -> bool:
+        """Is (session_id, seq) neither pending here or behind, nor durably indexed?"""
+        p = self._pending.get(session_id)
+        if p is not None and seq in p.seqs:
+            return False
+        behind = self._behind
+        if behind is not None and behind.contains(session_id, seq):
+            return False
+        return not self._target.seen(session_id, seq)
+
+    def fresh(self, events: Sequence[K]) -> list[K]:
+        """The events of one message to append, in order: :meth:`is_new`, first copy only."""
+        is_new = self.is_new
+        if len(events) == 1:
+            ev = events[0]
+            return [ev] if is_new(ev.session_id, ev.seq) else []
+        out = []
+        taken: set[tuple[str, int]] = set()
+        for ev in events:
+            k = (ev.session_id, ev.seq)
+            if k in taken or not is_new(ev.session_id, ev.seq):
+                continue
+            taken.add(k)
+            out.append(ev)
+        return out
 
     def add(
         self,
@@ -72,14 +115,14 @@ class IndexBatch:
     ) -> None:
         """Record (session_id, seq) -> location.  The hot path: memory only.
 
-        The caller dedupes first (``store.seen`` / ``contains``); adding a seq again
+        The caller asks :meth:`is_new` (or :meth:`fresh`) first; adding a seq again
         overwrites its location and is counted once.
         """
         p = self._pending.get(session_id)
         if p is None:
             if self._closed:
                 raise BatchClosed("batch already committed or aborted")
-            p = self._pending[session_id] = _Pending()
+            p = self._pending[session_id] = PendingSession()
         seqs = p.seqs
         if seq not in seqs:
             self._count += 1
@@ -105,78 +148,10 @@ class IndexBatch:
         return self._closed
 
     def commit(self, watermark: int) -> None:
-        """Write everything and ``watermark`` in one WriteBatch (after the log's fsync)."""
+        """Have the store write everything and ``watermark`` (after the log's fsync)."""
         if self._closed:
             raise BatchClosed("batch already committed or aborted")
-        store = self._store
-        db = store._db
-        wb = WriteBatch(raw_mode=True)
-        new_entries = 0
-        new_sessions = 0
-        max_loc = store._max_location
-        last_seqs: dict[str, int] = {}
-        for sid, p in self._pending.items():
-            seqs = p.seqs
-            prefix = keys.entry_prefix(sid)
-            skey = keys.session_key(sid)
-            old_raw = db.get(skey)
-            lo_loc = min(seqs.values())
-            hi_loc = max(seqs.values())
-            hi_seq = max(seqs)
-            if old_raw is None:
-                for seq, packed in seqs.items():
-                    wb.put(prefix + _pack_u64(seq + _BIAS), packed)
-                count = len(seqs)
-                new_sessions += 1
-                info = encode_fields(
-                    lo_loc, hi_loc, count, hi_seq, p.min_ts, p.max_ts, p.agent, p.model
-                )
-            else:
-                old = store._decode(sid, old_raw)
-                old_last_seq = old.last_seq
-                overlap = 0
-                for seq, packed in seqs.items():
-                    key = prefix + _pack_u64(seq + _BIAS)
-                    # Only a seq at or below last_seq can already be indexed (rare: the
-                    # caller dedupes); count it once.
-                    if seq <= old_last_seq and db.get(key) is not None:
-                        overlap += 1
-                    wb.put(key, packed)
-                count = old.count + len(seqs) - overlap
-                old_first = old.first.pack()
-                old_last = old.last.pack()
-                info = encode_fields(
-                    lo_loc if lo_loc < old_first else old_first,
-                    hi_loc if hi_loc > old_last else old_last,
-                    count,
-                    max(hi_seq, old_last_seq),
-                    min(p.min_ts, old.first_ts_ms),
-                    max(p.max_ts, old.last_ts_ms),
-                    p.agent,
-                    p.model if p.model is not None else old.model,
-                )
-                hi_seq = max(hi_seq, old_last_seq)
-                new_entries -= overlap
-            new_entries += len(seqs)
-            wb.put(skey, info)
-            last_seqs[sid] = hi_seq
-            if hi_loc > max_loc:
-                max_loc = hi_loc
-        wm = max(watermark, store._watermark)
-        entries = store._entries + new_entries
-        sessions = store._sessions + new_sessions
-        wb.put(keys.WATERMARK_KEY, keys.pack_i64(wm))
-        wb.put(keys.ENTRIES_KEY, keys.pack_u64(entries))
-        wb.put(keys.SESSIONS_KEY, keys.pack_u64(sessions))
-        if max_loc:
-            wb.put(keys.MAX_LOCATION_KEY, max_loc)
-        db.write(wb, store._write_opts)
-        # Only now is it durable in the index: publish to readers and the dedupe cache.
-        store._watermark = wm
-        store._entries = entries
-        store._sessions = sessions
-        store._max_location = max_loc
-        store._remember(last_seqs)
+        self._target.write(self._pending, watermark)
         self._close()
 
     def abort(self) -> None:
@@ -187,6 +162,7 @@ class IndexBatch:
         self._closed = True
         self._pending = {}
         self._count = 0
+        self._behind = None
 
     def __enter__(self) -> IndexBatch:
         return self
