@@ -94,8 +94,16 @@ class Users:
 
 
 class SecuredKafka:
-    def __init__(self, directory: Path, users: list[str], *, open_plaintext: bool = False) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        users: list[str],
+        *,
+        open_plaintext: bool = False,
+        partitions: int = 2,
+    ) -> None:
         self.directory = directory
+        self.partitions = partitions  # of the project's topics; KAIZEN_PARTITIONS in `env`
         self.open_plaintext = open_plaintext
         self.pki = CertificateAuthority(directory / "pki")
         self.broker_cert: Issued = self.pki.issue("broker", server=True)
@@ -154,6 +162,7 @@ class SecuredKafka:
             "KAIZEN_SASL_USERNAME": user,
             "KAIZEN_SASL_PASSWORD_FILE": security.password_file,
             "KAIZEN_SSL_CAFILE": security.cafile,
+            "KAIZEN_PARTITIONS": str(self.partitions),
         }
 
     # -- lifecycle -------------------------------------------------------------------
@@ -283,16 +292,28 @@ class SecuredKafka:
         os.chmod(path, 0o600)
         return path
 
-    def grant(self, role: str, principal: str) -> None:
-        """Add exactly the documented ACLs of `role` (workers/kafka/acls.py) for `principal`."""
+    def grant(self, *grants: tuple[str, str]) -> None:
+        """Add exactly the documented ACLs (workers/kafka/acls.py) of each (role, principal),
+        with Kafka's own kafka-acls tool, four JVMs at a time."""
         config = self.admin_properties()
-        for grant in ROLES[role]:
-            subprocess.run(
-                self._java(
-                    "org.apache.kafka.tools.AclCommand",
-                    "--bootstrap-server", self.sasl_bootstrap,
-                    "--command-config", str(config),
-                    *acl_arguments(principal, grant),
-                ),
-                check=True, capture_output=True,
-            )  # fmt: skip
+        commands = [
+            self._java(
+                "org.apache.kafka.tools.AclCommand",
+                "--bootstrap-server",
+                self.sasl_bootstrap,
+                "--command-config",
+                str(config),
+                *acl_arguments(principal, grant),
+            )
+            for role, principal in grants
+            for grant in ROLES[role]
+        ]
+        for i in range(0, len(commands), 4):
+            procs = [
+                subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                for c in commands[i : i + 4]
+            ]
+            for proc, command in zip(procs, commands[i : i + 4], strict=True):
+                _, err = proc.communicate(timeout=120)
+                if proc.returncode != 0:
+                    raise RuntimeError(f"kafka-acls failed ({command[-6:]}): {err.decode()[-500:]}")

@@ -66,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         name = args[0]
         module_name, help_text = COMMANDS[name]
         module = importlib.import_module(f"workers.cli.{module_name}")
-        parser = _Parser(prog=f"{PROG} {name}", description=help_text)
+        # no abbreviations: `--sasl-password X` must not pass for --sasl-password-file
+        parser = _Parser(prog=f"{PROG} {name}", description=help_text, allow_abbrev=False)
         module.add_arguments(parser)
         parsed = parser.parse_args(args[1:])
         code: int = module.run(parsed)

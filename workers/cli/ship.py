@@ -18,6 +18,7 @@ import sys
 from workers.cli.errors import CliError
 from workers.cli.options import add_kafka_arguments, settings_from
 from workers.hooks.spool import Spool
+from workers.kafka.config import KafkaSecurity, SecurityError
 from workers.settings import EVENTS_TOPIC
 
 
@@ -53,10 +54,28 @@ def _try_lock(path: str) -> int | None:
     return fd
 
 
+def check_credentials(security: KafkaSecurity) -> None:
+    """On a laptop the SASL password sits in a file only its owner can read: CliError
+    (saying how to fix it) for a password from the environment or a file others can read."""
+    if not security.sasl:
+        return
+    if not security.password_file:
+        raise CliError(
+            "the shipper reads the SASL password from a file only you can read: write it to "
+            "a file, run `chmod 600 FILE`, set KAIZEN_SASL_PASSWORD_FILE=FILE and unset "
+            "KAIZEN_SASL_PASSWORD"
+        )
+    try:
+        security.sasl_password()
+    except SecurityError as exc:
+        raise CliError(str(exc)) from None
+
+
 def run(args: argparse.Namespace) -> int:
     from workers.shipper.shipper import Shipper, status_json
 
     settings = settings_from(args)
+    check_credentials(settings.security)
     if args.max_batch < 1:
         raise CliError("--max-batch must be at least 1")
     spool = Spool(args.spool_dir)

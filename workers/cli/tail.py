@@ -28,6 +28,7 @@ import sys
 from typing import IO, Any
 
 from workers.cli.errors import CliError
+from workers.cli.options import add_kafka_arguments
 from workers.cli.replay import EXIT_TIMEOUT, quiet_client_logs, settings_of, timeout_message
 from workers.settings import EVENTS_TOPIC, REPLAY_TOPIC, Settings
 
@@ -52,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--topic", default=REPLAY_TOPIC, help="reply topic (default %(default)s)")
     parser.add_argument("--timeout", type=float, default=30.0, help="replay answer timeout (s)")
-    parser.add_argument("--broker", help="bootstrap servers host:port (default $KAIZEN_BROKER)")
+    add_kafka_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

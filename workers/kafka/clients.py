@@ -24,11 +24,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.client import AIOKafkaClient
+from aiokafka.cluster import ClusterMetadata
 from aiokafka.errors import (
     ClusterAuthorizationFailedError,
     KafkaError,
     TopicAuthorizationFailedError,
 )
+from aiokafka.protocol.metadata import MetadataRequest
 
 from workers.kafka.config import KafkaConnection, KafkaSecurity
 
@@ -166,6 +169,20 @@ def new_admin(target: Target, role: str = "admin", **overrides: Any) -> AIOKafka
     config.pop("retry_backoff_ms")
     config.update(overrides)
     return AIOKafkaAdminClient(**config)
+
+
+async def topic_partitions(client: AIOKafkaClient, topic: str) -> set[int] | None:
+    """The partitions of `topic` (None: no such topic), by a metadata request for it alone
+    that never auto-creates it; TopicAuthorizationFailedError when the principal may not
+    see it (an all-topics request just leaves such a topic out)."""
+    request = MetadataRequest([topic], allow_auto_topic_creation=False)
+    response = await client.send(client.get_random_node(), request)
+    cluster = ClusterMetadata()
+    cluster.update_metadata(response)
+    if topic in cluster.unauthorized_topics:
+        raise TopicAuthorizationFailedError(topic)
+    partitions: set[int] | None = cluster.partitions_for_topic(topic)
+    return partitions
 
 
 def faust_broker_settings(conn: KafkaConnection) -> dict[str, Any]:

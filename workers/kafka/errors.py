@@ -17,27 +17,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterable
 
+from aiokafka import TopicPartition
 from aiokafka.conn import create_conn
 from aiokafka.errors import (
     ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
+    GroupCoordinatorNotAvailableError,
     KafkaConnectionError,
     KafkaError,
     SaslAuthenticationFailed,
     TopicAuthorizationFailedError,
 )
 
+from workers.kafka import clients
 from workers.kafka.clients import auth_config
 from workers.kafka.config import KafkaConnection, KafkaSecurity, SecurityError
 
 PROBE_TIMEOUT_S = 10.0
+COORDINATOR_WAIT_S = 30.0
 ACL_HINT = "ask the Kafka operator for the ACLs in docs/OPERATIONS.md (Security)"
 
 
 class KafkaAccessError(RuntimeError):
     """Kafka cannot be used as configured; the message is one line naming the cause."""
+
+
+class KafkaUnreachable(KafkaAccessError):
+    """No broker answers at all (not started yet, down, or a wrong address): worth a retry."""
 
 
 def _who(security: KafkaSecurity) -> str:
@@ -58,7 +67,10 @@ def describe_authorization(exc: KafkaError, security: KafkaSecurity) -> str | No
         target = f"consumer group {what}" if what else "its consumer group"
         return f"{_who(security)} is not authorized for {target} (missing ACL): {ACL_HINT}"
     if isinstance(exc, ClusterAuthorizationFailedError):
-        return f"{_who(security)} lacks a cluster permission (missing ACL): {ACL_HINT}"
+        return (
+            f"{_who(security)} lacks a cluster permission, or Write on any topic for a "
+            f"producer (missing ACL): {ACL_HINT}"
+        )
     return None
 
 
@@ -141,22 +153,23 @@ async def _speaks_tls(host: str, port: int) -> bool | None:
     return True
 
 
-async def probe(conn: KafkaConnection) -> str | None:
-    """Connect to each bootstrap host as the clients do; the line naming the first failure,
+async def probe(conn: KafkaConnection) -> KafkaAccessError | None:
+    """Connect to each bootstrap host as the clients do; the error naming the first failure,
     None when a host accepts the connection and its credentials."""
     security = conn.security
     try:
         auth = auth_config(security)
     except SecurityError as exc:
-        return str(exc)
-    lines = []
+        return KafkaAccessError(str(exc))
+    lines: list[str] = []
+    unreachable: list[str] = []
     for host in conn.bootstrap:
         name, port = _split(host)
         try:
             _, writer = await asyncio.wait_for(asyncio.open_connection(name, port), PROBE_TIMEOUT_S)
             writer.close()
         except (OSError, TimeoutError) as exc:
-            lines.append(
+            unreachable.append(
                 f"cannot reach the broker at {host} "
                 f"({getattr(exc, 'strerror', None) or 'timed out'}): is it running? start it "
                 "with `kaizen-stream broker` or `kaizen-stream up`, or fix KAIZEN_BROKER"
@@ -179,24 +192,36 @@ async def probe(conn: KafkaConnection) -> str | None:
             continue
         kafka_conn.close()
         return None
-    return lines[0] if lines else None
+    if lines:
+        return KafkaAccessError(lines[0])
+    return KafkaUnreachable(unreachable[0]) if unreachable else None
 
 
-async def explain(exc: BaseException, conn: KafkaConnection) -> str:
-    """One line naming why `exc` happened (probing the brokers when it is a connection error)."""
-    if isinstance(exc, KafkaAccessError | SecurityError):
-        return str(exc)
+async def diagnose(exc: BaseException, conn: KafkaConnection) -> KafkaAccessError:
+    """The KafkaAccessError naming why `exc` happened (probing the brokers when it is a
+    connection error)."""
+    if isinstance(exc, KafkaAccessError):
+        return exc
+    if isinstance(exc, SecurityError):
+        return KafkaAccessError(str(exc))
     if isinstance(exc, KafkaError):
         line = describe_authorization(exc, conn.security)
         if line is not None:
-            return line
+            return KafkaAccessError(line)
         if isinstance(exc, SaslAuthenticationFailed):
-            return describe_sasl_failure(conn.servers, conn.security)
+            return KafkaAccessError(describe_sasl_failure(conn.servers, conn.security))
     if isinstance(exc, KafkaConnectionError | OSError | TimeoutError | KafkaError):
         found = await probe(conn)
         if found is not None:
             return found
-    return f"Kafka at {conn.servers} ({conn.security.describe()}): {type(exc).__name__} {exc}"
+    return KafkaAccessError(
+        f"Kafka at {conn.servers} ({conn.security.describe()}): {type(exc).__name__} {exc}"
+    )
+
+
+async def explain(exc: BaseException, conn: KafkaConnection) -> str:
+    """One line naming why `exc` happened."""
+    return str(await diagnose(exc, conn))
 
 
 @contextlib.asynccontextmanager
@@ -205,4 +230,41 @@ async def explained(conn: KafkaConnection) -> AsyncIterator[None]:
     try:
         yield
     except (KafkaError, ssl.SSLError, SecurityError) as exc:
-        raise KafkaAccessError(await explain(exc, conn)) from None
+        raise await diagnose(exc, conn) from None
+
+
+async def check_access(
+    conn: KafkaConnection, *, read: Iterable[str] = (), group: str | None = None
+) -> None:
+    """KafkaAccessError naming the cause unless the brokers take this connection, each
+    existing topic in `read` can be read (a fetch at its end) and `group` described."""
+    async with explained(conn):
+        consumer = clients.new_consumer(conn, role="check", group_id=None, enable_auto_commit=False)
+        try:
+            await consumer.start()
+            for topic in read:
+                partitions = await clients.topic_partitions(consumer._client, topic)
+                if not partitions:
+                    continue  # a missing topic is for the topics check to report
+                tp = TopicPartition(topic, min(partitions))
+                consumer.assign([tp])
+                await consumer.seek_to_end(tp)
+                await consumer.getmany(tp, timeout_ms=100)  # Read is checked on fetch
+        finally:
+            await consumer.stop()
+        if group is not None:
+            admin = clients.new_admin(conn, role="check")
+            try:
+                await admin.start()
+                deadline = time.monotonic() + COORDINATOR_WAIT_S
+                while True:
+                    try:
+                        await admin.list_consumer_group_offsets(group)
+                        break
+                    except GroupCoordinatorNotAvailableError:
+                        # a new cluster creates __consumer_offsets on the first group lookup
+                        if time.monotonic() > deadline:
+                            raise
+                        await asyncio.sleep(0.5)
+            finally:
+                await admin.close()

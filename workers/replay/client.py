@@ -83,8 +83,8 @@ async def open_follower(
         while not partitions:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"topic {topic} does not exist on {bootstrap}")
-            await consumer.topics()  # refreshes the metadata
-            partitions = consumer.partitions_for_topic(topic)
+            # TopicAuthorizationFailedError when an ACL hides the topic
+            partitions = await clients.topic_partitions(consumer._client, topic)
             if not partitions:
                 await asyncio.sleep(0.2)
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
