@@ -13,12 +13,18 @@ Each run is one subprocess, timed from spawn to exit, fed a realistic payload
                 claude`), a shipper draining the spool into the running broker
   hook, down    the same with KAIZEN_BROKER pointing at a port nobody listens on:
                 its shipper keeps retrying while the spool grows
+  tokens off    "hook, up" with live token capture off (KAIZEN_USAGE_CAPTURE=0); in
+                the other cases the turn-closing hooks note the transcript (a real
+                copy of the sample) for the shipper to read
   cli hook      `python -m workers hook claude` (site-packages, argparse): for reference
 
 The cases are interleaved run by run so that machine noise hits all alike.
 Goal: hook p99 <= 30 ms, broker up and down. The shippers are started here (and
 stopped at the end), so the hooks' spawn check finds them running, as it does
-in steady use. Afterwards the up-case spool must drain completely.
+in steady use. Afterwards every hook call must be accounted for: in the up and
+cli cases each call's event is on the broker (read back and decoded), in the
+down case each is a frame in the spool; a hook that is fast because it spools
+nothing fails the run.
 """
 
 from __future__ import annotations
@@ -41,12 +47,21 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from tests.hooks.util import consume_raw, decode_all  # noqa: E402
 from workers.broker.embedded import EmbeddedBroker, free_port  # noqa: E402
 from workers.broker.topics import ensure_topics  # noqa: E402
+from workers.codec.batch import is_batch  # noqa: E402
 from workers.hooks.samples import sample_payloads  # noqa: E402
-from workers.hooks.spool import Spool  # noqa: E402
+from workers.hooks.spool import Spool, iter_frames  # noqa: E402
 
 ENTRY = ROOT / "workers" / "hooks" / "_entry.py"
+TRANSCRIPT = (
+    ROOT
+    / "workers"
+    / "samples"
+    / "transcripts"
+    / "claude-7f3c2a91-5d4e-4b8a-9c1f-2e6d8b0a4c17.jsonl"
+)
 GOAL_P99_MS = 30.0
 
 BASELINE = """
@@ -110,6 +125,38 @@ def start_shipper(spool: Path, broker: str, env: dict[str, str]) -> subprocess.P
     return proc
 
 
+WARM_RUNS = 3
+
+
+def spooled_seqs(spool: Spool, session: str) -> set[int]:
+    """Seqs of `session` in the spool's frames (sealed or not)."""
+    seqs: set[int] = set()
+    for n in spool.segments():
+        with open(spool.seg_path(n), "rb") as f:
+            frames = iter_frames(f.read(), 0, n)
+            seqs |= {fr.fields()["seq"] for fr in frames if fr.fields()["session_id"] == session}
+    return seqs
+
+
+def shipped_seqs(bootstrap: str, sessions: set[str]) -> dict[str, set[int]]:
+    """Seqs per session found on kaizen.events (the baseline's raw messages are skipped)."""
+    raw = [v for v in consume_raw(bootstrap, want=10**9, timeout=10) if is_batch(v)]
+    out: dict[str, set[int]] = {s: set() for s in sessions}
+    for e in decode_all(raw):
+        if e["session_id"] in out:
+            out[e["session_id"]].add(e["seq"])
+    return out
+
+
+def events_cell(name: str, counted: dict[str, int], calls: int, up: str, down: str) -> str:
+    """'shipped 303/303' (up, cli), 'spooled 303/303' (down), '' for the baseline."""
+    if name not in counted:
+        return ""
+    color = "green" if counted[name] == calls else "red"
+    verb = "spooled" if name == down else "shipped"
+    return f"[{color}]{verb} {counted[name]}/{calls}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="60 runs per case")
@@ -128,14 +175,16 @@ def main() -> int:
         env_up = dict(base_env, KAIZEN_SPOOL_DIR=str(tmp / "up"), KAIZEN_BROKER=broker.bootstrap)
         env_down = dict(base_env, KAIZEN_SPOOL_DIR=str(tmp / "down"), KAIZEN_BROKER=dead)
         env_cli = dict(base_env, KAIZEN_SPOOL_DIR=str(tmp / "cli"), KAIZEN_BROKER=broker.bootstrap)
-        for env in (env_up, env_down, env_cli):
+        env_off = dict(
+            base_env,
+            KAIZEN_SPOOL_DIR=str(tmp / "off"),
+            KAIZEN_BROKER=broker.bootstrap,
+            KAIZEN_USAGE_CAPTURE="0",
+        )
+        for env in (env_up, env_down, env_cli, env_off):
             Spool(env["KAIZEN_SPOOL_DIR"]).ensure()
             shippers.append(start_shipper(Path(env["KAIZEN_SPOOL_DIR"]), env["KAIZEN_BROKER"], env))
 
-        payloads = []
-        for p in sample_payloads("claude"):
-            p["session_id"] = "bench-hook"
-            payloads.append(json.dumps(p).encode())
         lean = [sys.executable, "-I", "-S", str(ENTRY), "claude"]
         cases: dict[str, tuple[list[str], dict[str, str]]] = {
             "baseline: aiokafka send_and_wait": (
@@ -148,15 +197,24 @@ def main() -> int:
                 [sys.executable, "-m", "workers", "hook", "claude"],
                 env_cli,
             ),
+            "hook (lean), broker up, live tokens off": (lean, env_off),
         }
+        # one session per case, so each case's events can be counted where they went
+        payloads: dict[str, list[bytes]] = {name: [] for name in cases}
+        transcript = tmp / "transcript.jsonl"  # live token capture reads a real transcript
+        shutil.copy(TRANSCRIPT, transcript)
+        for name, p in ((n, p) for n in cases for p in sample_payloads("claude")):
+            p["session_id"] = f"bench-hook-{list(cases).index(name)}"
+            p["transcript_path"] = str(transcript)
+            payloads[name].append(json.dumps(p).encode())
         times: dict[str, list[float]] = {name: [] for name in cases}
-        for argv, env in cases.values():  # warm the page cache, pyc files, rule cache
-            for _ in range(3):
-                timed(argv, payloads[0], env)
+        for name, (argv, env) in cases.items():  # warm the page cache, pyc files, rule cache
+            for _ in range(WARM_RUNS):
+                timed(argv, payloads[name][0], env)
         with console.status(f"{runs} runs per case, interleaved") as status:
             for i in range(runs):
-                data = payloads[i % len(payloads)]
                 for name, (argv, env) in cases.items():
+                    data = payloads[name][i % len(payloads[name])]
                     times[name].append(timed(argv, data, env))
                 if i % 20 == 0:
                     status.update(f"run {i}/{runs}")
@@ -167,11 +225,24 @@ def main() -> int:
             time.sleep(0.2)
         drained = not up.pending()
         down_pending = Spool(env_down["KAIZEN_SPOOL_DIR"]).size()
+        # every hook call accounted for: shipped (up, cli) or spooled (down)
+        calls = set(range(WARM_RUNS + runs))
+        session = {name: f"bench-hook-{i}" for i, name in enumerate(cases)}
+        up_name, down_name, cli_name = list(cases)[1:4]
+        shipped = shipped_seqs(broker.bootstrap, {session[up_name], session[cli_name]})
+        found = {
+            up_name: shipped[session[up_name]],
+            cli_name: shipped[session[cli_name]],
+            down_name: spooled_seqs(Spool(env_down["KAIZEN_SPOOL_DIR"]), session[down_name]),
+        }
+        counted = {name: len(calls & seqs) for name, seqs in found.items()}
+        accounted = all(n == len(calls) for n in counted.values())
 
         base = times["baseline: aiokafka send_and_wait"]
         b50, b99 = pct(base, 0.5), pct(base, 0.99)
         table = Table(title=f"hook wall time per call, {runs} runs per case (ms)")
-        for col in ("case", "p50", "p99", "mean", "p50 / baseline", "p99 / baseline", "goal"):
+        columns = ("case", "p50", "p99", "mean", "p50 / baseline", "p99 / baseline", "events")
+        for col in (*columns, "goal"):
             table.add_column(col, justify="left" if col == "case" else "right")
         ok = True
         for name, values in times.items():
@@ -188,6 +259,7 @@ def main() -> int:
                 f"{statistics.fmean(values):.1f}",
                 f"{p50 / b50:.2f}",
                 f"{p99 / b99:.2f}",
+                events_cell(name, counted, len(calls), up_name, down_name),
                 goal,
             )
         console.print(table)
@@ -195,9 +267,10 @@ def main() -> int:
         console.print(
             f"baseline / lean hook (broker up) at p50: {b50 / lean50:.1f}x; "
             f"up-case spool drained after the run: {'yes' if drained else 'NO'}; "
-            f"down-case spool holds {down_pending} bytes awaiting the broker"
+            f"down-case spool holds {down_pending} bytes awaiting the broker; "
+            f"every call's event accounted for: {'yes' if accounted else '[red]NO'}"
         )
-        return 0 if ok and drained else 1
+        return 0 if ok and drained and accounted else 1
     finally:
         for proc in shippers:
             proc.terminate()

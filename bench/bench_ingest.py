@@ -9,12 +9,16 @@ format, many sessions) are produced to kaizen.events; then, in the same run:
           ingested event to the last one durably indexed (read from /metrics)
   pure    the same worker with KAIZEN_PURE_PYTHON=1 (no C speed-ups), on the same
           events again (`--no-pure` skips it)
+  -<name> with `--shares`: the same worker with one speed-up off
+          (KAIZEN_PURE_PYTHON=<name>, one row per `workers.speedups.NAMES`), to show
+          each one's share
 
 and prints events/s and Kafka messages/s of each, with the ratios. Goals: worker
 >= 100k events/s, and >= 10x the no-op agent's message rate in events.
 
     .venv/bin/python bench/bench_ingest.py            # 1M events
     .venv/bin/python bench/bench_ingest.py --quick    # 200k events
+    .venv/bin/python bench/bench_ingest.py --quick --shares
 """
 
 from __future__ import annotations
@@ -231,20 +235,16 @@ async def commit_offsets(bootstrap: str, offsets: dict[int, int]) -> None:
 
 
 def worker_run(
-    bootstrap: str, total: int, workdir: Path, *, pure: bool = False
+    bootstrap: str, total: int, workdir: Path, *, off: str = ""
 ) -> tuple[float, dict[str, int]]:
     """Seconds for a worker (fresh data dir) to ingest `total` events durably; its metrics.
 
-    `pure`: with ``KAIZEN_PURE_PYTHON=1``, no C speed-up (the generated Python readers).
+    `off`: the value of ``KAIZEN_PURE_PYTHON`` (``1``: no C speed-up; a switch name: that
+    one off).
     """
     port = free_port()
-    name = "worker-pure" if pure else "worker"
-    env = worker_env(
-        bootstrap,
-        workdir / f"data-{name}",
-        PARTITIONS,
-        **{speedups.DISABLE_ENV: "1" if pure else ""},
-    )
+    name = f"worker-off-{off}" if off else "worker"
+    env = worker_env(bootstrap, workdir / f"data-{name}", PARTITIONS, **{speedups.DISABLE_ENV: off})
     with running_worker(env, workdir / f"{name}.log", web_port=port) as proc:
         t_first = None
         deadline = time.monotonic() + 900
@@ -287,6 +287,9 @@ def main() -> None:
     parser.add_argument(
         "--no-pure", action="store_true", help="skip the pure-Python worker row (C speed-ups off)"
     )
+    parser.add_argument(
+        "--shares", action="store_true", help="a worker row per speed-up switched off alone"
+    )
     args = parser.parse_args()
     total = args.events or (200_000 if args.quick else 1_000_000)
     total -= total % args.sessions
@@ -295,7 +298,7 @@ def main() -> None:
     # every event goes through the Faust ingest agent, the path this benchmark is for
     # (a group without commits would catch up with a raw consumer: bench_handoff.py).
     start = dict.fromkeys(range(PARTITIONS), 0)
-    pure_s = None
+    others: list[tuple[str, float]] = []
     try:
         with running_broker(workdir / "tansu.log") as bootstrap:
             t0 = time.perf_counter()
@@ -306,13 +309,18 @@ def main() -> None:
             noop_s = noop_faust(bootstrap, messages, workdir)
             asyncio.run(commit_offsets(bootstrap, start))
             worker_s, m = worker_run(bootstrap, total, workdir)
-        if not args.no_pure:
+        runs = [] if args.no_pure else [("  pure Python (no C speed-ups)", "1")]
+        if args.shares:
+            runs += [
+                (f"  without {name} (KAIZEN_PURE_PYTHON={name})", name) for name in speedups.NAMES
+            ]
+        for label, off in runs:
             # a broker of its own: tansu keeps the stopped worker in the group, which
             # refuses the commit of offset 0 that would let a second worker reread the events
-            with running_broker(workdir / "tansu-pure.log") as bootstrap:
+            with running_broker(workdir / f"tansu-off-{off}.log") as bootstrap:
                 asyncio.run(produce(bootstrap, total, args.sessions))
                 asyncio.run(commit_offsets(bootstrap, start))
-                pure_s, _ = worker_run(bootstrap, total, workdir, pure=True)
+                others.append((label, worker_run(bootstrap, total, workdir, off=off)[0]))
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -321,13 +329,12 @@ def main() -> None:
         ("no-op Faust agent", noop_s, None),
         ("kaizen worker (fsync, durable)", worker_s, total),
     ]
-    if pure_s is not None:
-        rows.append(("  pure Python (no C speed-ups)", pure_s, total))
+    rows += [(label, secs, total) for label, secs in others]
     print()
-    print(f"{'path':34} {'seconds':>8} {'msgs/s':>10} {'events/s':>11}")
+    print(f"{'path':44} {'seconds':>8} {'msgs/s':>10} {'events/s':>11}")
     for name, secs, events in rows:
         ev = f"{events / secs:>11,.0f}" if events else f"{'-':>11}"
-        print(f"{name:34} {secs:8.2f} {messages / secs:10,.0f} {ev}")
+        print(f"{name:44} {secs:8.2f} {messages / secs:10,.0f} {ev}")
     noop_rate = messages / noop_s
     worker_events = total / worker_s
     print()
@@ -336,8 +343,8 @@ def main() -> None:
     print(
         f"worker msgs/s / raw getmany msgs/s:   {(messages / worker_s) / (messages / raw_s):6.3f}"
     )
-    if pure_s is not None:
-        print(f"worker with C speed-ups / pure Python:  {pure_s / worker_s:6.2f}x")
+    for label, secs in others:
+        print(f"worker / {label.strip()}: {secs / worker_s:6.2f}x")
     print(
         f"dead-lettered {m.get('kaizen_ingest_dead_lettered_total', 0)}, "
         f"duplicates {m.get('kaizen_ingest_duplicates_total', 0)}, "

@@ -28,3 +28,27 @@ def test_extension_is_built(source: Path, monkeypatch: pytest.MonkeyPatch) -> No
 def test_disable_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(speedups.DISABLE_ENV, "1")
     assert speedups.load("workers.hotlog._cframe") is None
+
+
+@pytest.mark.skipif(os.environ.get("KAIZEN_NO_EXTENSIONS") == "1", reason="pure install")
+@pytest.mark.parametrize("value", ["cframe", "cframe,cdecode", " cdecode , x", "all", "1", "0"])
+def test_one_switch_per_speedup(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``KAIZEN_PURE_PYTHON`` names the speed-ups to ignore; 1 or all ignores every one."""
+    monkeypatch.setenv(speedups.DISABLE_ENV, value)
+    off = {
+        "cframe": {"cframe"},
+        "cframe,cdecode": {"cframe", "cdecode"},
+        " cdecode , x": {"cdecode"},
+        "all": set(speedups.NAMES),
+        "1": set(speedups.NAMES),
+        "0": set(),
+    }[value]
+    for name, module in speedups.NAMES.items():
+        assert (speedups.load(module) is None) == (name in off), name
+        assert speedups.disabled(name) == (name in off)
+    assert speedups.disabled() == (off == set(speedups.NAMES))
+
+
+def test_every_c_source_has_a_switch() -> None:
+    names = {".".join(s.relative_to(ROOT).with_suffix("").parts) for s in SOURCES}
+    assert names == set(speedups.NAMES.values())

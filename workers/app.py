@@ -21,7 +21,8 @@ import faust
 from faust import web
 
 from workers.ingest.agent import register_ingest
-from workers.ingest.partitions import IngestConfig, PartitionManager
+from workers.ingest.assignment import PartitionManager
+from workers.ingest.config import IngestConfig
 from workers.kafka import clients
 from workers.replay.agent import register as register_replay
 from workers.settings import EVENTS_TOPIC, Settings
@@ -101,7 +102,7 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         return self.text(manager.render_metrics(), content_type="text/plain; version=0.0.4")
 
     if with_replay:
-        register_replay(app, manager)
+        register_replay(app, manager, target_prefix=settings.replay_topic_prefix)
     return app
 
 

@@ -72,6 +72,8 @@ class Settings:
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
     compression: str = DEFAULT_COMPRESSION
     web: WebSettings = field(default_factory=WebSettings)
+    #: replies may also go to topics starting with this (empty: kaizen.replay only)
+    replay_topic_prefix: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -97,6 +99,7 @@ class Settings:
             security=security,
             compression=_compression(env.get("KAIZEN_COMPRESSION") or DEFAULT_COMPRESSION),
             web=WebSettings.from_env(env),
+            replay_topic_prefix=env.get("KAIZEN_REPLAY_TOPIC_PREFIX", "").strip(),
         )
 
     def override(self, **changes: object) -> Settings:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hooks.util import ENTRY, ROOT, hook_env
+from tests.hooks.util import ENTRY, ROOT, hook_env, spooled_fields
 
 HEAVY = ("faust", "aiokafka", "fastavro", "rich", "crc32c", "kafka")
 
@@ -58,6 +58,9 @@ def test_lean_entry_loads_only_stdlib(tmp_path: Path, monkeypatch: pytest.Monkey
         "enum",
     }
     assert "workers.settings" not in mods
+    # and the hook really ran (an early failure would load nothing heavy either)
+    assert len(spooled_fields(tmp_path / "spool")) == 2
+    assert not (tmp_path / "spool" / "warnings.log").exists()
 
 
 def test_cli_hook_command_loads_nothing_heavy(tmp_path: Path) -> None:

@@ -94,7 +94,7 @@ def test_unknown_events_are_kept(agent: str) -> None:
     assert f["kind"] == "hook"
     complete_event({**f, "seq": 0})
     g = map_payload(agent, "not an object", 1, None)
-    assert g["kind"] == "hook" and g["session_id"] == f"unknown-{agent}"
+    assert g["kind"] == "hook" and g["session_id"].startswith(f"unknown-{agent}-")
 
 
 def test_real_hook_process_spools_every_sample_line(tmp_path: Path) -> None:
@@ -146,3 +146,25 @@ def test_numbers_out_of_avro_range_leave_the_field_null() -> None:
         assert f["retry_count"] is None and f["latency_ms"] is None
         encode_event(complete_event({**f, "seq": 0}))
     assert stop(-(2**31), 12.9)["latency_ms"] == 12
+
+
+@pytest.mark.parametrize("agent", ["claude", "cursor", "codex"])
+def test_a_payload_without_a_session_id_gets_an_id_of_its_own(tmp_path: Path, agent: str) -> None:
+    """Payloads without a session id never share one fallback session (issue 12, item 2):
+    two machines would count seq from 0 in it and the worker would drop one as a duplicate."""
+    env = hook_env(tmp_path / "spool")
+    payloads = [{"hook_event_name": "Stop", "n": i} for i in range(3)] + ["not an object"]
+    for p in payloads:
+        assert run_hook(agent, p, env).returncode == 0
+    spooled = spooled_fields(tmp_path / "spool")
+    ids = [f["session_id"] for f in spooled]
+    assert len(spooled) == len(payloads) and len(set(ids)) == len(payloads)
+    assert all(i.startswith(f"unknown-{agent}-") for i in ids)
+    assert [f["seq"] for f in spooled] == [0] * len(payloads)
+    # the id is a function of the payload, its time and host: mapping stays pure
+    again = map_payload(agent, {"hook_event_name": "Stop"}, 5, "h")
+    assert again == map_payload(agent, {"hook_event_name": "Stop"}, 5, "h")
+    assert (
+        again["session_id"]
+        != map_payload(agent, {"hook_event_name": "Stop"}, 5, "h2")["session_id"]
+    )

@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 
 from tests.hooks.secrets_corpus import CORPUS
-from tests.hooks.util import consume_raw, hook_env, run_hook, spool_bytes, spooled_fields
+from tests.hooks.util import (
+    consume_raw,
+    decode_all,
+    hook_env,
+    run_hook,
+    spool_bytes,
+    spooled_fields,
+)
 from workers.broker.embedded import EmbeddedBroker
 from workers.hooks.hook import record
 from workers.hooks.redact import Redactor
@@ -42,8 +49,8 @@ POSITIONS: dict[str, Any] = {
 }
 
 
-def payload(position: str, secret: str, i: int) -> dict[str, Any]:
-    p: dict[str, Any] = {"session_id": f"secrets-{i}", "cwd": "/tmp/project"}
+def payload(position: str, secret: str, i: int, prefix: str = "secrets-") -> dict[str, Any]:
+    p: dict[str, Any] = {"session_id": f"{prefix}{i}", "cwd": "/tmp/project"}
     p.update(POSITIONS[position](secret))
     return p
 
@@ -73,6 +80,12 @@ def test_keeps_what_is_not_secret() -> None:
         "~/src/app",
         '{"input_tokens": 1200}',
         "toolu_01ABCDEF",
+        "git push -u origin main",
+        "docker run -u 1000:1000 app",
+        'sort_key = "name"',
+        '"input_tokens": "1200"',
+        "the key: value",
+        'token: ""',
     ):
         assert r.text(text) == text
     assert r.obj({"input_tokens": 1200, "password": "x1"}) == {
@@ -101,25 +114,30 @@ def test_config_extra_and_allow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert r.text("TOML-42 a@b.example") == "[REDACTED:custom] a@b.example"
 
 
-def test_no_secret_reaches_spool_or_kafka(tmp_path: Path, broker: EmbeddedBroker) -> None:
+def test_no_secret_reaches_spool_or_kafka(
+    tmp_path: Path, broker: EmbeddedBroker, unique: str
+) -> None:
     spool = Spool(str(tmp_path / "spool"))
     redactor = Redactor(home="/home/dev")
+    prefix = f"secrets-{unique}-"
     n = 0
     for position in POSITIONS:
         for _, text, _ in CORPUS:
             for agent in ("claude", "cursor", "codex"):
-                record(agent, payload(position, text, n), spool, redactor)
+                record(agent, payload(position, text, n, prefix), spool, redactor)
                 n += 1
-    assert len(spooled_fields(tmp_path / "spool")) == n
+    spooled = spooled_fields(tmp_path / "spool")
+    assert len(spooled) == n
     assert_clean(spool_bytes(tmp_path / "spool"))
 
     shipper = Shipper(spool, broker.bootstrap, quiet=True)
     asyncio.run(shipper.run(linger=0))
     assert shipper.shipped == n
-    sessions = {f"secrets-{i}" for i in range(n)}
     raw = consume_raw(broker.bootstrap, want=10**9, timeout=8)
-    ours = [v for v in raw if any(s.encode() in v for s in ("secrets-",))]
-    assert ours and sessions
+    # every event was read back before we look for secrets in what was read (the
+    # session_id position puts a redacted secret where the session id would be)
+    got = {(e["session_id"], e["seq"], e["payload"]) for e in decode_all(raw)}
+    assert {(f["session_id"], f["seq"], f["payload"]) for f in spooled} <= got
     assert_clean(b"".join(raw))
 
 
@@ -127,9 +145,14 @@ def test_no_secret_reaches_spool_or_kafka(tmp_path: Path, broker: EmbeddedBroker
 def test_real_hook_process_redacts(tmp_path: Path, agent: str) -> None:
     env = hook_env(tmp_path / "spool", HOME="/home/zq9hookuser")
     secrets = " ".join(text for _, text, _ in CORPUS)
-    for position in ("prompt", "tool_input_value", "cwd", "tool_input_key"):
+    positions = ("prompt", "tool_input_value", "cwd", "tool_input_key", "secret_named_key")
+    for position in positions:
         proc = run_hook(agent, payload(position, secrets, 0), env)
         assert proc.returncode == 0
+    # the hook exits 0 whatever happens: an empty spool would be "clean", so first
+    # check that every call spooled its frame and none wrote a warning
+    assert not (tmp_path / "spool" / "warnings.log").exists()
+    assert [f["seq"] for f in spooled_fields(tmp_path / "spool")] == list(range(len(positions)))
     data = spool_bytes(tmp_path / "spool")
     assert_clean(data)
     assert b"zq9hookuser" not in data

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import os
-import random
 from typing import Any
 
 import crc32c as crc32c_pkg
@@ -33,17 +32,28 @@ bytes_like = st.one_of(
     st.binary(max_size=600).map(bytearray),
     st.binary(max_size=600).map(memoryview),
 )
-CRCS = [_cframe.crc32c, _cframe.crc32c_portable]
+
+
+@pytest.fixture(params=["hardware", "package"], autouse=True)
+def crc_code(request: pytest.FixtureRequest) -> Any:
+    """Every test runs with the frame CRCs from the SSE4.2 loop (when the CPU has it) and
+    from the crc32c package."""
+    previous = _cframe.set_hardware(request.param == "hardware")
+    if request.param == "hardware" and not _cframe.hardware:
+        _cframe.set_hardware(previous)
+        pytest.skip("no SSE4.2 here: frame CRCs always come from the package")
+    yield request.param
+    _cframe.set_hardware(previous)
 
 
 def test_frame_binds_the_c_versions_unless_disabled() -> None:
-    if speedups.disabled():
+    if speedups.disabled("cframe"):
         assert frame.encode_batch is frame._py_encode_batch
         assert frame.IMPLEMENTATION == "pure Python"
     else:
         assert frame.encode_batch is _cframe.encode_batch
-        assert frame.crc32c is _cframe.crc32c
         assert frame.IMPLEMENTATION.startswith("C")
+    assert frame.crc32c is crc32c_pkg.crc32c  # one CRC engine: the package
 
 
 # ------------------------------------------------------------------ encode_batch
@@ -180,71 +190,21 @@ def test_locations_keep_no_stray_references() -> None:
     assert [len(gc.get_referrers(segment)), len(gc.get_referrers(lens[0]))] == before
 
 
-# ------------------------------------------------------------------ crc32c
+# ------------------------------------------------------------------ frame CRCs
 
 
-def _unaligned(data: bytes, shift: int) -> memoryview:
-    return memoryview(bytes(shift) + data)[shift:]
+def test_frame_crcs_are_crc32c() -> None:
+    assert crc32c_pkg.crc32c(b"123456789") == 0xE3069283  # RFC 3720 B.4: the reference
+    for payload in (b"", b"123456789", bytes(32), b"\xff" * 301):
+        data, _ = _cframe.encode_batch([payload], 7)
+        assert data[-4:] == crc32c_pkg.crc32c(data[:-4]).to_bytes(4, "big")
 
 
-@pytest.mark.parametrize("impl", CRCS, ids=["crc32c", "crc32c_portable"])
-@given(data=st.binary(max_size=100), shift=st.integers(0, 7), crc=st.integers(0, 2**32 - 1))
-def test_crc32c_equals_the_package(impl: Any, data: bytes, shift: int, crc: int) -> None:
-    view = _unaligned(data, shift)
-    assert impl(view) == crc32c_pkg.crc32c(data)
-    assert impl(view, crc) == crc32c_pkg.crc32c(data, crc)
+@given(st.lists(st.binary(min_size=700, max_size=3000), min_size=1, max_size=3))
+def test_longer_frames_equal_python(payloads: list[bytes]) -> None:
+    assert _cframe.encode_batch(payloads, 1) == frame._py_encode_batch(payloads, 1)
 
 
-@pytest.mark.parametrize("impl", CRCS, ids=["crc32c", "crc32c_portable"])
-@given(data=st.binary(min_size=700, max_size=6000), shift=st.integers(0, 7))
-def test_crc32c_equals_the_package_past_the_three_stream_threshold(
-    impl: Any, data: bytes, shift: int
-) -> None:
-    assert impl(_unaligned(data, shift)) == crc32c_pkg.crc32c(data)
-
-
-@pytest.mark.parametrize("impl", CRCS, ids=["crc32c", "crc32c_portable"])
-@given(a=st.binary(max_size=200), b=st.binary(max_size=200))
-def test_crc32c_chains(impl: Any, a: bytes, b: bytes) -> None:
-    assert impl(b, impl(a)) == impl(a + b) == crc32c_pkg.crc32c(a + b)
-
-
-@pytest.mark.parametrize("impl", CRCS, ids=["crc32c", "crc32c_portable"])
-def test_crc32c_of_large_buffers(impl: Any) -> None:
-    """Every block size of the three-stream path, and the GIL-releasing size (> 64 KiB)."""
-    rnd = random.Random(7)
-    for size in (3 * 256 - 1, 3 * 256, 3 * 8192, 3 * 8192 + 3 * 256 + 7, 200_000, 1 << 20):
-        data = rnd.randbytes(size + 5)
-        view = memoryview(data)[3 : 3 + size]
-        seed = rnd.getrandbits(32)
-        assert impl(view, seed) == crc32c_pkg.crc32c(view, seed), size
-
-
-@given(st.binary(max_size=50), st.integers(-(2**70), 2**70))
-def test_crc32c_takes_any_int_modulo_2_32_like_the_package(data: bytes, crc: int) -> None:
-    assert _cframe.crc32c(data, crc) == crc32c_pkg.crc32c(data, crc)
-
-
-def test_known_crc32c_values() -> None:
-    # RFC 3720 (iSCSI) B.4 check values
-    assert _cframe.crc32c(bytes(32)) == 0x8A9136AA
-    assert _cframe.crc32c(b"\xff" * 32) == 0x62A8AB43
-    assert _cframe.crc32c(b"123456789") == 0xE3069283
-    assert _cframe.crc32c_portable(b"123456789") == 0xE3069283
-
-
-@pytest.mark.parametrize("impl", [_cframe.crc32c, crc32c_pkg.crc32c])
-def test_crc32c_rejects_what_the_package_rejects(impl: Any) -> None:
-    with pytest.raises(TypeError):
-        impl("text")
-    with pytest.raises(TypeError):
-        impl(b"x", 1.5)
-    with pytest.raises(BufferError):
-        impl(memoryview(b"abcdef")[::2])
-
-
-def test_crc32c_rejects_bad_calls() -> None:
-    with pytest.raises(TypeError):
-        _cframe.crc32c()
-    with pytest.raises(TypeError):
-        _cframe.crc32c(b"x", 0, 0)
+def test_set_hardware_reports_the_choice() -> None:
+    assert _cframe.set_hardware(False) in (True, False)
+    assert _cframe.hardware == 0

@@ -104,23 +104,41 @@ def test_bit_flips_anywhere(
         raw[int(frac * size)] ^= 1 << bit
     flips = {i for i in range(size) if raw[i] != orig[i]}
     seg.write_bytes(bytes(raw))
-    (root / "t-0" / "checkpoint").unlink()  # make recovery scan the whole segment
     survivors, ranges, truncated, header = _expected(locs, size, flips)
+    damaged = sorted(set(range(len(locs))) - set(survivors))
+    # 1. the damage lies before the checkpoint (written at close, naming the end): the frames
+    # there were fsynced, so it is bit rot; recovery scans nothing, reads resync past it.
+    cut = root / "cut"
+    shutil.copytree(root / "t-0", cut)
     seen: list[BadRange] = []
     with open_log(root / "t-0") as log:
         rep = log.recovery
-        got = [(r.start, r.end) for r in rep.bad_ranges]
-        assert got == ([(0, HEADER_SIZE)] if header else []) + ranges
-        assert rep.truncated_bytes == truncated
+        assert [(r.start, r.end) for r in rep.bad_ranges] == ([(0, HEADER_SIZE)] if header else [])
+        assert rep.truncated_bytes == 0
         out = list(log.entries(on_bad=seen.append))
         assert [e.payload for e in out] == [payloads[i] for i in survivors]
         for e in out:
             assert log.read(e.location) == e.payload
-        # the scan reports the same mid-file ranges (the header was rewritten)
-        assert [(r.start, r.end) for r in seen] == ranges
+        # the scan reports every damaged range (the header was rewritten)
+        tail = [(size - truncated, size)] if truncated else []
+        assert [(r.start, r.end) for r in seen] == ranges + tail
         if survivors:
             loc = log.append(b"after", 1000)
             assert log.read(loc) == b"after"
+    # 2. no checkpoint: durability after the segment's header is unknown, and a power cut
+    # can leave a hole followed by frames never fsynced: the log is cut at the first damage.
+    (cut / "checkpoint").unlink()
+    with open_log(cut) as log:
+        rep = log.recovery
+        got = [(r.start, r.end) for r in rep.bad_ranges]
+        first = locs[damaged[0]].position if damaged else size
+        kept = [i for i in range(len(locs)) if not damaged or i < damaged[0]]
+        mid = [(first, size)] if damaged and damaged != list(range(damaged[0], len(locs))) else []
+        assert got == ([(0, HEADER_SIZE)] if header else []) + mid
+        assert rep.truncated_bytes == size - first
+        assert [e.payload for e in log.entries()] == [payloads[i] for i in kept]
+        loc = log.append(b"after", 1000)
+        assert log.read(loc) == b"after"
     shutil.rmtree(root)
 
 

@@ -109,3 +109,44 @@ def test_missing_data_dir_is_a_cli_error(tmp_path: Path) -> None:
     res = _verify(tmp_path / "nope")
     assert res.returncode == 2
     assert res.stderr.startswith("kaizen-stream: ")
+
+
+def test_plain_verify_takes_no_lock_and_creates_nothing(tmp_path: Path) -> None:
+    from workers.hotlog.log import LOCK_NAME
+    from workers.hotlog.verify import verify_partition
+
+    d = _make(tmp_path, 1)[0]
+    (d / LOCK_NAME).unlink()
+    assert not verify_partition(d).live
+    assert not (d / LOCK_NAME).exists()
+    with open_log(d) as log:  # a writer holds the directory: seen, not disturbed
+        v = verify_partition(d)
+        assert v.live and not v.corrupt
+        log.append(b"still writing", 1000)
+        log.flush()
+
+
+def test_repair_refuses_in_one_line_while_a_worker_holds_the_data_dir(tmp_path: Path) -> None:
+    from workers.hotlog.owner import hold_for_worker
+
+    _make(tmp_path)
+    fd = hold_for_worker(tmp_path / "hotlog")  # what a running worker holds
+    try:
+        res = _verify(tmp_path, "--repair")
+    finally:
+        os.close(fd)
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "worker is running" in lines[0], res.stderr
+    res = _verify(tmp_path, "--repair")  # the worker is gone: repair goes ahead
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_lock_ids_of_proc_locks() -> None:
+    from workers.hotlog.owner import _lock_ids
+
+    text = (
+        "1: FLOCK  ADVISORY  WRITE 29822 fe:00:9978331 0 EOF\n"
+        "2: -> FLOCK  ADVISORY  READ 7 08:01:12 0 EOF\n"
+    )
+    assert _lock_ids(text) == {"fe:00:9978331", "08:01:12"}

@@ -27,7 +27,7 @@ from tests.ingest.harness import (
 from workers.broker.embedded import EmbeddedBroker, free_port
 from workers.broker.topics import ensure_topics
 from workers.ingest import metrics
-from workers.ingest.partitions import partition_for_key
+from workers.ingest.assignment import partition_for_key
 
 
 def ready_partitions(worker: Worker) -> set[int]:

@@ -13,7 +13,8 @@ from workers.cli import main as cli_main
 from workers.codec import batch
 from workers.codec.event import decode_event
 from workers.ingest import metrics
-from workers.ingest.partitions import PartitionManager, PartitionState, partition_for_key
+from workers.ingest.assignment import PartitionManager, partition_for_key
+from workers.ingest.partition import PartitionState
 from workers.settings import Settings
 
 
@@ -112,6 +113,8 @@ def test_index_lost_after_the_log_fsync_is_rebuilt(tmp_path: Path) -> None:
     state._batch = None
     state.store.close()
     state.log.close()
+    if state.summaries is not None:
+        state.summaries.close()
     state = opened(tmp_path)
     assert seqs(state, "a") == [0, 1, 2]
     # message 1 is consumed again (it may have lost events to a torn tail); dedupe drops it
@@ -183,9 +186,15 @@ def test_close_wakes_waiters_and_releases_the_files(tmp_path: Path) -> None:
     asyncio.run(go())
 
 
+def _retained(state: PartitionState) -> None:
+    """Run the partition's retention (a coroutine since it commits what is pending first)."""
+
+    asyncio.run(state.enforce_retention())
+
+
 def test_retention_drops_index_entries_with_their_segments(tmp_path: Path) -> None:
     from workers.hotlog import RetentionPolicy
-    from workers.ingest.partitions import IngestConfig
+    from workers.ingest.config import IngestConfig
 
     config = IngestConfig(segment_bytes=4096, retention=RetentionPolicy(max_bytes=6000))
     state = PartitionState(0, tmp_path, config=config)
@@ -194,15 +203,72 @@ def test_retention_drops_index_entries_with_their_segments(tmp_path: Path) -> No
     feed(state, [batch.join([event("s", i * 4 + j) for j in range(4)]) for i in range(60)])
     before = [info.base for info in state.log.segments()]
     assert len(before) > 2
-    state.enforce_retention()
+    indexed = dict(state.store.locations("s"))
+    assert sorted(indexed) == list(range(240))
+    _retained(state)
     kept = {info.base for info in state.log.segments()}
     assert kept and kept < set(before) and max(before) in kept  # the active one stays
-    remaining = list(state.store.locations("s"))
-    assert remaining, "the newest events stay indexed"
-    for seq, loc in remaining:  # every entry points into a kept segment and reads back
-        assert loc.segment in kept
+    # exactly the entries of the kept segments remain, computed from before the retention
+    expected = {seq: loc for seq, loc in indexed.items() if loc.segment in kept}
+    assert expected and len(expected) < len(indexed)
+    assert dict(state.store.locations("s")) == expected
+    for seq, loc in expected.items():
         assert decode_event(state.log.read(loc))["seq"] == seq
-    assert seqs(state, "s") == [seq for seq, _ in remaining]
+    assert seqs(state, "s") == sorted(expected)
     info = state.store.session("s")
-    assert info is not None and info.count == len(remaining)
+    assert info is not None and info.count == len(expected)
+    assert info.first == min(expected.values()) and info.last == max(expected.values())
+    state.close()
+
+
+def test_retention_never_deletes_what_uncommitted_entries_point_into(tmp_path: Path) -> None:
+    from workers.hotlog import RetentionPolicy
+    from workers.ingest.config import IngestConfig
+
+    config = IngestConfig(segment_bytes=4096, retention=RetentionPolicy(max_bytes=6000))
+    state = PartitionState(0, tmp_path, config=config)
+    state.open()
+    acks: list[str] = []
+
+    async def go() -> None:
+        for i in range(60):  # appended (rolling segments), none committed to the index yet
+            state.process(i, batch.join([event("s", i * 4 + j) for j in range(4)]), b"k")
+            state.add_ack(Ack(acks, f"m{i}"))
+        await state.flush(wait=False)  # a group commit in flight
+        for i in range(60, 70):
+            state.process(i, event("s", 240 + i), b"k")
+            state.add_ack(Ack(acks, f"m{i}"))
+        await state.enforce_retention()
+        await state.flush()
+
+    asyncio.run(go())
+    assert len(acks) == 70
+    kept = {info.base for info in state.log.segments()}
+    remaining = list(state.store.locations("s"))
+    assert remaining
+    for seq, loc in remaining:  # nothing indexed points into a deleted segment
+        assert loc.segment in kept, f"seq {seq} indexed into deleted segment {loc.segment}"
+        assert decode_event(state.log.read(loc))["seq"] == seq
+    state.close()
+
+
+def test_group_commit_is_due_by_the_one_commit_policy(tmp_path: Path) -> None:
+    from workers.hotlog import CommitPolicy
+    from workers.ingest.config import IngestConfig
+
+    policy = CommitPolicy(max_bytes=1 << 30, max_records=5, max_ms=1e9, max_messages=3)
+    state = PartitionState(0, tmp_path, config=IngestConfig(commit=policy))
+    state.open()
+    assert state.log.commit is policy  # the log and the group commit share it
+    assert not state.want_flush()
+    state.process(0, event("s", 0))
+    state.process(1, b"garbage-garbage")  # dead-lettered, still a message awaiting its ack
+    assert not state.want_flush()
+    state.process(2, event("s", 1))
+    assert state.want_flush()  # max_messages
+    asyncio.run(state.flush())
+    state.process(3, batch.join([event("s", q) for q in range(2, 7)]))
+    assert state.want_flush()  # max_records: events
+    asyncio.run(state.flush())
+    assert not state.want_flush()
     state.close()

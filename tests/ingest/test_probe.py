@@ -10,7 +10,8 @@ import crc32c
 from tests.ingest.harness import event, produce
 from workers.broker.embedded import EmbeddedBroker
 from workers.ingest import epoch as epochs
-from workers.ingest.partitions import PartitionManager, PartitionState
+from workers.ingest.assignment import PartitionManager
+from workers.ingest.partition import PartitionState
 from workers.settings import Settings
 
 
@@ -24,7 +25,7 @@ def test_probe_tells_a_new_incarnation(broker: EmbeddedBroker, tmp_path: Path, u
     async def check(probe_offset: int, crc: int) -> bool:
         state = PartitionState(p, tmp_path / "x")
         state.epoch = epochs.Epoch(0, probe_offset, crc)
-        return await manager._probe_matches(state)
+        return await manager.catchup.probe_matches(state)
 
     async def offset_of_value() -> int:
         # the shared test broker holds other tests' messages too: find ours

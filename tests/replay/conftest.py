@@ -26,11 +26,13 @@ from tests.procs import stop
 from workers.broker.embedded import EmbeddedBroker, free_port
 from workers.codec import batch
 from workers.codec.event import complete_event, encode_event
+from workers.hotlog.segment import HEADER_SIZE
 from workers.replay.client import ReplayClient, Replayed, ReplayResult
 from workers.settings import EVENTS_TOPIC
 
 API_TOKEN = "test-token-" + uuid.uuid4().hex[:8]
 ROOT = Path(__file__).resolve().parents[2]
+TARGET_PREFIX = "kaizen.replay.test."  # KAIZEN_REPLAY_TOPIC_PREFIX of the test workers
 
 
 @dataclass
@@ -69,7 +71,22 @@ def kaizen_env(broker: EmbeddedBroker, data_dir: Path) -> dict[str, str]:
         "KAIZEN_DATA_DIR": str(data_dir),
         "KAIZEN_PARTITIONS": str(TEST_PARTITIONS),
         "KAIZEN_API_TOKEN": API_TOKEN,
+        "KAIZEN_REPLAY_TOPIC_PREFIX": TARGET_PREFIX,
     }
+
+
+def start_worker(
+    broker: EmbeddedBroker, data_dir: Path, group: str, log: Path
+) -> subprocess.Popen[bytes]:
+    """A worker process of its own (group, data dir, log file), not waited for."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.replay.worker_main", group, str(free_port())],
+            env=kaizen_env(broker, data_dir),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
 
 
 @pytest.fixture(scope="package")
@@ -151,14 +168,16 @@ def as_messages(
     return out
 
 
-async def produce(bootstrap: str, messages: Sequence[tuple[bytes, bytes]]) -> None:
+async def produce(bootstrap: str, messages: Sequence[tuple[bytes, bytes]]) -> dict[bytes, int]:
+    """Produce to kaizen.events; returns the partition each key landed on (the broker's word)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     try:
         futures = [await producer.send(EVENTS_TOPIC, value, key=key) for key, value in messages]
-        await asyncio.gather(*futures)
+        landed = await asyncio.gather(*futures)
     finally:
         await producer.stop()
+    return {key: meta.partition for (key, _), meta in zip(messages, landed, strict=True)}
 
 
 async def replay_until(
@@ -171,3 +190,26 @@ async def replay_until(
         if len(events) >= expected or time.monotonic() > deadline:
             return events, result
         await asyncio.sleep(0.2)
+
+
+def damage(data_dir: Path, payload: bytes) -> tuple[Path, int]:
+    """Flip one byte inside the stored copy of `payload`; (segment file, where) of the damage."""
+    found = []
+    for seg in sorted((data_dir / "hotlog").glob("kaizen.events-*/*.seg")):
+        data = seg.read_bytes()
+        at = data.find(payload)
+        if at >= 0:
+            assert data.find(payload, at + 1) < 0, "the event is stored twice"
+            found.append((seg, at, len(data)))
+    assert len(found) == 1, found
+    seg, at, size = found[0]
+    where = at + len(payload) // 2
+    fd = os.open(seg, os.O_RDWR)
+    try:
+        (byte,) = os.pread(fd, 1, where)
+        os.pwrite(fd, bytes([byte ^ 0xFF]), where)
+    finally:
+        os.close(fd)
+    # in the middle of the segment: good frames before and after it
+    assert at > HEADER_SIZE and where + len(payload) < size
+    return seg, where

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from workers.codec.errors import DecodeError
 from workers.codec.event import complete_event, encode_event
-from workers.replay import formats
+from workers.replay import formats, pacing
 from workers.replay.formats import ReplayRequest, SeqChecksum
 from workers.replay.render import event_json, event_line
 from workers.replay.seam import Seam
@@ -40,6 +40,9 @@ def test_request_round_trip() -> None:
     [
         ({"target_topic": "kaizen.events"}, "bad_target"),
         ({"target_topic": "kaizen.replay.requests"}, "bad_target"),
+        ({"target_topic": "kaizen.events.dlq"}, "bad_target"),
+        ({"target_topic": ""}, "bad_target"),
+        ({"target_topic": "someone.elses.topic"}, "bad_target"),
         ({"from_seq": 5, "to_seq": 4}, "bad_range"),
         ({"from_ts_ms": 5, "to_ts_ms": 4}, "bad_range"),
         ({"session_id": ""}, "bad_request"),
@@ -52,6 +55,65 @@ def test_invalid_requests_are_refused(changes: dict[str, object], reason: str) -
     with pytest.raises(formats.InvalidRequest) as exc:
         formats.decode_request(data)
     assert exc.value.reason == reason
+
+
+def test_targets_allowed_by_the_configured_prefix_only() -> None:
+    formats.check_target("kaizen.replay")
+    formats.check_target("team.replay.alice", "team.replay.")
+    for topic, prefix in [
+        ("team.replay.alice", ""),  # no prefix configured: kaizen.replay only
+        ("team.replay.", "team.replay."),  # the prefix alone is no topic of a client
+        ("other.alice", "team.replay."),
+        ("kaizen.events", "kaizen."),  # a prefix never opens the forbidden topics
+        ("", "team."),
+    ]:
+        with pytest.raises(formats.InvalidRequest) as exc:
+            formats.check_target(topic, prefix)
+        assert exc.value.reason == "bad_target", (topic, prefix)
+    record = ReplayRequest("r", "s", target_topic="team.replay.bob").to_record()
+    data = formats.request_codec().encode(record)
+    assert formats.decode_request(data, "team.replay.").target_topic == "team.replay.bob"
+    with pytest.raises(formats.InvalidRequest):
+        formats.decode_request(data)
+    # a client cannot know the worker's prefix: it checks only what is never allowed
+    ReplayRequest("r", "s", target_topic="team.replay.bob").validate(None)
+    with pytest.raises(formats.InvalidRequest):
+        ReplayRequest("r", "s", target_topic="kaizen.events").validate(None)
+
+
+@given(st.sets(st.integers(min_value=-5, max_value=60), max_size=40))
+def test_missing_ranges_round_trip(seqs: set[int]) -> None:
+    text = formats.format_ranges(seqs)
+    back = {s for lo, hi in formats.parse_ranges(text) for s in range(lo, hi + 1)}
+    assert back == seqs
+    assert formats.format_ranges([9, 3, 4, 5, 3, 12, 13]) == "3-5,9,12-13"
+
+
+def test_partial_end_marker_names_the_missing_seqs() -> None:
+    checksum = SeqChecksum().add_all([0, 1, 4])
+    headers = formats.header_map(
+        formats.end_headers("r", formats.STATUS_PARTIAL, checksum, missing=[2, 3, 7])
+    )
+    end = formats.parse_end(headers)
+    assert end is not None and end.status == "partial" and end.count == 3
+    assert end.missing == ((2, 3), (7, 7)) and end.missing_text == "2-3,7"
+    ok = formats.parse_end(formats.header_map(formats.end_headers("r", "ok", checksum)))
+    assert ok is not None and ok.missing == ()
+    assert formats.H_MISSING not in dict(formats.end_headers("r", "ok", checksum))
+    many = formats.end_headers("r", "partial", checksum, missing=range(0, 20_000, 2))
+    value = dict(many)[formats.H_MISSING]
+    assert len(value) <= formats.MAX_MISSING_HEADER + 4 and value.endswith(b",...")
+
+
+def test_pacing_waits_the_gap_divided_by_speed_capped() -> None:
+    assert pacing.delay_s(None, 5_000, 1.0) == 0.0
+    assert pacing.delay_s(1_000, 3_000, 1.0) == 2.0
+    assert pacing.delay_s(1_000, 3_000, 4.0) == 0.5
+    assert pacing.delay_s(3_000, 1_000, 1.0) == 0.0  # a clock that went backwards
+    overnight = 10 * 3_600_000
+    assert pacing.delay_s(0, overnight, 1.0) == pacing.MAX_GAP_S
+    assert pacing.delay_s(0, overnight, 1000.0) == pacing.MAX_GAP_S
+    assert pacing.delay_s(0, 2_000, 1.0, cap_s=0.5) == 0.5
 
 
 @pytest.mark.parametrize("data", [None, b"", b"junk", b"\xc3\x01" + b"\x00" * 8 + b"zz"])
@@ -124,11 +186,11 @@ def test_seam_emits_each_seq_once_in_order(
     out.extend(s for s, _ in seam.replay_done())
     for seq in sorted(after) + sorted(after):
         out.extend(s for s, _ in seam.live(seq, seq))
-    assert out == sorted(set(out))
-    expected = set(range(replayed_to + 1)) | {s for s in during if s > replayed_to}
-    expected |= {s for s in after if s > max(expected)}
-    assert set(out) <= expected | set(after)
-    assert set(range(replayed_to + 1)) <= set(out)
+    # the exact output, from a model: the replay, then the live events above it, then the
+    # later live events above everything emitted so far; each once, in seq order
+    model = list(range(replayed_to + 1)) + sorted({s for s in during if s > replayed_to})
+    model += sorted({s for s in after if s > model[-1]})
+    assert out == model
 
 
 def test_seam_gap() -> None:

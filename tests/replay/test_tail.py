@@ -13,7 +13,17 @@ from typing import IO
 
 from aiokafka import AIOKafkaProducer
 
-from tests.replay.conftest import ROOT, Worker, as_messages, make_events
+from tests.replay.conftest import (
+    ROOT,
+    Worker,
+    as_messages,
+    damage,
+    make_events,
+    produce,
+    replay_until,
+)
+from workers.codec.event import encode_event
+from workers.replay.client import ReplayClient
 from workers.settings import EVENTS_TOPIC
 
 
@@ -124,3 +134,30 @@ async def _produce(worker: Worker, events: list[dict[str, object]]) -> None:
 def test_tail_needs_a_session_or_all(worker: Worker) -> None:
     result = worker.cli("tail")
     assert result.returncode == 2 and result.stderr.count("\n") == 1
+
+
+def test_tail_warns_about_damaged_frames_and_goes_on(worker: Worker, unique: str) -> None:
+    """A frame damaged on the worker: tail prints every other event, names the missing seq on
+    stderr, and keeps following (a live event after it is printed too)."""
+    sid = f"taildmg-{unique}"
+    produced = make_events(sid, 21)
+    asyncio.run(produce(worker.broker.bootstrap, as_messages(produced[:20], 5)))
+
+    async def ingested() -> None:
+        async with ReplayClient(worker.broker.bootstrap) as client:
+            await replay_until(client, sid, 20)
+
+    asyncio.run(ingested())
+    damage(worker.data_dir, encode_event(produced[7]))
+    proc = _start_tail(worker, sid, "--lookback", "0")
+    assert proc.stdout is not None
+    lines = Lines(proc.stdout)
+    try:
+        lines.wait(19, 60)
+        asyncio.run(_produce(worker, produced[20:]))
+        got = lines.wait(20, 60)
+    finally:
+        code, err = _stop(proc)
+    assert [json.loads(line)["seq"] for line in got] == [s for s in range(21) if s != 7], err
+    assert "warning: partial replay" in err and "seqs 7 " in err
+    assert code == 0 and "Traceback" not in err

@@ -102,6 +102,11 @@ def test_hook_notes_only_turn_closing_events(tmp_path: Path) -> None:
     assert len(list(Path(pending_dir(str(tmp_path))).iterdir())) == 2  # one note per transcript
 
 
+def test_capture_can_be_turned_off(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setenv("KAIZEN_USAGE_CAPTURE", "0")
+    assert note("claude", stop(CLAUDE, "s"), str(tmp_path)) is None
+
+
 def test_live_capture_reads_each_turn_once(tmp_path: Path) -> None:
     """A transcript growing over three turns: every message counted once, none twice."""
     spool_dir = tmp_path / "spool"

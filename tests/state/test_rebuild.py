@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 from workers.codec.event import complete_event, encode_event
 from workers.hotlog import Location, PartitionLog
@@ -215,3 +217,24 @@ def test_a_crashed_rebuild_leftover_is_ignored(tmp_path: Path) -> None:
             assert store.stats()["entries"] == 12
         finally:
             store.close()
+
+
+def test_rebuild_skips_a_frame_it_cannot_index(tmp_path: Path, caplog: Any) -> None:
+    """Issue 12.1: a frame whose session id is too long for an index key (appended by a
+    version that did not bound it) is reported and skipped; the frames around it are indexed."""
+    long_sid = "L" * 70_000
+    with open_log(tmp_path) as log:
+        log.append_batch([event("a", 0)], 0)
+        bad = log.append_batch([event(long_sid, 0)], 1)[0]
+        log.append_batch([event("a", 1), event("b", 0)], 2)
+        log.flush()
+        with caplog.at_level(logging.WARNING, logger="workers.state.rebuild"):
+            rebuilt = rebuild_partition(tmp_path, 0, log)
+        try:
+            assert set(index_of(rebuilt)) == {("a", 0), ("a", 1), ("b", 0)}
+            assert rebuilt.watermark == 1  # the greatest offset in the log, minus one
+            assert index_matches_log(rebuilt, log)
+        finally:
+            rebuilt.close()
+    assert f"frame at {bad} not indexed: key_too_long" in caplog.text
+    assert "1 frames could not be indexed" in caplog.text

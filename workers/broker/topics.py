@@ -11,7 +11,14 @@ from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from workers.kafka import clients
-from workers.settings import ALL_TOPICS
+from workers.settings import ALL_TOPICS, REPLAY_REQUESTS_TOPIC
+
+#: topic configs beyond the broker's defaults. Replay requests are stamped by the broker
+#: (LogAppendTime): the worker judges a request's age by it, never by the sender's clock.
+#: The embedded broker ignores the setting and keeps the producer's time.
+TOPIC_CONFIGS: dict[str, dict[str, str]] = {
+    REPLAY_REQUESTS_TOPIC: {"message.timestamp.type": "LogAppendTime"},
+}
 
 
 async def ensure_topics(
@@ -32,7 +39,12 @@ async def ensure_topics(
                 with contextlib.suppress(TopicAlreadyExistsError):
                     await admin.create_topics(
                         [
-                            NewTopic(t, num_partitions=partitions, replication_factor=1)
+                            NewTopic(
+                                t,
+                                num_partitions=partitions,
+                                replication_factor=1,
+                                topic_configs=TOPIC_CONFIGS.get(t, {}),
+                            )
                             for t in missing
                         ]
                     )

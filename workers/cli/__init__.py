@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sessions": ("sessions", "list sessions known to the local worker, or --stats"),
     "verify": ("verify", "check every frame of the hot log; --repair fixes torn tails"),
     "import": ("import_", "import Claude Code and Codex transcripts (JSONL)"),
+    "retro": ("retro", "findings on a session (or --since 7d): repeated failures, loops, cost"),
 }
 
 

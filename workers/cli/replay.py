@@ -7,9 +7,12 @@ event (the Event schema's field names) or one readable line (`--format
 pretty`), to stdout or `--out FILE`.
 
 Exit codes: 0 after a complete replay (count and checksum of the end marker
-match what arrived); 1 for an unknown session, a worker-side error or an
-incomplete reply; 2 for bad arguments; 3 when no worker answers in time;
-130 on Ctrl-C. Errors are one line on stderr. A progress bar shows on stderr
+match what arrived); 1 for an unknown session, a worker-side error (a refused
+target included) or an incomplete reply; 2 for bad arguments; 3 when no
+worker answers in time; 4 for a partial replay: every readable event was
+printed, and a warning on stderr names the seqs the worker could not read
+(damaged frames; the worker heals them from kaizen.events, so asking again
+later gives them); 130 on Ctrl-C. Errors are one line on stderr. A progress bar shows on stderr
 only when stderr is a terminal.
 """
 
@@ -29,6 +32,7 @@ from workers.settings import REPLAY_TOPIC, Settings
 
 EXIT_NOT_FOUND = 1
 EXIT_TIMEOUT = 3
+EXIT_PARTIAL = 4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -136,7 +140,7 @@ async def _replay(
     from workers.kafka.config import SecurityError
     from workers.kafka.errors import explain
     from workers.replay.client import ReplayClient, Replayed, ReplayResult, ReplyTimeout
-    from workers.replay.formats import STATUS_NOT_FOUND, STATUS_OK
+    from workers.replay.formats import STATUS_NOT_FOUND, STATUS_OK, STATUS_PARTIAL
     from workers.replay.render import render
 
     progress = _Progress() if sys.stderr.isatty() else None
@@ -174,7 +178,7 @@ async def _replay(
     end = result.end
     if end.status == STATUS_NOT_FOUND:
         raise CliError(f"no session {args.session!r}", EXIT_NOT_FOUND)
-    if end.status != STATUS_OK:
+    if end.status not in (STATUS_OK, STATUS_PARTIAL):
         raise CliError(f"the worker could not replay {args.session}: {end.error or end.status}", 1)
     if not result.complete:
         raise CliError(
@@ -182,7 +186,17 @@ async def _replay(
             f"(checksum {result.checksum}), the worker sent {end.count} ({end.checksum})",
             1,
         )
+    if end.status == STATUS_PARTIAL:
+        raise CliError(partial_message(args.session, end.missing_text), EXIT_PARTIAL)
     return 0
+
+
+def partial_message(session: str, missing: str) -> str:
+    return (
+        f"partial replay of {session}: seqs {missing} are damaged in the worker's hot log and "
+        "were not sent (every other event was); the worker re-reads them from kaizen.events: "
+        "replay again in a moment, or run `kaizen-stream verify --repair` on a stopped worker"
+    )
 
 
 class _Progress:

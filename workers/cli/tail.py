@@ -12,10 +12,12 @@ Order of operations (this is what makes the seam exact):
 4. release the buffered live events with seq > the last replayed seq, in seq
    order, then print each live event whose seq is above the last printed one.
 
-So each seq prints once, in order. The lookback also covers events produced
-before the follower started that the worker had not ingested yet when the
-replay read its index. `--all` skips the replay and prints one line per event
-of every session. Ctrl-C (or SIGTERM) stops cleanly with exit 0.
+So each seq prints once, in order. A partial replay (damaged frames on the
+worker) prints a warning naming the missing seqs on stderr and goes on. The
+lookback also covers events produced before the follower started that the
+worker had not ingested yet when the replay read its index. `--all` skips
+the replay and prints one line per event of every session. Ctrl-C (or
+SIGTERM) stops cleanly with exit 0.
 """
 
 from __future__ import annotations
@@ -29,7 +31,13 @@ from typing import IO, Any
 
 from workers.cli.errors import CliError
 from workers.cli.options import add_kafka_arguments
-from workers.cli.replay import EXIT_TIMEOUT, quiet_client_logs, settings_of, timeout_message
+from workers.cli.replay import (
+    EXIT_TIMEOUT,
+    partial_message,
+    quiet_client_logs,
+    settings_of,
+    timeout_message,
+)
 from workers.settings import EVENTS_TOPIC, REPLAY_TOPIC, Settings
 
 GAP_FILL_ATTEMPTS = 3
@@ -168,7 +176,7 @@ async def _follow_session(
 ) -> None:
     from workers.codec.event import decode_event
     from workers.replay.client import Replayed, ReplayResult, ReplyTimeout
-    from workers.replay.formats import STATUS_ERROR
+    from workers.replay.formats import STATUS_ERROR, STATUS_PARTIAL
     from workers.replay.seam import Seam
 
     session: str = args.session
@@ -184,7 +192,7 @@ async def _follow_session(
     try:
         from workers.replay.client import ReplayClient
 
-        async with ReplayClient(settings.broker, args.topic, args.timeout) as client:
+        async with ReplayClient(settings.kafka, args.topic, args.timeout) as client:
 
             async def replay(**options: Any) -> None:
                 async for item in client.replay(client.request(session, **options)):
@@ -195,6 +203,10 @@ async def _follow_session(
                         raise CliError(
                             f"the worker could not replay {session}: {item.end.error}", 1
                         )
+                    elif isinstance(item, ReplayResult) and item.end.status == STATUS_PARTIAL:
+                        # Go on following: the readable events were printed; say what was not.
+                        msg = partial_message(session, item.end.missing_text)
+                        print(f"kaizen-stream: warning: {msg}", file=sys.stderr, flush=True)
                 printer.flush()
 
             try:

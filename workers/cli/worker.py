@@ -85,8 +85,11 @@ def run(args: argparse.Namespace) -> int:
     import faust  # heavy: only now
 
     from workers.app import create_app
+    from workers.hotlog.owner import hold_for_worker
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # held for the worker's life: `verify --repair` refuses while it is (workers.hotlog.owner)
+    hold_for_worker(settings.hotlog_dir)
     app = create_app(
         settings,
         web_port=args.web_port,

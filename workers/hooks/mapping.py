@@ -6,14 +6,19 @@ redacted payload itself is kept as JSON text in `payload`, with very long
 strings shortened (`MAX_STRING`), so a huge tool result cannot make a message
 the broker refuses. Invariants:
 
-- Never raises on odd input: unknown event names become kind "hook", missing
-  ids become a stable placeholder session (`unknown-<agent>`).
+- Never raises on odd input: unknown event names become kind "hook".
+- A payload without a session id gets a session of its own,
+  `unknown-<agent>-<16 hex>`, a checksum of its payload text, time and host:
+  one shared fallback would make two machines' seqs (each counting from 0)
+  collide in the worker's (session_id, seq) dedupe.
 - Field names are exactly those of schemas/event.avsc; values fit its types:
   a payload number out of its field's Avro range leaves the field null (the
   number stays in `payload`).
 """
 
 from __future__ import annotations
+
+import zlib
 
 from workers.hooks import fastjson
 
@@ -133,15 +138,22 @@ def payload_text(payload: Any) -> str:
 def _base(
     agent: str, session: Any, kind: str, payload: Any, ts_ms: int, host: str | None
 ) -> Fields:
+    text = payload_text(payload)
     return {
-        "session_id": _str(session) or f"unknown-{agent}",
+        "session_id": _str(session) or fallback_session(agent, text, ts_ms, host),
         "ts_ms": ts_ms,
         "kind": kind,
         "source": "hook",
         "agent": agent,
         "host": host,
-        "payload": payload_text(payload),
+        "payload": text,
     }
+
+
+def fallback_session(agent: str, payload: str, ts_ms: int, host: str | None) -> str:
+    """The session of a payload that names none: its own, from what it holds and when/where."""
+    raw = f"{ts_ms}\0{host}\0{payload}".encode("utf-8", "replace")
+    return f"unknown-{agent}-{zlib.crc32(raw):08x}{zlib.adler32(raw):08x}"
 
 
 def map_claude(p: dict[str, Any], ts_ms: int, host: str | None, agent: str = "claude") -> Fields:

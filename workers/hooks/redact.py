@@ -43,8 +43,23 @@ _SECRET_KEY_RE = (
     r"id[_-]?token|bearer|cookie|^token$|_token$|-token$|client[_-]?secret)"
 )
 
+# Names of variables and keys whose assigned value is a secret (the `assignment` rule).
+_SECRET_NAME = (
+    r"(?:secret|token|passw(?:or)?d|passwd|creds?\b|credentials?|api[_-]?key|apikey|"
+    r"(?:access|auth|client|master|signing|encryption|license|account|service|private)[_-]?key|"
+    r"auth(?:[_-]?token|orization))"
+)
+# A quoted value runs to its closing quote (escapes included: a PEM key in a JSON string
+# is one value with `\n` in it), whatever punctuation or spaces it holds. Unrolled loops
+# with possessive quantifiers: linear, no backtracking.
+_QUOTED = "".join(
+    rf"|\\?{q}(?!\[REDACTED|\d+{q}|{q})[^{q}\\\n]*+(?:\\.[^{q}\\\n]*+)*+" for q in ('"', "'", "`")
+)[1:]
+
 # name -> regex. Order matters only for overlapping rules: the first listed wins
 # at a given position (alternation), so specific vendors come before generic.
+# Vendor rules follow the token formats of gitleaks' default rule set
+# (config/gitleaks.toml) where the token has a recognisable prefix.
 _RULES: tuple[tuple[str, str], ...] = (
     (
         "private_key",
@@ -54,35 +69,105 @@ _RULES: tuple[tuple[str, str], ...] = (
     ("jwt", r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),
     (
         "aws_key_id",
-        r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA)[A-Z0-9]{16}\b",
+        r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA|A3T[A-Z0-9])[A-Z0-9]{16}\b",
     ),
+    ("aws_bedrock", r"\bABSK[A-Za-z0-9+/]{100,}={0,2}"),
     ("github", r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})"),
-    ("gitlab", r"\bgl(?:pat|dt|rt|cbt|ptt|ft|imt|oas|soat)-[A-Za-z0-9_-]{20,}"),
-    ("slack", r"\bxox[abposre]-[A-Za-z0-9-]{10,}|https://hooks\.slack\.com/[A-Za-z0-9/_-]+"),
-    ("stripe", r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}|\bwhsec_[A-Za-z0-9]{20,}"),
+    (
+        "gitlab",
+        r"\bgl(?:pat|dt|rt|cbt|ptt|ft|imt|oas|soat|agent|ffct)-[A-Za-z0-9_-]{20,}"
+        r"|\bGR1348941[A-Za-z0-9_-]{20}",
+    ),
+    (
+        "slack",
+        r"\bxox[abposre]-[A-Za-z0-9-]{10,}|\bxapp-\d-[A-Za-z0-9-]{10,}"
+        r"|https://hooks\.slack\.com/[A-Za-z0-9/_-]+",
+    ),
+    (
+        "webhook",
+        r"https://[A-Za-z0-9.-]*(?:discord(?:app)?\.com/api/webhooks|webhook\.office\.com/webhookb2)"
+        r"/[A-Za-z0-9/@_.-]+",
+    ),
+    ("stripe", r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}|\bwhsec_[A-Za-z0-9]{20,}"),
     ("anthropic", r"\bsk-ant-[A-Za-z0-9_-]{20,}"),
     ("openai", r"\bsk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_-]{20,}"),
+    (
+        "ai_vendor",  # Perplexity, Groq, xAI, Hugging Face organisation tokens
+        r"\b(?:pplx-[A-Za-z0-9]{40,}|gsk_[A-Za-z0-9]{40,}|xai-[A-Za-z0-9]{60,}"
+        r"|api_org_[A-Za-z0-9]{30,})",
+    ),
     ("google", r"\bAIza[0-9A-Za-z_-]{35}|\bya29\.[0-9A-Za-z_-]{20,}|\bGOCSPX-[A-Za-z0-9_-]{20,}"),
-    ("npm", r"\bnpm_[A-Za-z0-9]{36}\b"),
+    (
+        "cloud",  # Alibaba, Azure AD, DigitalOcean, Heroku, Fly.io, Databricks, Cloudflare, Yandex
+        r"\bLTAI[A-Za-z0-9]{20}\b|(?<![A-Za-z0-9_~.])[A-Za-z0-9_~.]{3}\dQ~[A-Za-z0-9_~.-]{31,34}"
+        r"|\bdo[opr]_v1_[a-f0-9]{64}|\bHRKU-[A-Za-z0-9_-]{40,}|\bfo1_[A-Za-z0-9_-]{39,}"
+        r"|\bdapi[a-f0-9]{32}|\bv1\.0-[a-f0-9]{24}-[a-f0-9]{146}|\bAQVN[A-Za-z0-9_-]{35,38}"
+        r"|\bt1\.[A-Za-z0-9_-]+={0,2}\.[A-Za-z0-9_-]{86}",
+    ),
+    (
+        "secrets_manager",  # HashiCorp Vault and Terraform Cloud, Doppler, 1Password, age, Pulumi
+        r"\bhv[sb]\.[A-Za-z0-9_-]{90,}|\b[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_=-]{60,}"
+        r"|\bdp\.(?:pt|st|sa|ct|scim|audit)\.[A-Za-z0-9]{40,}|\bops_eyJ[A-Za-z0-9+/]{100,}={0,3}"
+        r"|\bA3-[A-Z0-9]{6}-(?:[A-Z0-9]{11}|[A-Z0-9]{6}-[A-Z0-9]{5})-[A-Z0-9]{5}-[A-Z0-9]{5}"
+        r"-[A-Z0-9]{5}|\bAGE-SECRET-KEY-1[0-9A-Z]{58}|\bpul-[a-f0-9]{40}",
+    ),
+    (
+        "package_registry",  # npm, PyPI, RubyGems, Clojars, JFrog Artifactory
+        r"\bnpm_[A-Za-z0-9]{36}\b|\bpypi-AgE[A-Za-z0-9_-]{50,}|\brubygems_[a-f0-9]{48}"
+        r"|\bCLOJARS_[a-z0-9]{60}|\bAKCp[A-Za-z0-9]{69}|\bcmVmdGtu[A-Za-z0-9]{56}",
+    ),
     ("huggingface", r"\bhf_[A-Za-z0-9]{30,}\b"),
-    ("sendgrid", r"\bSG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}"),
-    ("twilio", r"\bSK[0-9a-fA-F]{32}\b"),
+    (
+        "dev_service",  # Atlassian, Sentry, Grafana, New Relic, Linear, Notion, Postman, ...
+        r"\bATATT3[A-Za-z0-9_=-]{100,}|\bsntry[su]_[A-Za-z0-9+/=_]{40,}"
+        r"|\bgl(?:c|sa)_[A-Za-z0-9+/_=]{32,}|\bNR(?:AK|JS|II)-[A-Za-z0-9]{19,}"
+        r"|\blin_(?:api|oauth)_[A-Za-z0-9]{40}|\bntn_[A-Za-z0-9]{40,}|\bsecret_[A-Za-z0-9]{43}\b"
+        r"|\bPMAK-[a-f0-9]{24}-[a-f0-9]{34}|\bpnu_[A-Za-z0-9]{36}|\brdme_[a-z0-9]{70}"
+        r"|\bpscale_(?:tkn|oauth|pw)_[A-Za-z0-9_=.-]{32,}|\btfp_[A-Za-z0-9_.=-]{59}"
+        r"|\bdt0c01\.[A-Za-z0-9]{24}\.[A-Za-z0-9]{64}|\bsgp_[A-Za-z0-9_]{40,}"
+        r"|\bsha256~[A-Za-z0-9_-]{43}",
+    ),
+    (
+        "payments",  # Square, Shopify, Shippo, Duffel, EasyPost, Flutterwave, Plaid
+        r"\b(?:EAAA|sq0atp-|sq0csp-)[A-Za-z0-9_-]{22,}|\bshp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}"
+        r"|\bshippo_(?:live|test)_[a-f0-9]{40}|\bduffel_(?:live|test)_[A-Za-z0-9_=-]{43}"
+        r"|\bEZ[AT]K[A-Za-z0-9]{54}|\bFLW(?:SECK|PUBK)_TEST-[a-h0-9]{32}-X"
+        r"|\baccess-(?:sandbox|development|production)-[0-9a-f-]{36}",
+    ),
+    (
+        "messaging",  # SendGrid, Twilio, Sendinblue, Mailgun, Mailchimp, Telegram, Facebook
+        r"\bSG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}|\bSK[0-9a-fA-F]{32}\b"
+        r"|\bxkeysib-[a-f0-9]{64}-[A-Za-z0-9]{16}|\bkey-[a-f0-9]{32}\b|\b[a-f0-9]{32}-us\d{1,2}\b"
+        r"|\b\d{5,16}:AA[A-Za-z0-9_-]{33}\b|\bEAA[MC][A-Za-z0-9]{100,}",
+    ),
     ("azure_conn", r"(?i:\b(?:AccountKey|SharedAccessKey|SharedAccessSignature)=[^;\s'\"]+)"),
     # scheme://user:password@host -> keep scheme and user, drop the password
-    ("url_credentials", r"\b[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s/:@'\"]{0,200}:[^\s/@'\"]{1,500}@"),
+    (
+        "url_credentials",
+        r"\b[A-Za-z][A-Za-z0-9+.-]{1,20}+://[^\s/:@'\"]{0,200}+:[^\s/@'\"]{1,500}+@",
+    ),
     ("bearer", r"(?i:\b(?:bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{16,})"),
+    # curl -u user:password, wget --password=..., --user=name:password (not uid:gid)
+    (
+        "cli_password",
+        r"(?<!\S)(?:-u[ \t]*|--user[ \t=]+)['\"]?[^\s:'\"]{1,100}:(?!\d+\b|\[REDACTED)"
+        r"[^\s'\"]{1,300}|(?<!\S)--(?:http-|ftp-|proxy-)?password[ \t=]+(?!\[REDACTED)\S+",
+    ),
     ("conn_password", r"(?i:\b(?:password|pwd|passwd)\s*=\s*[^;\s'\"&]+)"),
-    # NAME=value / NAME: value / "name": "value" for secret-named variables
+    # NAME=value / NAME: 'quoted, with anything' / "name": "value" / `--secret value` for
+    # secret-named variables. A cheap lookahead first: only a name followed by = or :
+    # pays for the keyword search.
     (
         "assignment",
-        r"(?i:\b[A-Za-z0-9_.-]*(?:secret|token|passw(?:or)?d|passwd|api[_-]?key|apikey|"
-        r"access[_-]?key|private[_-]?key|credentials?|auth(?:[_-]?token|orization))"
-        r"[A-Za-z0-9_.-]*['\"]?[ \t]*(?::|=|:=)[ \t]*['\"]?(?:(?:bearer|basic|token)[ \t]+)?"
-        r"(?!\[REDACTED)(?!\d+\b)[^\s'\",;]{3,})",
+        r"(?i:\b(?=[A-Za-z0-9_.-]*+\\?['\"]?[ \t]*[:=])[A-Za-z0-9_.-]*?"
+        + _SECRET_NAME
+        + r"[A-Za-z0-9_.-]*+\\?['\"]?[ \t]*(?::=|:|=)[ \t]*"
+        r"(?:" + _QUOTED + r"|(?:(?:bearer|basic|token)[ \t]+)?"
+        r"(?!\[REDACTED|\d+\b|-----BEGIN)[^\s'\"\x60,;]{3,}))",
     ),
     (
         "email",
-        r"\b(?!git@)[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b",
+        r"\b(?!git@)[A-Za-z0-9._%+-]{1,64}+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b",
     ),
     (
         "home",
@@ -208,7 +293,10 @@ class Redactor:
         self.hash_home = hash_home
         rules = [(n, p) for n, p in _RULES if emails or n != "email"]
         self._names = [n for n, _ in rules]
-        self._re = compile_cached("|".join(f"(?P<{n}>{p})" for n, p in rules))
+        # no rule starts inside a word: one cheap check there skips every alternative
+        self._re = compile_cached(
+            r"(?!(?<=\w)\w)(?:" + "|".join(f"(?P<{n}>{p})" for n, p in rules) + ")"
+        )
         self._secret_key = compile_cached(_SECRET_KEY_RE)
         self._assign_split = compile_cached(_ASSIGN_SPLIT_RE)
         self._url_cred = compile_cached(_URL_CRED_RE)
@@ -255,9 +343,17 @@ class Redactor:
             if len(parts) == 2:
                 sep = text[len(parts[0]) : len(text) - len(parts[1])]
                 value = parts[1].lstrip(" \t")
-                quote = value[:1] if value[:1] in "'\"" else ""
+                quote = value[: 2 if value[:1] == "\\" else 1]
+                quote = quote if quote[-1:] in "'\"`" else ""
                 pad = parts[1][: len(parts[1]) - len(value)]
                 return f"{parts[0]}{sep}{pad}{quote}[REDACTED:secret]"
+        if name == "cli_password":  # keep the flag (and user), drop what follows
+            if text.startswith(("-u", "--user")):
+                cut = text.index(":") + 1
+            else:
+                cut = min(k for k in (text.find("="), text.find(" "), text.find("\t")) if k > 0)
+                cut += 1
+            return f"{text[:cut]}[REDACTED:password]"
         if name == "conn_password":
             key = text.split("=", 1)[0]
             return f"{key}=[REDACTED:password]"

@@ -96,6 +96,8 @@ def note(agent: str, payload: Any, spool_path: str) -> str | None:
     """
     if not isinstance(payload, dict) or agent not in ("claude", "codex"):
         return None
+    if os.environ.get("KAIZEN_USAGE_CAPTURE") == "0":
+        return None
     event = payload.get("hook_event_name")
     path = None
     if event in CLOSING_EVENTS:

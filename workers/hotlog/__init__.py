@@ -7,7 +7,7 @@ Modules: ``frame`` (pure frame format and resync), ``segment`` (one segment file
 """
 
 from workers.hotlog.frame import CorruptFrame
-from workers.hotlog.log import LogClosed, LogLocked, PartitionLog
+from workers.hotlog.log import LogClosed, LogFailed, LogLocked, PartitionLog
 from workers.hotlog.policy import (
     BadRange,
     CommitPolicy,
@@ -25,6 +25,7 @@ __all__ = [
     "Entry",
     "Location",
     "LogClosed",
+    "LogFailed",
     "LogLocked",
     "PartitionLog",
     "RecoveryReport",

@@ -1,26 +1,28 @@
 /* _cframe: the C speed-up of workers/hotlog/frame.py (CPython C API only, one file).
  *
- * Owns three drop-in replacements for functions of frame.py, which binds them when this
- * module is built and not disabled (workers/speedups.py):
+ * Owns two drop-in replacements for functions of frame.py, which binds them when this module
+ * is built and not disabled (workers/speedups.py):
  *
- *   crc32c(data, crc=0, /) -> int            CRC-32C (Castagnoli), as crc32c.crc32c(data, crc)
  *   encode_batch(payloads, offset, /) -> (bytes, list[int])     as frame._py_encode_batch
  *   locations(cls, segment, start, lens, /) -> list[cls]        as frame._py_locations
  *
- * plus crc32c_portable(), crc32c() by the table-driven code whatever the CPU has, so the tests
- * check that fallback on machines that take the SSE4.2 path, and ``hardware`` (1 when crc32c()
- * uses SSE4.2).  Bad arguments raise what the Python versions raise (see frame.py).
+ * Bad arguments raise what the Python versions raise (see frame.py).
+ *
+ * CRC-32C: this module has no CRC engine.  A frame is a few hundred bytes, where the call
+ * into the crc32c package (`crc32c.crc32c` over a view of the frame, hardware on x86_64 and
+ * ARMv8) costs more than the CRC itself (figures: docs/DEVELOPING.md).  So on x86_64 with SSE4.2 the frames' CRCs
+ * come from a minimal serial loop of the crc32 instruction; everywhere else, and when
+ * `set_hardware(False)` says so (for the tests), from the package.  `hardware` says which.
  *
  * Invariants:
  * - every result equals the Python version's, byte for byte / value for value, and so do the
  *   exception types raised for bad input (tests/hotlog/test_cframe.py checks both);
- * - the CRC is CRC-32C: reflected polynomial 0x82F63B78, initial value and final xor
- *   0xFFFFFFFF, chained like the crc32c package: crc32c(b, crc32c(a)) == crc32c(a + b);
- * - the only process-wide state is the CRC tables and the choice of CRC code (SSE4.2 or the
- *   table), set once at import and read-only afterwards, and a cache of int objects for
- *   short payload lengths, filled under the GIL;
- * - the GIL is held throughout, except while crc32c() runs over a large buffer: the buffer
- *   export it holds keeps the memory alive and unresizable meanwhile.
+ * - a frame's CRC is CRC-32C (reflected polynomial 0x82F63B78, initial value and final xor
+ *   0xFFFFFFFF), the crc32c package's value whichever code computes it;
+ * - the only process-wide state is the crc32c function (looked up once at import), the
+ *   choice of CRC code, and a cache of int objects for short payload lengths, all under
+ *   the GIL;
+ * - the GIL is held throughout.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -32,124 +34,23 @@
 #include <nmmintrin.h>
 #endif
 
-#define POLY 0x82F63B78u         /* CRC-32C, reflected */
 #define HEAD 12                  /* length u32 + offset u64 */
 #define OVERHEAD 16              /* HEAD + crc u32 trailer */
 #define MAX_PAYLOAD (64 << 20)   /* frame.MAX_PAYLOAD: a longer frame would read back as bad */
-#define RELEASE_GIL_AT (64 << 10) /* below this, dropping the GIL costs more than it frees */
 
-/* A CRC update over the raw register (no pre/post inversion: the callers do it once). */
-typedef uint32_t (*crc_fn)(uint32_t crc, const unsigned char *p, size_t n);
+/* crc32c.crc32c, set at import */
+static PyObject *crc32c_fn;
 
-/* ------------------------------------------------------------------ portable CRC */
-
-/* slicing-by-8: table[k][b] is the register after byte b followed by k zero bytes */
-static uint32_t table[8][256];
-
-static void
-build_table(void)
-{
-    for (uint32_t n = 0; n < 256; n++) {
-        uint32_t c = n;
-        for (int k = 0; k < 8; k++)
-            c = (c & 1) ? (c >> 1) ^ POLY : c >> 1;
-        table[0][n] = c;
-    }
-    for (uint32_t n = 0; n < 256; n++) {
-        uint32_t c = table[0][n];
-        for (int k = 1; k < 8; k++) {
-            c = table[0][c & 0xff] ^ (c >> 8);
-            table[k][n] = c;
-        }
-    }
-}
-
-/* Little-endian loads spelled out byte by byte, so the code is endian-neutral; compilers
- * turn them into one load on little-endian machines. */
-static inline uint32_t
-load_le32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint32_t
-crc_portable(uint32_t crc, const unsigned char *p, size_t n)
-{
-    for (; n >= 8; p += 8, n -= 8) {
-        uint32_t lo = crc ^ load_le32(p), hi = load_le32(p + 4);
-        crc = table[7][lo & 0xff] ^ table[6][(lo >> 8) & 0xff] ^ table[5][(lo >> 16) & 0xff]
-              ^ table[4][lo >> 24] ^ table[3][hi & 0xff] ^ table[2][(hi >> 8) & 0xff]
-              ^ table[1][(hi >> 16) & 0xff] ^ table[0][hi >> 24];
-    }
-    while (n--)
-        crc = table[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
-    return crc;
-}
-
-/* ------------------------------------------------------------------ SSE4.2 CRC (x86_64) */
+/* 1 when frame CRCs come from the SSE4.2 loop below, 0: from the package */
+static int use_hardware;
 
 #if defined(__x86_64__)
-/* Three independent CRC streams over three consecutive blocks of a buffer are joined with
- * the linearity of CRCs: crc(c, A|B) = shift(crc(c, A), |B|) ^ crc(0, B), where shift(x, n)
- * feeds n zero bytes to the register.  For fixed n it is a linear map of 32 bits, applied
- * byte by byte through four 256-entry tables (M. Adler's scheme, as in the crc32c package). */
-#define LONG_BLOCK 8192
-#define SHORT_BLOCK 256
-
-static uint32_t shift_long[4][256], shift_short[4][256];
-
-/* GF(2) matrix (32 columns) times vector */
-static uint32_t
-gf2_times(const uint32_t *mat, uint32_t vec)
-{
-    uint32_t sum = 0;
-    for (; vec; vec >>= 1, mat++)
-        if (vec & 1)
-            sum ^= *mat;
-    return sum;
-}
-
-static void
-gf2_square(uint32_t *square, const uint32_t *mat)
-{
-    for (int n = 0; n < 32; n++)
-        square[n] = gf2_times(mat, mat[n]);
-}
-
-/* the tables of shift(., len) for len a power of two >= 1 */
-static void
-build_shift(uint32_t tables[4][256], size_t len)
-{
-    uint32_t op[32], sq[32];
-    /* one zero bit: the register shifts right, the polynomial comes in on a set low bit */
-    op[0] = POLY;
-    for (int n = 1; n < 32; n++)
-        op[n] = 1u << (n - 1);
-    /* square up to one zero byte (8 bits), then once more per doubling of len */
-    for (size_t bits = 1; bits < 8 * len; bits <<= 1) {
-        gf2_square(sq, op);
-        memcpy(op, sq, sizeof(op));
-    }
-    for (uint32_t n = 0; n < 256; n++) {
-        tables[0][n] = gf2_times(op, n);
-        tables[1][n] = gf2_times(op, n << 8);
-        tables[2][n] = gf2_times(op, n << 16);
-        tables[3][n] = gf2_times(op, n << 24);
-    }
-}
-
-static inline uint32_t
-shift(uint32_t tables[4][256], uint32_t crc)
-{
-    return tables[0][crc & 0xff] ^ tables[1][(crc >> 8) & 0xff] ^ tables[2][(crc >> 16) & 0xff]
-           ^ tables[3][crc >> 24];
-}
-
 /* Compiled for SSE4.2 whatever the build flags say; only called once the CPU is known to
- * have it (see PyInit__cframe).  Unaligned 8-byte loads cost nothing extra on x86_64. */
-__attribute__((target("sse4.2"))) static inline uint64_t
-crc_sse42_serial(uint64_t c, const unsigned char *p, size_t n)
+ * have it (PyInit__cframe). */
+__attribute__((target("sse4.2"))) static uint32_t
+crc_sse42(const unsigned char *p, size_t n)
 {
+    uint64_t c = 0xFFFFFFFFu;
     for (; n >= 8; p += 8, n -= 8) {
         uint64_t w;
         memcpy(&w, p, 8);
@@ -157,97 +58,35 @@ crc_sse42_serial(uint64_t c, const unsigned char *p, size_t n)
     }
     while (n--)
         c = _mm_crc32_u8((uint32_t)c, *p++);
-    return c;
-}
-
-/* The crc32 instruction has a latency of 3 cycles and a throughput of 1 per cycle: a single
- * chain leaves the unit two-thirds idle.  This runs three chains over three consecutive
- * blocks of ``block`` bytes at a time, joins them with shift(), and advances *p and *n. */
-__attribute__((target("sse4.2"))) static inline uint64_t
-crc_sse42_triple(uint64_t c0, const unsigned char **p, size_t *n, size_t block,
-                 uint32_t tables[4][256])
-{
-    const unsigned char *q = *p;
-    size_t left = *n;
-    for (; left >= 3 * block; q += 3 * block, left -= 3 * block) {
-        uint64_t c1 = 0, c2 = 0;
-        for (size_t i = 0; i < block; i += 8) {
-            uint64_t w0, w1, w2;
-            memcpy(&w0, q + i, 8);
-            memcpy(&w1, q + block + i, 8);
-            memcpy(&w2, q + 2 * block + i, 8);
-            c0 = _mm_crc32_u64(c0, w0);
-            c1 = _mm_crc32_u64(c1, w1);
-            c2 = _mm_crc32_u64(c2, w2);
-        }
-        c0 = shift(tables, (uint32_t)c0) ^ (uint32_t)c1;
-        c0 = shift(tables, (uint32_t)c0) ^ (uint32_t)c2;
-    }
-    *p = q;
-    *n = left;
-    return c0;
-}
-
-/* Long buffers go three chains at a time, first in long blocks (the join is rare), then in
- * short ones; what is left, and frames (~300 bytes, too short for it), in one chain. */
-__attribute__((target("sse4.2"))) static uint32_t
-crc_sse42(uint32_t crc, const unsigned char *p, size_t n)
-{
-    uint64_t c = crc;
-    c = crc_sse42_triple(c, &p, &n, LONG_BLOCK, shift_long);
-    c = crc_sse42_triple(c, &p, &n, SHORT_BLOCK, shift_short);
-    return (uint32_t)crc_sse42_serial(c, p, n);
+    return (uint32_t)c ^ 0xFFFFFFFFu;
 }
 #endif
 
-/* chosen once at import: the SSE4.2 version when the CPU has it, else the table */
-static crc_fn crc_update = crc_portable;
-
-/* ------------------------------------------------------------------ crc32c() */
-
-static PyObject *
-crc_call(crc_fn fn, PyObject *const *args, Py_ssize_t nargs, const char *name)
+/* The CRC-32C of n bytes at p; -1 with an error set on failure. */
+static int64_t
+frame_crc(unsigned char *p, Py_ssize_t n)
 {
-    if (nargs < 1 || nargs > 2) {
-        PyErr_Format(PyExc_TypeError, "%s() takes 1 or 2 positional arguments (%zd given)",
-                     name, nargs);
-        return NULL;
+#if defined(__x86_64__)
+    if (use_hardware)
+        return crc_sse42(p, (size_t)n);
+#endif
+    PyObject *view = PyMemoryView_FromMemory((char *)p, n, PyBUF_READ);
+    if (view == NULL)
+        return -1;
+    PyObject *crc = PyObject_CallOneArg(crc32c_fn, view);
+    /* the view points into a bytes object still being built: nothing may keep it */
+    if (crc != NULL && Py_REFCNT(view) != 1) {
+        Py_CLEAR(crc);
+        PyErr_SetString(PyExc_RuntimeError, "crc32c kept a view of the frame");
     }
-    uint32_t crc = 0;
-    if (nargs == 2) {
-        /* like the crc32c package (format "I"): any integer, taken modulo 2**32 */
-        unsigned long v = PyLong_AsUnsignedLongMask(args[1]);
-        if (v == (unsigned long)-1 && PyErr_Occurred())
-            return NULL;
-        crc = (uint32_t)v;
-    }
-    Py_buffer view;
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
-        return NULL;
-    const unsigned char *p = view.buf;
-    size_t n = (size_t)view.len;
-    if (n >= RELEASE_GIL_AT) {
-        Py_BEGIN_ALLOW_THREADS
-        crc = fn(crc ^ 0xFFFFFFFFu, p, n) ^ 0xFFFFFFFFu;
-        Py_END_ALLOW_THREADS
-    }
-    else {
-        crc = fn(crc ^ 0xFFFFFFFFu, p, n) ^ 0xFFFFFFFFu;
-    }
-    PyBuffer_Release(&view);
-    return PyLong_FromUnsignedLong(crc);
-}
-
-static PyObject *
-crc32c(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
-{
-    return crc_call(crc_update, args, nargs, "crc32c");
-}
-
-static PyObject *
-crc32c_portable(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
-{
-    return crc_call(crc_portable, args, nargs, "crc32c_portable");
+    Py_DECREF(view);
+    if (crc == NULL)
+        return -1;
+    unsigned long v = PyLong_AsUnsignedLong(crc);
+    Py_DECREF(crc);
+    if (v == (unsigned long)-1 && PyErr_Occurred())
+        return -1;
+    return (int64_t)(uint32_t)v;
 }
 
 /* ------------------------------------------------------------------ encode_batch() */
@@ -424,8 +263,11 @@ encode_batch(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t narg
      * bytes still in flight from the stores) */
     w = out;
     for (Py_ssize_t i = 0; i < count; i++) {
-        size_t n = HEAD + (size_t)sizes[i];
-        store_be32(w + n, crc_update(0xFFFFFFFFu, w, n) ^ 0xFFFFFFFFu);
+        Py_ssize_t n = HEAD + sizes[i];
+        int64_t crc = frame_crc(w, n);
+        if (crc < 0)
+            goto fail;
+        store_be32(w + n, (uint32_t)crc);
         w += n + 4;
     }
 
@@ -519,13 +361,26 @@ fail:
 
 /* ------------------------------------------------------------------ module */
 
+static int cpu_has_sse42;
+
+static PyObject *
+set_hardware(PyObject *module, PyObject *flag)
+{
+    int want = PyObject_IsTrue(flag);
+    if (want < 0)
+        return NULL;
+    int previous = use_hardware;
+    use_hardware = want && cpu_has_sse42;
+    if (PyModule_AddIntConstant(module, "hardware", use_hardware) < 0)
+        return NULL;
+    return PyBool_FromLong(previous);
+}
+
+
 static PyMethodDef methods[] = {
-    {"crc32c", (PyCFunction)(void (*)(void))crc32c, METH_FASTCALL,
-     "crc32c(data, crc=0, /) -> int\n\nCRC-32C of a bytes-like object, continuing from crc "
-     "(a previous result); the same value as crc32c.crc32c(data, crc)."},
-    {"crc32c_portable", (PyCFunction)(void (*)(void))crc32c_portable, METH_FASTCALL,
-     "crc32c_portable(data, crc=0, /) -> int\n\ncrc32c() by the table-driven code whatever the "
-     "CPU has (for the tests)."},
+    {"set_hardware", (PyCFunction)set_hardware, METH_O,
+     "set_hardware(flag, /) -> bool\n\nCompute frame CRCs with the SSE4.2 loop (when the CPU "
+     "has it) or, False, with the crc32c package; returns the previous choice (for the tests)."},
     {"encode_batch", (PyCFunction)(void (*)(void))encode_batch, METH_FASTCALL,
      "encode_batch(payloads, offset, /) -> (bytes, list[int])\n\nAll frames of one message "
      "as one buffer, plus each payload's length (see frame.encode_batch)."},
@@ -538,7 +393,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "_cframe",
-    .m_doc = "C speed-ups of workers.hotlog.frame: crc32c, encode_batch, locations.",
+    .m_doc = "C speed-ups of workers.hotlog.frame: encode_batch, locations.",
     .m_size = -1,
     .m_methods = methods,
 };
@@ -546,21 +401,22 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__cframe(void)
 {
-    build_table();
+    if (crc32c_fn == NULL) {
+        PyObject *pkg = PyImport_ImportModule("crc32c");
+        if (pkg == NULL)
+            return NULL;
+        crc32c_fn = PyObject_GetAttrString(pkg, "crc32c");
+        Py_DECREF(pkg);
+        if (crc32c_fn == NULL)
+            return NULL;
+    }
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("sse4.2")) {
-        build_shift(shift_long, LONG_BLOCK);
-        build_shift(shift_short, SHORT_BLOCK);
-        crc_update = crc_sse42;
-    }
+    cpu_has_sse42 = __builtin_cpu_supports("sse4.2") != 0;
 #endif
+    use_hardware = cpu_has_sse42;
     PyObject *m = PyModule_Create(&module_def);
-    if (m == NULL)
-        return NULL;
-    if (PyModule_AddIntConstant(m, "hardware", crc_update != crc_portable) < 0) {
-        Py_DECREF(m);
-        return NULL;
-    }
+    if (m != NULL && PyModule_AddIntConstant(m, "hardware", use_hardware) < 0)
+        Py_CLEAR(m);
     return m;
 }

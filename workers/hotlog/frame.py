@@ -22,13 +22,12 @@ Invariants:
 * every frame :func:`encode_batch` writes is good: a payload over ``MAX_PAYLOAD`` raises
   ValueError and an offset outside ``[0, 2**64)`` OverflowError, before anything is built.
 
-Speed-up: ``crc32c``, ``encode_batch`` and ``locations`` are the C versions from
-``workers/hotlog/_cframe.c`` when it is built (see ``workers.speedups``; ``KAIZEN_PURE_PYTHON=1``
-turns it off), else the pure-Python ``_py_*`` functions below, which stay the reference:
-both give the same results and raise the same exception types (tests/hotlog/test_cframe.py).
-``IMPLEMENTATION`` says which one runs.  The C ``crc32c`` replaces the crc32c package's
-function in ``check`` and ``encode`` too: the same CRC with less call overhead (half the
-package's time on a ~300-byte frame, ~12% off ``check``) and no slower on large buffers.
+Speed-up: ``encode_batch`` and ``locations`` are the C versions from
+``workers/hotlog/_cframe.c`` when it is built and not disabled (``workers.speedups``:
+``KAIZEN_PURE_PYTHON=1`` or ``=cframe``), else the pure-Python ``_py_*`` functions below, which
+stay the reference: both give the same results and raise the same exception types
+(tests/hotlog/test_cframe.py).  ``IMPLEMENTATION`` says which one runs.  Every CRC-32C outside
+the C frame encoder comes from the crc32c package (``crc32c`` below).
 """
 
 from __future__ import annotations
@@ -40,9 +39,8 @@ from dataclasses import dataclass
 from functools import partial
 from itertools import accumulate, chain, repeat
 from operator import add
-from typing import Protocol
 
-from crc32c import crc32c as _py_crc32c
+from crc32c import crc32c  # CRC-32C of data, continuing from crc (a previous result)
 
 from workers import speedups
 from workers.hotlog.policy import Location
@@ -65,14 +63,7 @@ _ZERO_SKIP = 1 << 20
 Buffer = bytes | bytearray | memoryview | mmap.mmap
 
 
-class _Crc32c(Protocol):
-    def __call__(self, data: Buffer, crc: int = 0, /) -> int: ...
-
-
 _c = speedups.load("workers.hotlog._cframe")
-
-# CRC-32C of ``data``, continuing from ``crc`` (a previous result), as crc32c.crc32c
-crc32c: _Crc32c = _py_crc32c if _c is None else _c.crc32c
 
 
 class CorruptFrame(Exception):
@@ -119,7 +110,7 @@ def _py_encode_batch(payloads: Sequence[bytes], offset: int) -> tuple[bytes, lis
     if lens and max(lens) > MAX_PAYLOAD:
         raise ValueError(f"a payload is {max(lens)} bytes, over the {MAX_PAYLOAD}-byte limit")
     bodies = list(map(off.join, zip(map(_length_bytes, lens), payloads, strict=True)))
-    trailers = map(_pack_crc, map(_py_crc32c, bodies))
+    trailers = map(_pack_crc, map(crc32c, bodies))
     return b"".join(chain.from_iterable(zip(bodies, trailers, strict=True))), lens
 
 

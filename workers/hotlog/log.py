@@ -17,7 +17,12 @@ Invariants:
   position covered by a completed fsync;
 * reads (``read``, ``scan``) are safe from any thread while appends go on: they never look
   past the end of the last completed write;
-* retention deletes whole segments, oldest first, never the last (active) one.
+* retention deletes whole segments, oldest first, never the last (active) one;
+* a failed fsync poisons the log: every later append and flush raises :class:`LogFailed`,
+  so nothing appended before the failure is ever reported durable; reopening recovers
+  from what the disk really holds;
+* recovery cuts the last segment at the first damage after the checkpoint (what follows a
+  power-cut hole was never fsynced): the log stays contiguous, with offsets in order.
 """
 
 from __future__ import annotations
@@ -57,6 +62,15 @@ class LogLocked(RuntimeError):
 
 class LogClosed(RuntimeError):
     """The log was closed."""
+
+
+class LogFailed(RuntimeError):
+    """An fsync (or the checkpoint write after it) failed: reopen the log to go on.
+
+    After a failed fsync Linux may have dropped the dirty pages and marked them clean, so
+    a second fsync would "succeed" without the data on disk ("fsyncgate"). Nothing
+    appended since the last good fsync can ever be called durable by this instance.
+    """
 
 
 DEFAULT_COMMIT = CommitPolicy()
@@ -108,6 +122,7 @@ class PartitionLog:
         self._ckpt_loc: tuple[int, int] | None = None
         self._since_ckpt = 0
         self._closed = False
+        self._failed: BaseException | None = None
         self.bad_ranges_seen = 0  # counter: bad ranges met by recovery and scans
         self.recovery = RecoveryReport()
 
@@ -208,10 +223,20 @@ class PartitionLog:
             report.scanned_from = Location(base, start, 0)
             report.scanned_bytes = scan.size - start
             report.frames_scanned = scan.frames
-            for lo, hi in scan.bad:
-                rng = BadRange(base, lo, hi, "bad frame skipped by resync")
+            if scan.bad:
+                # Damage after the checkpoint, where durability is unknown: a power cut writes
+                # pages back out of order, so a hole here may be followed by frames of a later
+                # write that was never fsynced (never acked), while the hole's own messages are
+                # gone. Stepping over it would put the watermark past them. Cut the log at the
+                # hole; whatever followed is re-fetched from the source topic (the index owner
+                # rebuilds when its pointers no longer read back, lowering the watermark).
+                lo = scan.bad[0][0]
+                rng = BadRange(base, lo, scan.size, "damage after the checkpoint: log cut here")
                 report.bad_ranges.append(rng)
                 self._bad(rng)
+                report.truncated_bytes += scan.size - lo
+                segment.truncate(path, lo)
+                scan = segment.scan_tail(path, base, start)
             if scan.tail is not None:
                 lo, hi = scan.tail
                 report.truncated_bytes += hi - lo
@@ -268,6 +293,7 @@ class PartitionLog:
         with self._lock:
             if self._closed:
                 raise LogClosed("log is closed")
+            self._check_failed()
             if self._last_offset is not None and offset < self._last_offset:
                 raise ValueError(f"offset {offset} < last offset {self._last_offset}")
             if self._fd is None:
@@ -310,7 +336,7 @@ class PartitionLog:
     def _roll(self, base: int) -> None:
         """Seal the active segment (fsync it whole) and start segment ``base``; lock held."""
         assert self._fd is not None and self._active is not None
-        os.fdatasync(self._fd)
+        self._sync(self._fd)
         os.close(self._fd)
         self._fd = None
         self._durable = self._appended
@@ -328,11 +354,9 @@ class PartitionLog:
         pending = self._appended - self._durable
         if not pending:
             return False
-        c = self.commit
-        if pending >= c.max_records or self._appended_bytes - self._durable_bytes >= c.max_bytes:
-            return True
         since = self._pending_since
-        return since is not None and (time.monotonic() - since) * 1000.0 >= c.max_ms
+        age_ms = None if since is None else (time.monotonic() - since) * 1000.0
+        return self.commit.due(pending, self._appended_bytes - self._durable_bytes, age_ms)
 
     @property
     def pending(self) -> int:
@@ -355,6 +379,7 @@ class PartitionLog:
         """
         with self._flush_lock:
             with self._lock:
+                self._check_failed()
                 if self._appended == self._durable or self._fd is None:
                     return
                 fd = os.dup(self._fd)
@@ -365,7 +390,7 @@ class PartitionLog:
                 last = self._last_offset
                 snapshot_at = time.monotonic()
             try:
-                os.fdatasync(fd)
+                self._sync(fd)
             finally:
                 os.close(fd)
             write_ckpt = False
@@ -384,7 +409,25 @@ class PartitionLog:
                     self._since_ckpt = 0
                 ckpt_loc, ckpt_last = self._durable_loc, self._durable_last_offset
             if write_ckpt:
-                self._write_checkpoint(ckpt_loc, ckpt_last)
+                try:
+                    self._write_checkpoint(ckpt_loc, ckpt_last)
+                except OSError as exc:
+                    self._failed = exc
+                    raise LogFailed(f"{self.directory}: checkpoint write failed: {exc}") from exc
+
+    def _check_failed(self) -> None:
+        if self._failed is not None:
+            raise LogFailed(
+                f"{self.directory}: an fsync failed earlier ({self._failed}); reopen the log"
+            ) from self._failed
+
+    def _sync(self, fd: int) -> None:
+        """fdatasync ``fd``; on failure poison the log (see :class:`LogFailed`)."""
+        try:
+            os.fdatasync(fd)
+        except OSError as exc:
+            self._failed = exc
+            raise LogFailed(f"{self.directory}: fsync failed: {exc}") from exc
 
     def _write_checkpoint(self, loc: tuple[int, int], last: int | None) -> None:
         if loc == self._ckpt_loc:
@@ -545,10 +588,11 @@ class PartitionLog:
         """Flush, write the checkpoint, release the directory."""
         if self._closed:
             return
-        self.flush()
+        if self._failed is None:
+            self.flush()
         with self._flush_lock, self._lock:
             self._closed = True
-            if self._durable_loc is not None:
+            if self._durable_loc is not None and self._failed is None:
                 self._write_checkpoint(self._durable_loc, self._durable_last_offset)
             if self._fd is not None:
                 os.close(self._fd)

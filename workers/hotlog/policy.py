@@ -39,11 +39,31 @@ class Location(NamedTuple):
 
 @dataclass(frozen=True)
 class CommitPolicy:
-    """Group commit: fsync once pending frames reach any of these limits."""
+    """Group commit: make pending work durable once it reaches any of these limits.
+
+    The one flush policy: ``PartitionLog.should_flush`` and the ingest's group commit
+    (``PartitionState.want_flush``, ``IngestConfig.commit``) both decide by :meth:`due`.
+    ``max_messages`` bounds units only the caller counts (the ingest: Kafka messages
+    awaiting their ack, skipped ones included); None for no such bound.
+    """
 
     max_bytes: int = 1 << 20
     max_records: int = 10_000
     max_ms: float = 5.0
+    max_messages: int | None = None
+
+    def messages_full(self, messages: int) -> bool:
+        return self.max_messages is not None and messages >= self.max_messages
+
+    def due(self, records: int, nbytes: int, age_ms: float | None, messages: int = 0) -> bool:
+        """Is pending work of ``records`` frames, ``nbytes`` bytes, ``messages`` messages,
+        the oldest ``age_ms`` old (None: unknown), due for its commit?"""
+        return (
+            records >= self.max_records
+            or nbytes >= self.max_bytes
+            or self.messages_full(messages)
+            or (age_ms is not None and age_ms >= self.max_ms)
+        )
 
 
 @dataclass(frozen=True)

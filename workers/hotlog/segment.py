@@ -124,20 +124,25 @@ class Mapped:
     """A read-only mapping of ``[0, end)`` of a segment file (``end`` defaults to its size).
 
     Safe while the file grows (the mapping never covers bytes written after it was made);
-    the file must not be truncated below ``end`` while mapped.
+    the file must not be truncated below ``end`` while mapped (a read there is SIGBUS).
+    With ``copy`` the bytes are read into memory instead: for a reader that holds no lock
+    (plain ``verify``), whose file a writer may truncate meanwhile.
     """
 
-    def __init__(self, path: Path, end: int | None = None) -> None:
+    def __init__(self, path: Path, end: int | None = None, *, copy: bool = False) -> None:
+        self._map: mmap.mmap | None = None
+        self.buf: mmap.mmap | bytes = b""
         fd = os.open(path, os.O_RDONLY)
         try:
             size = os.fstat(fd).st_size
             self.size = size if end is None else min(end, size)
-            self._map: mmap.mmap | None = (
-                mmap.mmap(fd, self.size, prot=mmap.PROT_READ) if self.size else None
-            )
+            if copy:
+                self.buf = os.pread(fd, self.size, 0)
+                self.size = len(self.buf)
+            elif self.size:
+                self._map = self.buf = mmap.mmap(fd, self.size, prot=mmap.PROT_READ)
         finally:
             os.close(fd)
-        self.buf: mmap.mmap | bytes = self._map if self._map is not None else b""
 
     def header(self) -> Header | None:
         return decode_header(self.buf)

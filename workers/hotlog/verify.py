@@ -3,32 +3,43 @@
 ``verify_partition`` reads a partition directory without a PartitionLog (opening one would
 recover, i.e. change the files); with ``repair=True`` it takes the directory's lock and
 truncates torn tails (a bad region that runs to the end of a segment) and rewrites damaged
-segment headers.  Bad ranges in the middle of a segment are reported, never "repaired": the
-frames after them stay readable through resync.
+segment headers. Without ``repair`` it takes no lock and creates no file (see
+:mod:`workers.hotlog.owner`: a lock taken by a reader makes a worker's open fail), reads
+segments into memory rather than mapping them (a worker may truncate them meanwhile) and
+skips segments that retention removes under it. Bad ranges in the middle of a segment are
+reported, never "repaired": the frames after them stay readable through resync.
 
 The hook point for the index owner is :func:`repair`: it returns the partition directories it
 changed, whose index must be rebuilt from ``PartitionLog.scan()`` / ``entries()``.
 
-Invariants: without ``repair`` nothing is written; a directory that a running writer holds
-(its ``LOCK`` is taken) is never repaired, and its active segment's tail is not called
-corrupt (a write may be in flight).
+A bad range in the middle whose events were re-read from the source topic and appended again
+(``verify --repair``, :mod:`workers.ingest.heal`) is recorded in the directory's ``healed``
+file (:func:`mark_healed`); it is then reported as healed, not as damage that remains.
+
+Invariants: without ``repair`` nothing is written and no lock is taken; a directory that a
+running writer holds (its ``LOCK`` is taken) is never repaired, and its active segment's
+tail is not called corrupt (a write may be in flight). The CLI repairs only under the
+exclusive worker lock (:func:`workers.hotlog.owner.lock_for_repair`).
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workers.durable import fsync_dir
+from workers.durable import atomic_write, fsync_dir
 from workers.hotlog import frame, segment
 from workers.hotlog.log import LOCK_NAME
+from workers.hotlog.owner import flock_held
 from workers.hotlog.policy import BadRange
 from workers.hotlog.segment import HEADER_SIZE
 
 _DIR_NAME = re.compile(r"^(?P<topic>.+)-(?P<partition>\d+)$")
+HEALED_NAME = "healed"  # JSON list of [segment, start, end]: bad ranges healed from the source
 
 
 @dataclass
@@ -39,6 +50,7 @@ class PartitionVerdict:
     bytes: int = 0
     bad_ranges: list[BadRange] = field(default_factory=list)  # damage found
     repaired: list[BadRange] = field(default_factory=list)  # of which repaired
+    healed: list[BadRange] = field(default_factory=list)  # of which healed from the source
     problems: list[str] = field(default_factory=list)
     live: bool = False  # a running writer holds the directory
 
@@ -49,7 +61,13 @@ class PartitionVerdict:
     @property
     def corrupt(self) -> bool:
         """Damage remains (after repair, if one was asked for)."""
-        return bool(self.problems) or len(self.repaired) < len(self.bad_ranges)
+        return bool(self.problems) or len(self.repaired) + len(self.healed) < len(self.bad_ranges)
+
+    @property
+    def unhealed(self) -> list[BadRange]:
+        """Bad ranges in the middle of a segment neither repaired nor healed."""
+        done = self.repaired + self.healed
+        return [r for r in self.bad_ranges if r not in done and r.start > 0]
 
 
 def partition_dirs(hotlog_dir: Path) -> list[Path]:
@@ -66,11 +84,11 @@ def parse_dir_name(name: str) -> tuple[str, int] | None:
     return (m.group("topic"), int(m.group("partition"))) if m else None
 
 
-def _lock(directory: Path, exclusive: bool) -> int | None:
-    """The directory's lock fd, or None when a running writer holds it."""
+def _lock(directory: Path) -> int | None:
+    """The directory's lock fd (exclusive), or None when a running writer holds it."""
     fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         return None
@@ -80,9 +98,14 @@ def _lock(directory: Path, exclusive: bool) -> int | None:
 def verify_partition(directory: Path, *, repair: bool = False) -> PartitionVerdict:
     """Check every frame of every segment in ``directory``; optionally repair torn tails."""
     verdict = PartitionVerdict(directory)
-    lock_fd = _lock(directory, exclusive=repair)
+    if not repair:
+        # read only: look at the lock, never take it (unknown counts as live)
+        verdict.live = flock_held(directory / LOCK_NAME) is not False
+        _check(verdict, repair=False)
+        return verdict
+    lock_fd = _lock(directory)
     verdict.live = lock_fd is None
-    if verdict.live and repair:
+    if verdict.live:
         verdict.problems.append("in use by a running writer: not repaired")
     try:
         _check(verdict, repair=repair and not verdict.live)
@@ -95,6 +118,7 @@ def verify_partition(directory: Path, *, repair: bool = False) -> PartitionVerdi
 def _check(verdict: PartitionVerdict, *, repair: bool) -> None:
     directory = verdict.directory
     owner = parse_dir_name(directory.name)
+    healed = load_healed(directory)
     bases = segment.list_bases(directory)
     verdict.segments = len(bases)
     for i, base in enumerate(bases):
@@ -102,7 +126,12 @@ def _check(verdict: PartitionVerdict, *, repair: bool) -> None:
         is_last = i == len(bases) - 1
         cut: int | None = None
         fix_header = False
-        with segment.Mapped(path) as m:
+        try:
+            m = segment.Mapped(path, copy=not repair)
+        except FileNotFoundError:  # removed by a running worker's retention meanwhile
+            verdict.segments -= 1
+            continue
+        with m:
             verdict.bytes += m.size
             header = m.header()
             if header is None:
@@ -132,6 +161,8 @@ def _check(verdict: PartitionVerdict, *, repair: bool) -> None:
                         reason = "bad frame skipped by resync"
                     rng = BadRange(base, item.start, item.end, reason)
                     verdict.bad_ranges.append(rng)
+                    if cut is None and (base, item.start, item.end) in healed:
+                        verdict.healed.append(rng)
         if not repair:
             continue
         if fix_header and owner is not None:
@@ -152,6 +183,20 @@ def _check(verdict: PartitionVerdict, *, repair: bool) -> None:
             else:
                 segment.truncate(path, cut)
             verdict.repaired.append(rng)
+
+
+def load_healed(directory: Path) -> set[tuple[int, int, int]]:
+    try:
+        raw = json.loads((directory / HEALED_NAME).read_bytes())
+    except (FileNotFoundError, ValueError):
+        return set()
+    return {(int(a), int(b), int(c)) for a, b, c in raw}
+
+
+def mark_healed(directory: Path, ranges: list[BadRange]) -> None:
+    """Record that the events of these bad ranges were appended again (durably, atomically)."""
+    known = load_healed(directory) | {(r.segment, r.start, r.end) for r in ranges}
+    atomic_write(directory / HEALED_NAME, json.dumps(sorted(known)).encode())
 
 
 def verify_all(hotlog_dir: Path, *, repair: bool = False) -> list[PartitionVerdict]:

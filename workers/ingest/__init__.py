@@ -3,9 +3,12 @@
 Modules: ``decode`` (the lean, fully validating decoder of event messages),
 ``dlq`` (dead-letter records and their headers), ``epoch`` (the offset base of
 a broker incarnation, kept beside each partition's log), ``metrics``
-(per-partition counters, Prometheus text), ``partitions`` (PartitionState and
-PartitionManager: owned partitions, group commit, handoff/catch-up), ``agent``
-(the Faust agent over ``kaizen.events``).
+(per-partition counters, Prometheus text), ``config`` (IngestConfig),
+``partition`` (PartitionState: one owned partition, its group commit),
+``assignment`` (PartitionManager: which partitions this worker owns),
+``catchup`` (bringing a newly assigned partition up to date), ``flusher`` (timed
+group commits, stats, retention), ``folding`` (when session summaries are
+folded from the log), ``agent`` (the Faust agent over ``kaizen.events``).
 
 The order that makes ingest exactly-once (invariants 1, 2, 4): decode → dedupe
 on (session_id, seq) → append → fsync → commit the index batch with the

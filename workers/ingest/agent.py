@@ -15,8 +15,8 @@ from typing import Any
 
 import faust
 
+from workers.ingest.assignment import PartitionManager
 from workers.ingest.dlq import DeadLetter
-from workers.ingest.partitions import PartitionManager
 from workers.settings import DLQ_TOPIC
 
 log = logging.getLogger(__name__)

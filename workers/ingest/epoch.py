@@ -5,7 +5,7 @@ from offset 0 again, while the hot log already holds frames up to, say, 5000
 and refuses smaller offsets. The log and the index therefore use *log
 offsets*: ``base + kafka_offset``, with ``base`` fixed per broker incarnation.
 When the worker decides the broker is a new incarnation (see
-``partitions.PartitionManager``), it starts a new epoch whose base is one past
+``catchup.CatchUp``), it starts a new epoch whose base is one past
 everything the log and index have seen, so no new record is ever at or below
 the watermark, and redelivered events are caught by the (session_id, seq)
 dedupe alone.

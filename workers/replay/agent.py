@@ -48,9 +48,12 @@ def bootstrap_of(app: faust.App) -> KafkaConnection | str:
     return ",".join(servers)
 
 
-def register(app: faust.App, manager: ManagerLike) -> ReplayService:
-    """Define the replay agent and the HTTP views on `app`; returns the service (for tests)."""
-    service = ReplayService(bootstrap_of(app), manager)
+def register(app: faust.App, manager: ManagerLike, *, target_prefix: str = "") -> ReplayService:
+    """Define the replay agent and the HTTP views on `app`; returns the service (for tests).
+
+    `target_prefix`: replies may also go to topics starting with it (KAIZEN_REPLAY_TOPIC_PREFIX).
+    """
+    service = ReplayService(bootstrap_of(app), manager, target_prefix=target_prefix)
 
     requests = app.topic(
         REPLAY_REQUESTS_TOPIC,

@@ -14,7 +14,9 @@ Invariants:
   missed; the end marker (never an end offset) says when a replay is complete,
   and its count and checksum are checked against what arrived;
 * a silence of `timeout` seconds with no reply for the request raises
-  `ReplyTimeout`; any reply resets the clock (long replays never time out).
+  `ReplyTimeout`; any reply resets the clock (long replays never time out);
+* a client replying to a topic of its own also listens on kaizen.replay, where
+  a worker refusing that target answers at once (never a time-out).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,9 +65,14 @@ class ReplayResult:
 
 
 async def open_follower(
-    bootstrap: clients.Target, topic: str, *, from_beginning: bool = False, timeout: float = 15.0
+    bootstrap: clients.Target,
+    topic: str | Sequence[str],
+    *,
+    from_beginning: bool = False,
+    timeout: float = 15.0,
 ) -> AIOKafkaConsumer:
-    """A group-less consumer of every partition of `topic`, positioned at its end (or start)."""
+    """A group-less consumer of every partition of `topic` (or topics), at its end (or start)."""
+    topics = [topic] if isinstance(topic, str) else list(topic)
     consumer = clients.new_consumer(
         bootstrap,
         role="replay-client",
@@ -79,15 +86,17 @@ async def open_follower(
     try:
         await consumer.start()
         deadline = time.monotonic() + timeout
-        partitions = consumer.partitions_for_topic(topic)
-        while not partitions:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"topic {topic} does not exist on {bootstrap}")
-            # TopicAuthorizationFailedError when an ACL hides the topic
-            partitions = await clients.topic_partitions(consumer._client, topic)
-            if not partitions:
-                await asyncio.sleep(0.2)
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        tps = []
+        for name in topics:
+            partitions = consumer.partitions_for_topic(name)
+            while not partitions:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"topic {name} does not exist on {bootstrap}")
+                # TopicAuthorizationFailedError when an ACL hides the topic
+                partitions = await clients.topic_partitions(consumer._client, name)
+                if not partitions:
+                    await asyncio.sleep(0.2)
+            tps += [TopicPartition(name, p) for p in sorted(partitions)]
         consumer.assign(tps)
         if from_beginning:
             await consumer.seek_to_beginning(*tps)
@@ -167,7 +176,9 @@ class ReplayClient:
 
     async def __aenter__(self) -> ReplayClient:
         try:
-            self._consumer = await open_follower(self.bootstrap, self.target_topic)
+            # Refusals of a target come on the default topic: listen there too.
+            topics = dict.fromkeys((self.target_topic, REPLAY_TOPIC))
+            self._consumer = await open_follower(self.bootstrap, list(topics))
             self._producer = await start_producer(self.bootstrap)
         except BaseException:
             await self.close()
@@ -215,7 +226,7 @@ class ReplayClient:
             requested_ts_ms=int(time.time() * 1000),
             **options,
         )
-        request.validate()
+        request.validate(None)  # the worker alone knows which targets it allows
         return request
 
     def expect(self, request_id: str) -> AsyncIterator[Replayed | EndMarker]:

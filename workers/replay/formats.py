@@ -10,9 +10,18 @@ Reply, on the request's target topic (default `kaizen.replay`), keyed by session
   `kaizen-seq` (decimal seq); the first one also carries `kaizen-total` (the
   number of events the worker expects to send, for progress bars only);
 * then one header-only end marker (empty value) with `kaizen-request`,
-  `kaizen-end` = `ok` | `not_found` | `error`, `kaizen-count` (events sent),
-  `kaizen-checksum` (see `SeqChecksum`), `kaizen-last-seq` (when count > 0)
-  and `kaizen-error` (a sentence, with status error).
+  `kaizen-end` = `ok` | `partial` | `not_found` | `error`, `kaizen-count`
+  (events sent), `kaizen-checksum` (see `SeqChecksum`), `kaizen-last-seq`
+  (when count > 0), `kaizen-error` (a sentence, with status error) and, with
+  status partial, `kaizen-missing`: the seqs the worker holds but could not
+  read (damaged frames), as ranges `3-5,9` (`format_ranges`). A partial
+  replay sent every readable event of the range asked for, in order; the
+  worker heals the missing ones from kaizen.events in the background.
+
+Targets: replies go to `kaizen.replay` or to a topic whose name starts with
+the worker's configured prefix (`KAIZEN_REPLAY_TOPIC_PREFIX`); a request
+naming any other target, or none, is answered at once with an error end
+marker on `kaizen.replay`, where every client also listens for it.
 
 Every reply message also carries `kaizen-replier`, unique per answer (worker
 instance + answer number): if two workers ever answer one request (a
@@ -49,11 +58,14 @@ H_CHECKSUM = "kaizen-checksum"
 H_LAST_SEQ = "kaizen-last-seq"
 H_ERROR = "kaizen-error"
 H_REPLIER = "kaizen-replier"
+H_MISSING = "kaizen-missing"
 
 STATUS_OK = "ok"
 STATUS_NOT_FOUND = "not_found"
 STATUS_ERROR = "error"
-STATUSES = (STATUS_OK, STATUS_NOT_FOUND, STATUS_ERROR)
+STATUS_PARTIAL = "partial"
+STATUSES = (STATUS_OK, STATUS_PARTIAL, STATUS_NOT_FOUND, STATUS_ERROR)
+MAX_MISSING_HEADER = 4000  # characters of kaizen-missing; longer lists end in ",..."
 
 PACING_FAST = "fast"
 PACING_ORIGINAL = "original"
@@ -111,20 +123,23 @@ class ReplayRequest:
             to_seq=record.get("to_seq"),
             from_ts_ms=record.get("from_ts_ms"),
             to_ts_ms=record.get("to_ts_ms"),
-            target_topic=str(record.get("target_topic") or REPLAY_TOPIC),
+            target_topic=str(record.get("target_topic", REPLAY_TOPIC)),
             pacing=str(record.get("pacing") or PACING_FAST),
             speed=float(record.get("speed", 1.0)),
             requested_ts_ms=int(record.get("requested_ts_ms", 0)),
         )
 
-    def validate(self) -> None:
-        """InvalidRequest when the request cannot be answered as asked."""
+    def validate(self, target_prefix: str | None = "") -> None:
+        """InvalidRequest when the request cannot be answered as asked.
+
+        `target_prefix` is the worker's `KAIZEN_REPLAY_TOPIC_PREFIX` (see `check_target`);
+        None (a client, which cannot know the worker's setting) skips the allow-list.
+        """
         if not self.request_id:
             raise InvalidRequest("bad_request", "empty request_id")
         if not self.session_id:
             raise InvalidRequest("bad_request", "empty session_id")
-        if self.target_topic in FORBIDDEN_TARGETS:
-            raise InvalidRequest("bad_target", f"replies may not go to {self.target_topic}")
+        check_target(self.target_topic, target_prefix)
         if self.from_seq is not None and self.to_seq is not None and self.from_seq > self.to_seq:
             raise InvalidRequest("bad_range", f"from_seq {self.from_seq} > to_seq {self.to_seq}")
         if (
@@ -141,6 +156,25 @@ class ReplayRequest:
             raise InvalidRequest("bad_request", f"speed must be > 0, not {self.speed}")
 
 
+def check_target(topic: str, prefix: str | None = "") -> None:
+    """InvalidRequest("bad_target") unless replies may go to `topic`.
+
+    Allowed: kaizen.replay, and any topic whose name starts with `prefix` (when one is
+    configured) and is longer than it; never the events, request or dead-letter topics.
+    With prefix None only the last rule is checked.
+    """
+    if not topic:
+        raise InvalidRequest("bad_target", "no target topic")
+    if topic in FORBIDDEN_TARGETS:
+        raise InvalidRequest("bad_target", f"replies may not go to {topic}")
+    if prefix is None or topic == REPLAY_TOPIC:
+        return
+    if prefix and topic.startswith(prefix) and topic != prefix:
+        return
+    allowed = f"{REPLAY_TOPIC} or a topic starting with {prefix!r}" if prefix else REPLAY_TOPIC
+    raise InvalidRequest("bad_target", f"replies may not go to {topic}: only to {allowed}")
+
+
 def new_request_id() -> str:
     return uuid.uuid4().hex
 
@@ -149,13 +183,44 @@ def encode_request(request: ReplayRequest) -> bytes:
     return request_codec().encode(request.to_record())
 
 
-def decode_request(data: bytes | None) -> ReplayRequest:
+def decode_request(data: bytes | None, target_prefix: str = "") -> ReplayRequest:
     """The request in `data`; DecodeError (InvalidRequest for a bad ask) otherwise."""
     if data is None:
         raise DecodeError("empty", "no value")
     request = ReplayRequest.from_record(request_codec().decode(data))
-    request.validate()
+    request.validate(target_prefix)
     return request
+
+
+def format_ranges(seqs: Iterable[int]) -> str:
+    """Seqs as sorted ranges, `0-2,5,7-9`; repeats are dropped."""
+    parts: list[str] = []
+    ordered = sorted(set(seqs))
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        lo, hi = ordered[i], ordered[j]
+        parts.append(str(lo) if lo == hi else f"{lo}-{hi}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def parse_ranges(text: str) -> list[tuple[int, int]]:
+    """The inclusive (first, last) ranges of `format_ranges` text; a trailing `...` is ignored."""
+    out: list[tuple[int, int]] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part or part == "...":
+            continue
+        # a range of negative seqs reads "-5--3": split at the dash after the first digit
+        cut = part.find("-", 1)
+        if cut < 0:
+            out.append((int(part), int(part)))
+        else:
+            out.append((int(part[:cut]), int(part[cut + 1 :])))
+    return out
 
 
 class SeqChecksum:
@@ -195,7 +260,12 @@ def event_headers(
 
 
 def end_headers(
-    request_id: str, status: str, checksum: SeqChecksum, error: str = "", replier: str = ""
+    request_id: str,
+    status: str,
+    checksum: SeqChecksum,
+    error: str = "",
+    replier: str = "",
+    missing: Iterable[int] = (),
 ) -> list[tuple[str, bytes]]:
     headers = [
         (H_REQUEST, request_id.encode()),
@@ -209,6 +279,11 @@ def end_headers(
         headers.append((H_LAST_SEQ, str(checksum.last_seq).encode()))
     if error:
         headers.append((H_ERROR, error.encode("ascii", "replace")[:500]))
+    ranges = format_ranges(missing)
+    if ranges:
+        if len(ranges) > MAX_MISSING_HEADER:
+            ranges = ranges[: ranges.rfind(",", 0, MAX_MISSING_HEADER)] + ",..."
+        headers.append((H_MISSING, ranges.encode()))
     return headers
 
 
@@ -228,6 +303,11 @@ class EndMarker:
     checksum: str
     last_seq: int | None
     error: str
+    missing: tuple[tuple[int, int], ...] = ()  # inclusive seq ranges, with status partial
+
+    @property
+    def missing_text(self) -> str:
+        return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in self.missing)
 
 
 def parse_end(headers: Mapping[str, str]) -> EndMarker | None:
@@ -243,6 +323,7 @@ def parse_end(headers: Mapping[str, str]) -> EndMarker | None:
         checksum=headers.get(H_CHECKSUM, ""),
         last_seq=int(last) if last else None,
         error=headers.get(H_ERROR, ""),
+        missing=tuple(parse_ranges(headers.get(H_MISSING, ""))),
     )
 
 

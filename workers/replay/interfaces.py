@@ -2,7 +2,7 @@
 
 The replay agent and the web views code against this shape, not against the
 ingest classes, so they type-check on their own and any manager with these
-methods (the real `workers.ingest.partitions.PartitionManager`, or a test
+methods (the real `workers.ingest.assignment.PartitionManager`, or a test
 double) fits.
 """
 

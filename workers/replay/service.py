@@ -17,8 +17,23 @@ Invariants:
 * a request that cannot be decoded or is invalid goes to the dead-letter topic
   with its reason in headers; nothing a requester sends stops the agent;
 * replies never go to kaizen.events, the request topic or the DLQ;
-* a request older than MAX_REQUEST_AGE (by its Kafka timestamp) is skipped: a
-  new consumer group starts at the earliest request, whose requesters are gone.
+* each request id is answered once by this worker, whichever path (agent or
+  fast path) sees it first, error answers included;
+* a request naming a target it may not use (`formats.check_target`), or none,
+  is answered at once with an error end marker on kaizen.replay;
+* a damaged frame never hides the rest of its session: every readable event
+  is sent, and the end marker says `partial` and names the missing seqs; a
+  background task then heals them from kaizen.events (`workers.ingest.heal`,
+  one heal at a time per partition, under the partition's lock), so a later
+  replay is complete;
+* request age: a request that reached its partition after this worker began
+  following it (offset at or past where the fast path started) is always
+  answered, whatever the sender's clock says; an older one (a backlog met
+  after a restart, a rebalance or by a new consumer group, whose requesters
+  may be long gone) is skipped when its Kafka record timestamp is more than
+  MAX_REQUEST_AGE old. The request topic is created with
+  message.timestamp.type=LogAppendTime, so on Apache Kafka that timestamp is
+  the broker's; the embedded broker keeps the producer's (CreateTime).
 """
 
 from __future__ import annotations
@@ -30,7 +45,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -38,9 +53,11 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from workers.codec.errors import DecodeError
+from workers.hotlog import CorruptFrame, Location
+from workers.ingest import heal
 from workers.ingest.dlq import dead_letter
 from workers.kafka import clients
-from workers.replay import formats
+from workers.replay import formats, pacing
 from workers.replay.formats import ReplayRequest, SeqChecksum
 from workers.replay.interfaces import ManagerLike
 from workers.settings import DLQ_TOPIC, REPLAY_REQUESTS_TOPIC, REPLAY_TOPIC
@@ -57,6 +74,25 @@ def _take(it: Iterator[tuple[int, bytes]], n: int) -> list[tuple[int, bytes]]:
     return list(itertools.islice(it, n))
 
 
+def readable_events(
+    state: Any,
+    session_id: str,
+    from_seq: int | None,
+    to_seq: int | None,
+    missing: list[tuple[int, Location]],
+) -> Iterator[tuple[int, bytes]]:
+    """(seq, event bytes) of the session in seq order, through the index, skipping what
+    cannot be read: each damaged frame (CRC, short read, segment gone) lands in `missing`."""
+    read = state.log.read
+    for seq, loc in state.store.locations(session_id, from_seq, to_seq):
+        try:
+            data = read(loc)
+        except CorruptFrame:
+            missing.append((seq, loc))
+            continue
+        yield seq, data
+
+
 class ReplayService:
     def __init__(
         self,
@@ -66,8 +102,10 @@ class ReplayService:
         ready_timeout: float = READY_TIMEOUT,
         max_concurrent: int = 32,
         max_age_s: float = MAX_REQUEST_AGE,
+        target_prefix: str = "",
     ) -> None:
         self.max_age_s = max_age_s
+        self.target_prefix = target_prefix
         self.bootstrap = bootstrap
         self.manager = manager
         self.ready_timeout = ready_timeout
@@ -81,6 +119,9 @@ class ReplayService:
         self._answers = 0
         self._instance = uuid.uuid4().hex[:8]
         self._started: OrderedDict[str, None] = OrderedDict()
+        self._live_from: dict[int, int] = {}  # request partition -> first offset read live
+        self._healing: set[int] = set()  # partitions with a heal under way
+        self.healed = 0  # events appended again by heals (tests, logs)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -126,28 +167,35 @@ class ReplayService:
     ) -> ReplayRequest | None:
         """Decode one request and start answering it; bad ones go to the DLQ. Never raises.
 
-        `fast` marks the low-latency path (`run_fast_path`): it skips what it cannot
-        decode, leaving the dead-lettering to the Faust agent, which sees every request.
-        A request id already started (by either path) is not started again.
+        `fast` marks the low-latency path (`run_fast_path`): it leaves the dead-lettering
+        to the Faust agent, which sees every request. A request id already answered or
+        started (by either path) is not answered again.
         """
         try:
-            request = formats.decode_request(value)
-        except DecodeError as exc:
-            if fast:
-                return None
-            await self._dead_letter(value, key, exc.reason, exc.detail, partition, offset)
-            if isinstance(exc, formats.InvalidRequest):
-                # It decoded, so someone waits for an answer: tell them on the default topic.
-                with contextlib.suppress(Exception):
-                    record = formats.request_codec().decode(value or b"")
+            request = formats.decode_request(value, self.target_prefix)
+        except formats.InvalidRequest as exc:
+            # It decoded, so someone waits for an answer: tell them at once, on the
+            # default topic (every client listens there for this), by either path.
+            if not fast:
+                await self._dead_letter(value, key, exc.reason, exc.detail, partition, offset)
+            with contextlib.suppress(Exception):
+                record = formats.request_codec().decode(value or b"")
+                request_id = str(record.get("request_id", ""))
+                if request_id and self._claim(request_id):
                     await self._send_end(
                         REPLAY_TOPIC,
                         str(record.get("session_id", "")),
-                        str(record.get("request_id", "")),
+                        request_id,
                         formats.STATUS_ERROR,
                         SeqChecksum(),
                         f"{exc.reason}: {exc.detail}",
+                        self._replier(),
                     )
+                    self.answered += 1
+            return None
+        except DecodeError as exc:
+            if not fast:
+                await self._dead_letter(value, key, exc.reason, exc.detail, partition, offset)
             return None
         except Exception as exc:  # never let a request kill the agent
             if not fast:
@@ -155,15 +203,35 @@ class ReplayService:
             return None
         if request.request_id in self._started:
             return None
-        if timestamp_ms is not None and timestamp_ms < now_ms() - self.max_age_s * 1000:
-            # A new consumer group starts at the earliest request: its requesters are gone.
+        if self._too_old(partition, offset, timestamp_ms):
             log.info("replay request %s is too old, skipped", request.request_id)
             return None
-        self._started[request.request_id] = None
-        while len(self._started) > MAX_REMEMBERED:
-            self._started.popitem(last=False)
+        self._claim(request.request_id)
         self.start(request)
         return request
+
+    def _claim(self, request_id: str) -> bool:
+        """Mark `request_id` as answered by this worker; False if it already was."""
+        if request_id in self._started:
+            return False
+        self._started[request_id] = None
+        while len(self._started) > MAX_REMEMBERED:
+            self._started.popitem(last=False)
+        return True
+
+    def _too_old(self, partition: int | None, offset: int | None, timestamp_ms: int | None) -> bool:
+        """A backlog request older than max_age_s by its record timestamp (see the module doc)."""
+        if timestamp_ms is None:
+            return False
+        if partition is not None and offset is not None:
+            live_from = self._live_from.get(partition)
+            if live_from is not None and offset >= live_from:
+                return False  # it arrived while this worker followed the partition
+        return timestamp_ms < now_ms() - self.max_age_s * 1000
+
+    def _replier(self) -> str:
+        self._answers += 1
+        return f"{self._instance}-{self._answers}"
 
     async def run_fast_path(self) -> None:
         """Read the requests of the partitions this worker owns with a short fetch wait.
@@ -201,7 +269,9 @@ class ReplayService:
                             consumer.seek(tp, kept[tp])
                         else:
                             await consumer.seek_to_end(tp)
-                            await consumer.position(tp)
+                            self._live_from[tp.partition] = await consumer.position(tp)
+                    for p in assigned - owned:
+                        self._live_from.pop(p, None)
                     assigned = owned
                 if not assigned:
                     await asyncio.sleep(0.2)
@@ -228,11 +298,11 @@ class ReplayService:
 
     async def _answer(self, request: ReplayRequest) -> None:
         checksum = SeqChecksum()
-        self._answers += 1
-        replier = f"{self._instance}-{self._answers}"
+        replier = self._replier()
+        missing: list[tuple[int, Location]] = []
         async with self._slots:
             try:
-                status = await self._replay(request, checksum, replier)
+                status = await self._replay(request, checksum, replier, missing)
                 error = ""
             except asyncio.CancelledError:
                 raise
@@ -252,12 +322,19 @@ class ReplayService:
                     checksum,
                     error,
                     replier,
+                    [seq for seq, _ in missing],
                 )
             except Exception:
                 log.exception("end marker of replay %s not sent", request.request_id)
             self.answered += 1
 
-    async def _replay(self, request: ReplayRequest, checksum: SeqChecksum, replier: str) -> str:
+    async def _replay(
+        self,
+        request: ReplayRequest,
+        checksum: SeqChecksum,
+        replier: str,
+        missing: list[tuple[int, Location]],
+    ) -> str:
         partition = self.manager.partition_for(request.session_id)
         state = await self.manager.wait_ready(partition, timeout=self.ready_timeout)
         info = state.store.session(request.session_id)
@@ -271,7 +348,7 @@ class ReplayService:
         by_time = request.from_ts_ms is not None or request.to_ts_ms is not None
         paced = request.pacing == formats.PACING_ORIGINAL
         loop = asyncio.get_running_loop()
-        it = state.read_session(request.session_id, request.from_seq, request.to_seq)
+        it = readable_events(state, request.session_id, request.from_seq, request.to_seq, missing)
         batch = producer.create_batch()
         pending: list[asyncio.Future[Any]] = []
         prev_ts: int | None = None
@@ -288,14 +365,15 @@ class ReplayService:
                     if request.to_ts_ms is not None and ts_ms > request.to_ts_ms:
                         continue
                     if paced:
-                        if prev_ts is not None and ts_ms > prev_ts:
+                        delay = pacing.delay_s(prev_ts, ts_ms, request.speed)
+                        if delay > 0:
                             # Send what is due before waiting for the next event's time.
                             if batch.record_count():
                                 pending.append(
                                     await producer.send_batch(batch, topic, partition=target)
                                 )
                                 batch = producer.create_batch()
-                            await asyncio.sleep((ts_ms - prev_ts) / 1000.0 / request.speed)
+                            await asyncio.sleep(delay)
                         prev_ts = ts_ms
                 headers = formats.event_headers(
                     request.request_id, seq, total if first else None, replier
@@ -313,7 +391,47 @@ class ReplayService:
             pending.append(await producer.send_batch(batch, topic, partition=target))
         if pending:
             await asyncio.gather(*pending)
+        if missing:
+            log.warning(
+                "replay %s of %s: %d damaged frame(s) skipped, seqs %s; healing them from %s",
+                request.request_id,
+                request.session_id,
+                len(missing),
+                formats.format_ranges(seq for seq, _ in missing),
+                state.topic,
+            )
+            self._heal_later(state, [loc for _, loc in missing])
+            return formats.STATUS_PARTIAL
         return formats.STATUS_OK
+
+    def _heal_later(self, state: Any, damaged: Sequence[Location]) -> None:
+        """Start healing these damaged frames of `state`'s partition, unless a heal runs."""
+        if state.partition in self._healing:
+            return  # the next partial replay asks again if this one leaves anything
+        self._healing.add(state.partition)
+        task = asyncio.ensure_future(self._heal(state, [(x.segment, x.position) for x in damaged]))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _heal(self, state: Any, damaged: list[tuple[int, int]]) -> None:
+        p = state.partition
+        try:
+            report = await heal.heal_state(state, damaged, bootstrap=self.bootstrap)
+            self.healed += len(report.healed)
+            log.warning(
+                "partition %d: healed %d event(s) from %s offsets %s%s",
+                p,
+                len(report.healed),
+                state.topic,
+                ", ".join(f"{s.lo}..{s.hi}" for s in report.spans),
+                "; not healed: " + "; ".join(report.problems) if report.problems else "",
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("partition %d: healing damaged frames failed", p)
+        finally:
+            self._healing.discard(p)
 
     async def _partition_of(self, topic: str, key: bytes) -> int:
         producer = await self.producer()
@@ -329,6 +447,7 @@ class ReplayService:
         checksum: SeqChecksum,
         error: str = "",
         replier: str = "",
+        missing: Sequence[int] = (),
     ) -> None:
         producer = await self.producer()
         key = session_id.encode()
@@ -338,7 +457,7 @@ class ReplayService:
             value=b"",
             key=key,
             partition=target,
-            headers=formats.end_headers(request_id, status, checksum, error, replier),
+            headers=formats.end_headers(request_id, status, checksum, error, replier, missing),
         )
 
     async def _dead_letter(
@@ -373,7 +492,7 @@ class ReplayService:
 
     async def submit(self, request: ReplayRequest) -> None:
         """Produce `request` to the request topic, so the session's owner answers it."""
-        request.validate()
+        request.validate(self.target_prefix)
         producer = await self.producer()
         await producer.send_and_wait(
             REPLAY_REQUESTS_TOPIC,

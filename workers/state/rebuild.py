@@ -26,6 +26,11 @@ itself may have lost trailing events.  Hence:
   the last segment is re-consumed (a message never spans segments);
 * empty log: -1.
 
+Frames are read by the ingest's lean event reader (`workers.codec.lean`), so the rebuild
+indexes what the ingest would have.  A frame it rejects (a key over `MAX_KEY_BYTES` appended
+by an older version, say) is reported with its location and skipped; a rebuild never stops
+on one.
+
 Offsets whose records went to the dead-letter topic or were dropped as duplicates leave no
 frame; re-consuming them is the same dedupe-protected work (a dead-letter record may be
 dead-lettered again).
@@ -39,9 +44,9 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from workers.durable import fsync_dir
 from workers.hotlog import CorruptFrame, Location, PartitionLog
@@ -77,22 +82,20 @@ def _frames(
     return ((loc, None, payload) for loc, payload in log_.scan(start)), False
 
 
-def _fields(payload: bytes) -> tuple[str, int, int, str, str | None] | None:
-    # Imported here: fastavro is not needed to open a store or read locations.
-    from workers.codec.event import decode_event
+def _reader() -> Callable[[bytes], tuple[str, int, int, str, str | None]]:
+    """The index fields of a frame's payload, read by the ingest's own lean decoder (so the
+    rebuild indexes exactly what the ingest would); DecodeError for a frame it rejects."""
+    # Imported here: the decoder (and fastavro) is not needed to open a store.
+    from workers.codec.lean import EventReader
+    from workers.hotlog.frame import MAX_PAYLOAD
 
-    try:
-        ev: dict[str, Any] = decode_event(payload)
-        return (
-            str(ev["session_id"]),
-            int(ev["seq"]),
-            int(ev["ts_ms"]),
-            str(ev.get("agent") or "other"),
-            ev.get("model"),
-        )
-    except Exception as exc:  # a frame the codec rejects: skip it, keep the rest
-        log.warning("index rebuild: undecodable frame skipped: %s", exc)
-        return None
+    event = EventReader(max_event_bytes=MAX_PAYLOAD).event
+
+    def fields(payload: bytes) -> tuple[str, int, int, str, str | None]:
+        d = event(payload)
+        return d.session_id, d.seq, d.ts_ms, d.agent, d.model
+
+    return fields
 
 
 def _index_frames(
@@ -101,8 +104,11 @@ def _index_frames(
     skip_first: Location | None = None,
 ) -> tuple[int, int | None]:
     """Index frames not yet indexed; return (frames indexed, greatest offset met or None)."""
+    from workers.codec.errors import DecodeError
+
+    fields = _reader()
     batch = store.begin()
-    indexed = 0
+    indexed = skipped = 0
     max_offset: int | None = None
     try:
         for loc, offset, payload in frames:
@@ -113,10 +119,14 @@ def _index_frames(
                 skip_first = None
             if offset is not None and (max_offset is None or offset > max_offset):
                 max_offset = offset
-            f = _fields(payload)
-            if f is None:
+            try:
+                sid, seq, ts_ms, agent, model = fields(payload)
+            except DecodeError as exc:
+                # a frame the index cannot hold (e.g. a key over the limit, appended by an
+                # older version): report it and index the rest
+                skipped += 1
+                log.warning("index rebuild: frame at %s not indexed: %s", loc, exc)
                 continue
-            sid, seq, ts_ms, agent, model = f
             if not batch.is_new(sid, seq):
                 continue
             batch.add(sid, seq, loc, ts_ms, agent, model)
@@ -128,6 +138,8 @@ def _index_frames(
     finally:
         if not batch.closed:
             batch.abort()
+    if skipped:
+        log.warning("index rebuild: %d frames could not be indexed (see above)", skipped)
     return indexed, max_offset
 
 

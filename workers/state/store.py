@@ -22,8 +22,9 @@ Invariants:
   answers True for a batch's entries only after the write succeeded (the cache is updated
   last);
 * ``locations`` yields a session's entries in seq order by prefix iteration;
-* ``remove_segments`` drops every entry pointing into the given segments in one
-  WriteBatch, fixing each touched SessionInfo (first, last, count; ``last_seq`` is kept);
+* ``remove_segments`` drops every entry pointing into the given segments in one synced
+  WriteBatch (durable before the caller removes the files), fixing each touched
+  SessionInfo (first, last, count; ``last_seq`` is kept);
 * one writer (one batch written at a time); reads may run from any thread meanwhile.
 """
 
@@ -50,6 +51,7 @@ from workers.state.transaction import IndexBatch, PendingSession
 
 INDEX_DIR = "index"
 _NONE = -(1 << 64)  # last_seq of a session with no entries: every seq is above it
+_SYNCED = write_options(StoreOptions(sync=True))
 _CACHE_LIMIT = 1 << 20  # sessions in the dedupe cache before it is dropped and refilled
 _BIAS = keys.SEQ_BIAS
 _pack_u64 = keys._U64.pack
@@ -343,7 +345,10 @@ class PartitionStore:
             wb.put(keys.MAX_LOCATION_KEY, max_loc)
         else:
             wb.delete(keys.MAX_LOCATION_KEY)
-        self._db.write(wb, self._write_opts)
+        # Synced, unlike a commit: the segment files go right after, and a file removal is
+        # durable (directory fsync) while an unsynced index write may be lost, which would
+        # leave entries pointing into a deleted segment after a power cut.
+        self._db.write(wb, _SYNCED)
         self._entries = entries
         self._sessions = sessions
         self._max_location = max_loc

@@ -171,7 +171,7 @@ def register_views(app: faust.App, manager: ManagerLike, service: ReplayService)
                     speed=float(options.get("speed", 1.0)),
                     requested_ts_ms=now_ms(),
                 )
-                replay.validate()
+                replay.validate(service.target_prefix)
             except (ValueError, TypeError, DecodeError) as exc:
                 return self.json({"error": str(exc)}, status=400)
             await service.submit(replay)

@@ -1,4 +1,4 @@
-"""Types of the C reader (`_cdecode.c`); `workers.ingest.decode` documents the behaviour."""
+"""Types of the C reader (`_cdecode.c`); `workers.codec.lean` documents the behaviour."""
 
 from collections.abc import Callable
 
@@ -6,7 +6,7 @@ class Reader:
     def __init__(
         self,
         ops: bytes,
-        symbols: tuple[tuple[str, ...], ...],
+        tables: tuple[tuple[str, ...], ...],
         defaults: tuple[object, ...],
         error: Callable[[str, str], BaseException],
     ) -> None: ...

@@ -1,24 +1,28 @@
 /* _cdecode: the lean validating Avro reader of the ingest path, in C.
  *
- * The C twin of the readers `workers/ingest/decode.py` generates in Python: it walks one
+ * The C twin of the readers `workers/codec/pyreader.py` generates in Python: it walks one
  * single-object-encoded event field by field and validates all of it (varints well formed
  * and in range for their type, lengths inside the body, strings UTF-8, enum and union
  * indexes in range, booleans 0 or 1, the body consumed exactly), keeping only the key
- * fields.  The schema arrives compiled by `decode.program()` into a flat array of int32
- * opcodes (below); one `Reader` per writer schema fingerprint.
+ * fields.  The schema arrives compiled by `workers/codec/program.py` (the one schema
+ * compiler, which also feeds the Python reader) into a flat array of int32 opcodes (below);
+ * one `Reader` per writer schema fingerprint.
  *
  * Invariants (tested against the Python readers and fastavro with hypothesis):
  *   - a Reader accepts exactly the bytes the Python reader of the same schema accepts, and
  *     returns the same (session_id, seq, ts_ms, agent, model);
  *   - every rejection is `error(reason, detail)` (the codec's DecodeError) with reason
- *     truncated, malformed, invalid_utf8 or trailing_bytes, as the Python path names them;
+ *     truncated, malformed, invalid_utf8, key_too_long or trailing_bytes, as the Python path
+ *     names them;
  *   - `decode_items` appends to `events` in item order, handing every item it does not
  *     accept to `fallback` at its place in that order (the Python path names the reason).
  *
  * Program: a sequence of nodes, one per field.  A node is an opcode and its operands:
  *   NULL | BOOL | INT | LONG | FLOAT | DOUBLE | STRING | BYTES
  *   FIXED size
- *   ENUM count symbols_index          (symbols_index -1: the value is not kept)
+ *   ENUM count table                  (table: the kept enum's symbols; -1: not kept)
+ *   KEY max table                     (a string of at most max bytes, else key_too_long;
+ *                                      table: a 1-tuple of the field's name, for the detail)
  *   UNION count (length node)*count   (length: the node's size in int32s, to skip it)
  *   KEEP slot node                    (the node's value goes to slot 0..4)
  */
@@ -42,6 +46,7 @@ enum {
     OP_ENUM = 9,
     OP_UNION = 10,
     OP_KEEP = 11,
+    OP_KEY = 12,
 };
 
 #define NSLOTS 5 /* session_id, seq, ts_ms, agent, model */
@@ -52,7 +57,7 @@ typedef struct {
     PyObject_HEAD
     int32_t *ops;
     Py_ssize_t nops;
-    PyObject *symbols;  /* tuple of tuples of str: the symbols of kept enums */
+    PyObject *symbols;  /* tuple of tuples of str: kept enums' symbols, key fields' names */
     PyObject *defaults; /* tuple of NSLOTS values for fields the schema lacks */
     PyObject *error;    /* called as error(reason, detail) */
 } Reader;
@@ -226,13 +231,30 @@ node(Reader *r, Walk *w, Py_ssize_t *pc, PyObject **slot)
             return bad(w, "truncated", "fixed-size value runs past the body");
         w->p += size;
         if (slot)
-            keep(slot, Py_NewRef(Py_None)); /* never kept: decode.program() refuses it */
+            keep(slot, Py_NewRef(Py_None)); /* never kept: compile_schema() refuses it */
         return 0;
     }
-    case OP_STRING: {
+    case OP_STRING:
+    case OP_KEY: {
         Py_ssize_t at, len;
         if (sized(w, "negative string length", &at, &len) < 0)
             return -1;
+        if (op == OP_KEY) {
+            int32_t max = r->ops[(*pc)++];
+            int32_t table = r->ops[(*pc)++];
+            if (len > max) {
+                PyObject *name = PyTuple_GET_ITEM(PyTuple_GET_ITEM(r->symbols, table), 0);
+                const char *field = PyUnicode_AsUTF8(name);
+                if (field == NULL)
+                    return -1;
+                w->reason = "key_too_long";
+                /* worded as workers.codec.program.key_too_long_detail */
+                snprintf(w->detail, sizeof w->detail,
+                         "%s is %zd bytes, over the %d-byte limit of a key",
+                         field, len, (int)max);
+                return -1;
+            }
+        }
         if (slot) {
             PyObject *s = PyUnicode_DecodeUTF8((const char *)w->b + at, len, NULL);
             if (s == NULL) {
@@ -430,6 +452,15 @@ check(Reader *r, PyObject *symbols, Py_ssize_t *pc, int depth)
         }
         return 0;
     }
+    case OP_KEY: {
+        NEED(*pc + 1 < r->nops);
+        int32_t max = r->ops[*pc], table = r->ops[*pc + 1];
+        NEED(max >= 0 && table >= 0 && table < PyTuple_GET_SIZE(symbols));
+        PyObject *names = PyTuple_GET_ITEM(symbols, table);
+        NEED(PyTuple_GET_SIZE(names) == 1 && PyUnicode_Check(PyTuple_GET_ITEM(names, 0)));
+        *pc += 2;
+        return 0;
+    }
     case OP_KEEP:
         NEED(*pc < r->nops && r->ops[*pc] >= 0 && r->ops[*pc] < NSLOTS);
         (*pc)++;
@@ -444,7 +475,7 @@ check(Reader *r, PyObject *symbols, Py_ssize_t *pc, int depth)
 static int
 reader_init(PyObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"ops", "symbols", "defaults", "error", NULL};
+    static char *kwlist[] = {"ops", "tables", "defaults", "error", NULL};
     Reader *r = (Reader *)self;
     Py_buffer ops;
     PyObject *symbols, *defaults, *error;
@@ -459,7 +490,7 @@ reader_init(PyObject *self, PyObject *args, PyObject *kwargs)
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(symbols); i++) {
         if (!PyTuple_Check(PyTuple_GET_ITEM(symbols, i))) {
             PyBuffer_Release(&ops);
-            PyErr_SetString(PyExc_TypeError, "symbols: a tuple of tuples");
+            PyErr_SetString(PyExc_TypeError, "tables: a tuple of tuples");
             return -1;
         }
     }
@@ -519,8 +550,8 @@ reader_dealloc(PyObject *self)
 
 static PyTypeObject ReaderType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "workers.ingest._cdecode.Reader",
-    .tp_doc = "Reader(ops, symbols, defaults, error): validate one event, keep its keys.\n\n"
+    .tp_name = "workers.codec._cdecode.Reader",
+    .tp_doc = "Reader(ops, tables, defaults, error): validate one event, keep its keys.\n\n"
               "Calling it with an event's bytes returns (session_id, seq, ts_ms, agent, model)\n"
               "or raises error(reason, detail).",
     .tp_basicsize = sizeof(Reader),
@@ -650,7 +681,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "workers.ingest._cdecode",
+    .m_name = "workers.codec._cdecode",
     .m_doc = "The lean validating Avro reader of the ingest path, in C.",
     .m_size = -1,
     .m_methods = methods,

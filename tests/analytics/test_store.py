@@ -1,0 +1,211 @@
+"""Session summaries in the worker: folded once from the durable log, through crashes.
+
+Real parts: PartitionState with its hot log and RocksDB index, a real
+SummaryStore, processes killed with SIGKILL, and a real worker on a real broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.analytics.test_aggregate import comparable
+from tests.conftest import TEST_PARTITIONS
+from tests.ingest.harness import (
+    end_offsets,
+    produce_in_slices,
+    start_worker,
+    wait_committed,
+)
+from workers.analytics.aggregate import SessionSummary, fold_all
+from workers.analytics.store import SummaryStore
+from workers.broker.embedded import EmbeddedBroker
+from workers.codec import batch
+from workers.codec.event import complete_event, encode_event
+from workers.hooks.samples import sample_events
+from workers.ingest.partition import PartitionState
+from workers.settings import EVENTS_TOPIC
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def opened(directory: Path) -> PartitionState:
+    state = PartitionState(0, directory)
+    state.open()
+    return state
+
+
+def ingest(state: PartitionState, messages: list[bytes], first_offset: int = 0) -> None:
+    async def go() -> None:
+        for i, value in enumerate(messages):
+            state.process(first_offset + i, value, b"k")
+        await state.flush()
+
+    asyncio.run(go())
+
+
+def sample_messages() -> list[bytes]:
+    return [encode_event(complete_event(e)) for e in sample_events()]
+
+
+def summaries(store: SummaryStore) -> dict[str, dict[str, Any]]:
+    return {s.session_id: comparable(s) for s in store.all()}
+
+
+def expected() -> dict[str, dict[str, Any]]:
+    return {sid: comparable(s) for sid, s in fold_all(sample_events()).items()}
+
+
+def test_fold_equals_the_pure_fold_and_redelivery_changes_nothing(tmp_path: Path) -> None:
+    state = opened(tmp_path)
+    messages = sample_messages()
+    ingest(state, messages)
+    assert state.fold_summaries(10**6) == len(messages)
+    assert state.summaries is not None
+    assert summaries(state.summaries) == expected()
+    # the same events again, as a shipper retry: deduped before the log, nothing to fold
+    ingest(state, [batch.join(messages[:20]), *messages[20:]], first_offset=len(messages))
+    assert state.fold_summaries(10**6) == 0
+    assert summaries(state.summaries) == expected()
+    state.close()
+
+
+def test_folding_in_slices_across_reopens(tmp_path: Path) -> None:
+    state = opened(tmp_path)
+    ingest(state, sample_messages())
+    state.close()
+    total = 0
+    while True:
+        state = opened(tmp_path)
+        n = state.fold_summaries(7)
+        total += n
+        state.close()
+        if n == 0:
+            break
+    assert total == len(sample_events())
+    store = SummaryStore.open(tmp_path)
+    assert summaries(store) == expected()
+    store.reset()  # rebuildable: refold from the log
+    assert store.cursor is None and not list(store.all())
+    store.close()
+    state = opened(tmp_path)
+    state.fold_summaries(10**6)
+    assert state.summaries is not None and summaries(state.summaries) == expected()
+    state.close()
+
+
+FOLDER = """
+import sys, time
+from pathlib import Path
+from workers.ingest.partition import PartitionState
+state = PartitionState(0, Path(sys.argv[1]))
+state.open()
+print("open", flush=True)
+while state.fold_summaries(3):
+    time.sleep(0.002)
+print("done", flush=True)
+state.close()
+"""
+
+
+def test_kill_dash_nine_while_folding(tmp_path: Path) -> None:
+    state = opened(tmp_path)
+    ingest(state, sample_messages() * 1)
+    state.close()
+    rng = random.Random(3)
+    kills = 0
+    for _ in range(30):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", FOLDER, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"open\n"
+        time.sleep(rng.uniform(0, 0.03))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += proc.returncode == -signal.SIGKILL
+    state = opened(tmp_path)
+    state.fold_summaries(10**6)
+    assert state.summaries is not None
+    assert summaries(state.summaries) == expected()
+    state.close()
+    assert kills >= 10  # most runs died mid-way
+
+
+def event(sid: str, seq: int) -> bytes:
+    kind = ["tool_call", "tool_result", "message", "cost"][seq % 4]
+    fields: dict[str, Any] = {
+        "session_id": sid,
+        "seq": seq,
+        "ts_ms": 1_760_000_000_000 + seq * 1000,
+        "agent": "claude",
+        "kind": kind,
+        "tool": "Bash" if kind.startswith("tool") else None,
+        "model": "claude-sonnet-4-5-20250929",
+    }
+    if kind == "cost":
+        fields.update(tokens_in=1, tokens_out=2)
+    return encode_event(complete_event(fields))
+
+
+def read_summaries(data: Path) -> dict[str, SessionSummary]:
+    out: dict[str, SessionSummary] = {}
+    for p in range(TEST_PARTITIONS):
+        d = data / "hotlog" / f"{EVENTS_TOPIC}-{p}"
+        if (d / "summaries").is_dir():
+            store = SummaryStore.open(d, read_only=True)
+            try:
+                out.update({s.session_id: s for s in store.all()})
+            finally:
+                store.close()
+    return out
+
+
+def test_worker_summaries_survive_kill_dash_nine(
+    fresh_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    rng = random.Random(11)
+    bootstrap = fresh_broker.bootstrap
+    counts = {f"agg-{s}": rng.randrange(40, 200) for s in range(40)}
+    messages: list[tuple[str, bytes]] = []
+    for sid, n in counts.items():
+        seqs = list(range(n)) + list(range(rng.randrange(0, 10)))  # some resent
+        for i in range(0, len(seqs), 16):
+            messages.append((sid, batch.join([event(sid, q) for q in seqs[i : i + 16]])))
+    rng.shuffle(messages)  # sessions interleave; a session's order does not matter to a fold
+    data = tmp_path / "data"
+    feeder = produce_in_slices(bootstrap, messages, 10)
+    try:
+        for _ in range(2):
+            worker = start_worker(bootstrap, data, TEST_PARTITIONS, tmp_path / "w.log")
+            time.sleep(rng.uniform(5.0, 8.0))
+            worker.kill()
+    finally:
+        feeder.join()
+    worker = start_worker(bootstrap, data, TEST_PARTITIONS, tmp_path / "w.log")
+    try:
+        ends = asyncio.run(end_offsets(bootstrap, TEST_PARTITIONS))
+        wait_committed(bootstrap, ends, timeout=120)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            got = read_summaries(data)
+            if sum(s.event_count for s in got.values()) >= sum(counts.values()):
+                break
+            time.sleep(0.5)
+    finally:
+        code = worker.stop()
+    assert code == 0, worker.log_text()[-3000:]
+    got = read_summaries(data)
+    assert set(got) == set(counts)
+    for sid, n in counts.items():
+        s = got[sid]
+        assert s.event_count == n, f"{sid}: {s.event_count} of {n}"
+        assert s.tool_calls == {"Bash": (n + 3) // 4}
+        k = n // 4  # seqs 3, 7, 11, ... are cost events
+        assert s.tokens == ({"in": k, "out": 2 * k} if k else {})

@@ -1,0 +1,187 @@
+"""PartitionManager: the partitions of ``kaizen.events`` this worker owns, and their handoff.
+
+A mode.Service living as long as the worker.  On Faust's assignment it opens a
+:class:`~workers.ingest.partition.PartitionState` per new partition and hands it to the
+catch-up (:mod:`workers.ingest.catchup`) in a task; on revocation it flushes, and when a
+partition goes elsewhere it closes its state.  It runs the flusher
+(:mod:`workers.ingest.flusher`) and answers replay's questions (``get``, ``owned``,
+``wait_ready``, ``partition_for``; :class:`workers.replay.interfaces.ManagerLike`).
+
+Invariants: at most one state per partition; a state being replaced is closed before its
+successor opens the same files (the hot log's ``LOCK`` would refuse it otherwise); a failed
+handoff crashes the worker (a restart resumes from the committed offset) rather than serve a
+partition that is behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiokafka.partitioner import murmur2
+from mode import Service
+
+from workers.ingest import flusher, metrics
+from workers.ingest.catchup import CatchUp
+from workers.ingest.config import IngestConfig
+from workers.ingest.decode import LeanDecoder
+from workers.ingest.partition import PartitionState
+from workers.settings import EVENTS_TOPIC, Settings
+
+log = logging.getLogger(__name__)
+
+
+def partition_dir(settings: Settings, partition: int, topic: str = EVENTS_TOPIC) -> Path:
+    return settings.hotlog_dir / f"{topic}-{partition}"
+
+
+def partition_for_key(key: bytes, partitions: int) -> int:
+    """aiokafka's (and the Java client's) default partitioner: murmur2 of the key."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class PartitionManager(Service):
+    """The partitions of ``kaizen.events`` this worker owns; lives as long as the worker."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        topic: str = EVENTS_TOPIC,
+        group_id: str | None = None,
+        config: IngestConfig | None = None,
+        highwater: Callable[[int], int | None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.group_id = group_id
+        self.config = config or IngestConfig()
+        self.decoder = LeanDecoder(self.config.max_event_bytes)
+        self.highwater = highwater
+        self._states: dict[int, PartitionState] = {}
+        self._handoffs: dict[int, asyncio.Task[None]] = {}
+        self._assigned: set[int] = set()
+        self.catchup = CatchUp(settings.kafka, topic, group_id, self.config)
+        super().__init__(**kwargs)
+
+    # ------------------------------------------------------------------ the API of replay
+
+    def get(self, partition: int) -> PartitionState | None:
+        return self._states.get(partition)
+
+    def owned(self) -> list[int]:
+        return sorted(self._states)
+
+    async def wait_ready(self, partition: int, timeout: float) -> PartitionState:
+        """The partition's state once it has caught up; TimeoutError if not within timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self._states.get(partition)
+            left = deadline - time.monotonic()
+            if state is not None and state.ready.is_set() and not state.closed:
+                return state
+            if state is not None and state.closed and self._states.get(partition) is state:
+                await asyncio.sleep(min(max(left, 0), 0.05))  # being replaced: poll
+            if left <= 0:
+                raise TimeoutError(f"partition {partition} is not ready on this worker")
+            if state is not None and not state.closed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(state.ready.wait(), min(left, 0.5))
+            else:
+                await asyncio.sleep(min(left, 0.05))
+
+    def partition_for(self, session_id: str) -> int:
+        return partition_for_key(session_id.encode(), self.settings.partitions)
+
+    # ------------------------------------------------------------------ rebalance
+
+    async def on_partitions_assigned(self, assigned: set[Any]) -> None:
+        """Faust's full assignment: open new partitions (catch-up in a task), close gone ones."""
+        mine = {tp.partition for tp in assigned if tp.topic == self.topic}
+        self._assigned = mine
+        for p in [p for p in self._states if p not in mine]:
+            await self._close_partition(p)
+        for p in sorted(mine - self._states.keys()):
+            state = PartitionState(
+                p,
+                partition_dir(self.settings, p, self.topic),
+                topic=self.topic,
+                decoder=self.decoder,
+                config=self.config,
+            )
+            self._states[p] = state
+            self._handoffs[p] = asyncio.ensure_future(self._handoff(state))
+
+    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
+        """Flush what is pending so its offsets go out with Faust's commit on revoke."""
+        for tp in revoked:
+            if tp.topic != self.topic:
+                continue
+            state = self._states.get(tp.partition)
+            if state is not None and state.ready.is_set() and not state.closed:
+                async with state.lock:
+                    await state.flush()
+
+    async def _close_partition(self, p: int) -> None:
+        state = self._states.pop(p, None)
+        task = self._handoffs.pop(p, None)
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        if state is None:
+            return
+        async with state.lock:
+            if state.opened and not state.closed:
+                with contextlib.suppress(Exception):
+                    await state.flush()
+            state.close()
+        log.info("partition %d: closed (assigned elsewhere)", p)
+
+    # ------------------------------------------------------------------ handoff
+
+    async def _handoff(self, state: PartitionState) -> None:
+        try:
+            await self.catchup.handoff(state)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("partition %d: handoff failed", state.partition)
+            await self.crash(exc)
+
+    # ------------------------------------------------------------------ background
+
+    @Service.task
+    async def _flusher(self) -> None:
+        await flusher.run(
+            self.config,
+            lambda: list(self._states.values()),
+            self._update_lag,
+            lambda: self.should_stop,
+        )
+
+    def _update_lag(self, state: PartitionState) -> None:
+        if self.highwater is None or state.next_offset is None:
+            return
+        with contextlib.suppress(Exception):
+            hw = self.highwater(state.partition)
+            if hw is not None:
+                state.counters.lag = max(hw - state.next_offset, 0)
+
+    def render_metrics(self) -> str:
+        rows = []
+        for p, state in sorted(self._states.items()):
+            if state.opened and not state.closed:
+                self._update_lag(state)
+            rows.append((p, state.counters, state.ready.is_set()))
+        return metrics.render(rows)
+
+    async def on_stop(self) -> None:
+        for p in list(self._states):
+            await self._close_partition(p)

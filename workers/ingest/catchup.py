@@ -1,0 +1,211 @@
+"""Catch-up: bringing a newly assigned partition's hot log up to date before it serves.
+
+Kept apart from the partition manager (:mod:`workers.ingest.assignment`), the way Quix
+Streams and Faust keep recovery apart from assignment.
+
+Invariants:
+
+* a newly assigned partition is *not ready* until its log has caught up to the group's
+  committed offset (exact, unlike tansu's end offsets): from its own watermark when it has
+  local data, from the start of the topic when it has none, read with a raw aiokafka
+  consumer at the client's speed.  Until then the ingest agent and ``wait_ready`` (replay)
+  wait; nothing is served from a partition that is behind;
+* a new broker incarnation (the group has no committed offset while the partition has
+  local data, or the probe message recorded for the epoch is no longer what the broker has
+  at that offset) starts a new epoch (``PartitionState.new_epoch``);
+* up to a committed offset, whoever processed those offsets first sent their dead letters;
+  to the end (no committed offset) nobody did, so the catch-up does, and each group commit
+  waits for their delivery as the agent's does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import crc32c
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from workers.ingest.config import IngestConfig
+from workers.ingest.partition import PartitionState
+from workers.kafka import clients
+from workers.settings import DLQ_TOPIC
+
+log = logging.getLogger(__name__)
+
+#: catching up "to the end" stops after this many empty polls (500 ms each) in a row
+EMPTY_POLLS = 2
+
+
+class CatchUp:
+    """Reads a partition's missing offsets from the source topic into its hot log."""
+
+    def __init__(
+        self, bootstrap: clients.Target, topic: str, group_id: str | None, config: IngestConfig
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.group_id = group_id
+        self.config = config
+
+    async def handoff(self, state: PartitionState) -> None:
+        """Open the partition, settle its epoch, read what it lacks, then mark it ready."""
+        p = state.partition
+        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, state.open)
+        committed = await self.committed_offset(p)
+        if state.has_local_data:
+            if committed is None:
+                state.new_epoch("the group has no committed offset but the log has data")
+            elif not await self.probe_matches(state):
+                state.new_epoch("the broker holds other data at the epoch's first offset")
+        start = state.next_kafka_offset
+        if committed is None:
+            # A new group (or one the broker forgot): Faust starts from the earliest
+            # offset, so without this a replay would see the partition half ingested.
+            # Read what the topic holds first; "the end" is where polls come back empty
+            # (tansu's end offsets are the start of the last batch + 1).
+            state.next_offset = await self.read(state, start, None)
+        else:
+            if start < committed:
+                await self.read(state, start, committed)
+            state.next_offset = committed
+        state.ready.set()
+        log.info(
+            "partition %d: ready in %.2fs (watermark %d, committed %s)",
+            p,
+            time.monotonic() - started,
+            state.store.watermark,
+            committed,
+        )
+
+    async def committed_offset(self, partition: int) -> int | None:
+        """The group's committed offset of the partition (exact), None when it has none."""
+        if self.group_id is None:
+            return None
+        tp = TopicPartition(self.topic, partition)
+        admin = clients.new_admin(self.bootstrap, request_timeout_ms=10000)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(self.group_id, partitions=[tp])
+        finally:
+            await admin.close()
+        meta = offsets.get(tp)
+        if meta is None or meta.offset is None or meta.offset < 0:
+            return None
+        return int(meta.offset)
+
+    def _consumer(self) -> AIOKafkaConsumer:
+        return clients.new_consumer(
+            self.bootstrap,
+            role="catch-up",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_bytes=self.config.catchup_fetch_bytes,
+            max_partition_fetch_bytes=self.config.catchup_fetch_bytes,
+        )
+
+    async def probe_matches(self, state: PartitionState) -> bool:
+        """Does the broker still hold the epoch's first message at its offset?"""
+        probe_offset, probe_crc = state.epoch.probe_offset, state.epoch.probe_crc
+        if probe_offset is None or probe_crc is None:
+            return True  # nothing recorded yet: the committed offset decided
+        tp = TopicPartition(self.topic, state.partition)
+        consumer = self._consumer()
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            earliest = (await consumer.beginning_offsets([tp]))[tp]
+            if earliest > probe_offset:
+                return True  # removed by retention: cannot tell, trust the committed offset
+            consumer.seek(tp, probe_offset)
+            deadline = time.monotonic() + 2.0  # empty polls until then: nothing there
+            while time.monotonic() < deadline:
+                got = await consumer.getmany(tp, timeout_ms=500, max_records=1)
+                for rec in got.get(tp, []):
+                    return bool(
+                        rec.offset == probe_offset
+                        and rec.value is not None
+                        and crc32c.crc32c(rec.value) == probe_crc
+                    )
+            return False  # nothing at that offset: the topic is shorter than it was
+        finally:
+            await consumer.stop()
+
+    async def read(self, state: PartitionState, start: int, end: int | None) -> int:
+        """Read [start, end) of the source topic into the log at the client's raw speed.
+
+        With end None, read until EMPTY_POLLS polls in a row come back empty. Returns the
+        next offset to read. Up to a committed offset, whoever processed those offsets first
+        sent their dead letters; to the end (no committed offset), nobody did, so this does,
+        and each group commit waits for their delivery as the agent's does.
+        """
+        p = state.partition
+        tp = TopicPartition(self.topic, p)
+        consumer = self._consumer()
+        dlq: AIOKafkaProducer | None = None
+        if end is None:
+            dlq = await clients.start_producer(self.bootstrap, "dlq")
+        await consumer.start()
+        t0 = time.monotonic()
+        n = 0
+        try:
+            consumer.assign([tp])
+            earliest = (await consumer.beginning_offsets([tp]))[tp]
+            if start < earliest:
+                log.error(
+                    "partition %d: offsets %d..%d were deleted by the topic's retention before "
+                    "this worker had them; their events are lost to this hot log "
+                    "(see docs/OPERATIONS.md, retention)",
+                    p,
+                    start,
+                    earliest - 1,
+                )
+                start = earliest
+            consumer.seek(tp, start)
+            upto = "the end" if end is None else str(end - 1)
+            log.info("partition %d: catching up offsets %d..%s", p, start, upto)
+            position = start
+            last_progress = time.monotonic()
+            empty = 0
+            while end is None or position < end:
+                got = await consumer.getmany(tp, timeout_ms=500, max_records=20_000)
+                records = got.get(tp, [])
+                if not records:
+                    empty += 1
+                    if end is None and empty >= EMPTY_POLLS:
+                        break
+                    if time.monotonic() - last_progress > self.config.catchup_stall_s:
+                        raise RuntimeError(
+                            f"partition {p}: catch-up stalled at offset {position} of {end}"
+                        )
+                    continue
+                last_progress = time.monotonic()
+                empty = 0
+                for rec in records:
+                    if end is not None and rec.offset >= end:
+                        position = end
+                        break
+                    letters = state.process(rec.offset, rec.value, rec.key)
+                    if dlq is not None:
+                        for letter in letters:
+                            delivery = await dlq.send(
+                                DLQ_TOPIC, letter.value, key=letter.key, headers=letter.headers
+                            )
+                            state.add_dlq(delivery)
+                    position = rec.offset + 1
+                    n += 1
+                if state.want_flush():
+                    await state.flush(wait=False)
+            await state.flush()
+        finally:
+            await consumer.stop()
+            if dlq is not None:
+                await dlq.stop()
+        log.info("partition %d: caught up %d messages in %.2fs", p, n, time.monotonic() - t0)
+        return position
+
+    # ------------------------------------------------------------------ background

@@ -1,0 +1,46 @@
+"""When the worker folds session summaries: a lot while it is idle, a slice a second otherwise.
+
+The fold itself (durable log frames -> SessionSummary, one RocksDB batch with its
+cursor) is `workers/analytics/store.py`; this module only paces it so that ingest
+keeps its throughput (`bench/bench_aggregates.py`). Idle is worker-wide (no
+message on any partition for `IngestConfig.fold_idle_after_s`): Faust feeds one
+partition at a time, so a partition that looks idle may be waiting its turn, and
+folding it then would slow the one being fed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from workers.ingest.config import IngestConfig
+from workers.ingest.partition import PartitionState
+
+
+class Folder:
+    """The fold pacing of one worker; `step` runs on the flusher's tick."""
+
+    def __init__(self, config: IngestConfig) -> None:
+        self.config = config
+        self._seen = -1  # messages processed as of `_since`
+        self._since = 0.0
+        self._last = 0.0
+
+    def step(self, states: Iterable[PartitionState], now: float) -> int:
+        """Fold what this tick may; the frames folded."""
+        cfg = self.config
+        ready = [s for s in states if s.ready.is_set() and not s.closed]
+        messages = sum(s.counters.messages for s in ready)
+        if messages != self._seen:
+            self._seen, self._since = messages, now
+        idle = now - self._since >= cfg.fold_idle_after_s
+        if not idle and now - self._last < cfg.fold_busy_every_s:
+            return 0
+        self._last = now
+        budget = cfg.fold_idle_frames if idle else cfg.fold_busy_frames
+        done = 0
+        for state in ready:
+            if done >= budget:
+                break
+            if not state.lock.locked() and not state.committing:
+                done += state.fold_summaries(budget - done)
+        return done
