@@ -250,6 +250,8 @@ def worker_run(
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
             m = scrape(port)
+            # counted at the group commit, after the fsync and the index write: the clock
+            # stops when the last event is durable and indexed, not when it is appended
             done = m.get("kaizen_ingest_ingested_total", 0)
             if done and t_first is None:
                 # first progress seen: back-date by the events already in at this poll

@@ -25,7 +25,7 @@ from workers.ingest.assignment import PartitionManager
 from workers.ingest.config import IngestConfig
 from workers.kafka import clients
 from workers.replay.agent import register as register_replay
-from workers.settings import EVENTS_TOPIC, Settings
+from workers.settings import EVENTS_TOPIC, SESSIONS_TOPIC, Settings
 from workers.web import security as web_security
 
 APP_ID = "kaizen-stream"
@@ -81,6 +81,15 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
     )
     app.kaizen_manager = manager  # type: ignore[attr-defined]
     app.kaizen_connection = connection  # type: ignore[attr-defined]
+    if ingest_config.aggregates:
+        sessions = app.topic(SESSIONS_TOPIC, key_serializer="raw", value_serializer="raw")
+
+        async def publish_summary(session_id: str, data: bytes) -> Any:
+            # wait for the ack: only then may the summary be marked published
+            sent = await sessions.send(key=session_id.encode(), value=data)
+            return await sent
+
+        manager.publish_summary = publish_summary
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _assigned(sender: Any, *args: Any, **kwargs: Any) -> None:

@@ -17,7 +17,8 @@ EVENTS_TOPIC = "kaizen.events"
 DLQ_TOPIC = "kaizen.events.dlq"
 REPLAY_REQUESTS_TOPIC = "kaizen.replay.requests"
 REPLAY_TOPIC = "kaizen.replay"
-ALL_TOPICS = (EVENTS_TOPIC, DLQ_TOPIC, REPLAY_REQUESTS_TOPIC, REPLAY_TOPIC)
+SESSIONS_TOPIC = "kaizen.sessions"  # compacted, key = session id: every worker's summaries
+ALL_TOPICS = (EVENTS_TOPIC, DLQ_TOPIC, REPLAY_REQUESTS_TOPIC, REPLAY_TOPIC, SESSIONS_TOPIC)
 
 DEFAULT_BROKER = "127.0.0.1:9092"
 DEFAULT_PARTITIONS = 8

@@ -1,4 +1,8 @@
-"""kill -9 a writer at random moments: every frame it saw durable survives exactly once."""
+"""kill -9 a writer at random moments: every frame it saw durable survives exactly once.
+
+Recovery starts from the checkpoint the killed writer left when it names a position in the
+last segment: only the frames after it are scanned, and the log is complete all the same.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from workers.hotlog import Location, checkpoint, segment
 
 from .helpers import open_log
 
@@ -47,11 +53,27 @@ def test_kill_minus_nine_loses_nothing_durable(tmp_path: Path) -> None:
     rng = random.Random(int.from_bytes(os.urandom(4)))
     durable: set[str] = set()
     started_rounds = 0
+    from_checkpoint = 0
     for rnd in range(ROUNDS):
         started, seen = _run_and_kill(d, rnd, rng.uniform(0.1, 0.6))
         started_rounds += started
         durable |= seen
+        ckpt = checkpoint.load(d)
+        bases = segment.list_bases(d) if d.exists() else []
         with open_log(d) as log:
+            rep = log.recovery
+            if ckpt is not None and bases and ckpt.segment == bases[-1]:
+                # recovery from the checkpoint: it scanned exactly the frames after it
+                from_checkpoint += 1
+                assert rep.scanned_from == Location(ckpt.segment, ckpt.position, 0)
+                after = [
+                    e
+                    for e in log.entries()
+                    if e.location.segment == ckpt.segment and e.location.position >= ckpt.position
+                ]
+                assert rep.frames_scanned == len(after)
+                if not after:
+                    assert log.last_offset == ckpt.last_offset
             counts = collections.Counter()
             last = -1
             for e in log.entries():
@@ -65,6 +87,7 @@ def test_kill_minus_nine_loses_nothing_durable(tmp_path: Path) -> None:
         dupes = [k for k, n in counts.items() if n > 1]
         assert not dupes, f"round {rnd}: duplicated frames {dupes[:5]}"
     assert started_rounds > ROUNDS // 2 and len(durable) > 1000
+    assert from_checkpoint > ROUNDS // 3, f"recovered from a checkpoint {from_checkpoint} times"
     # appends continue after the last crash
     with open_log(d) as log:
         assert log.last_offset is not None

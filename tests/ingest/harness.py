@@ -239,6 +239,43 @@ def indexed(data_dir: Path, partitions: int) -> dict[str, tuple[int, list[int]]]
     return out
 
 
+def log_events(data_dir: Path, partitions: int) -> Counter[tuple[str, int]]:
+    """(session, seq) -> how many good frames of the hot logs hold it (worker stopped).
+
+    The log itself, not the index: a duplicate appended but never indexed shows here only.
+    """
+    out: Counter[tuple[str, int]] = Counter()
+    for p in range(partitions):
+        d = data_dir / "hotlog" / f"{EVENTS_TOPIC}-{p}"
+        if not d.is_dir():
+            continue
+        with PartitionLog.open(d, topic=EVENTS_TOPIC, partition=p) as log:
+            for _loc, payload in log.scan():
+                ev = decode_event(payload)
+                out[(ev["session_id"], ev["seq"])] += 1
+    return out
+
+
+def logged_offsets(data_dir: Path, partitions: int) -> dict[int, int]:
+    """partition -> the greatest Kafka offset of the current epoch in its hot log, read
+    without opening the log (no recovery, no lock: a killed worker's files as it left them)."""
+    from workers.hotlog import frame, segment
+    from workers.ingest import epoch
+
+    out: dict[int, int] = {}
+    for p in range(partitions):
+        d = data_dir / "hotlog" / f"{EVENTS_TOPIC}-{p}"
+        if not d.is_dir():
+            continue
+        base = epoch.load(d).base
+        for seg in segment.list_bases(d):
+            with segment.Mapped(d / segment.name(seg), copy=True) as m:
+                for item in m.frames(seg):
+                    if isinstance(item, frame.Good) and item.offset >= base:
+                        out[p] = max(out.get(p, -1), item.offset - base)
+    return out
+
+
 async def read_dlq(
     bootstrap: str, partitions: int, topic: str
 ) -> list[tuple[dict[str, str], bytes]]:

@@ -19,6 +19,7 @@ from tests.ingest.harness import (
     Worker,
     end_offsets,
     indexed,
+    log_events,
     produce_in_slices,
     session_messages,
     start_worker,
@@ -93,6 +94,11 @@ def test_kill_one_of_three_then_start_an_empty_one(broker6: EmbeddedBroker, tmp_
         codes = {name: w.stop() for name, w in workers.items()}
     assert all(code == 0 for code in codes.values()), codes
     per_worker = {name: indexed(tmp_path / name, PARTITIONS) for name in ("w1", "w3", "w4")}
+    # the hot logs themselves, not only the indexes: each owner's log holds its partitions'
+    # events once (a redelivered message appended again would show only here)
+    for name in ("w1", "w3", "w4"):
+        dupes = [k for k, n in log_events(tmp_path / name, PARTITIONS).items() if n > 1]
+        assert not dupes, f"{name}: {len(dupes)} events twice in the hot log, e.g. {dupes[:3]}"
     for sid, n in expected.items():
         p = partition_for_key(sid.encode(), PARTITIONS)
         owner = owners[p][0]

@@ -272,3 +272,22 @@ def test_group_commit_is_due_by_the_one_commit_policy(tmp_path: Path) -> None:
     asyncio.run(state.flush())
     assert not state.want_flush()
     state.close()
+
+
+def test_ingested_counts_only_events_fsynced_and_indexed(tmp_path: Path) -> None:
+    """bench_ingest stops its clock when ``kaizen_ingest_ingested_total`` reaches the total:
+    the counter must not run ahead of the last fsync and index commit."""
+    state = opened(tmp_path)
+
+    async def go() -> None:
+        state.process(0, batch.join([event("a", 0), event("a", 1)]), b"k")
+        state.process(1, event("a", 2), b"k")
+        assert (state.counters.ingested, state.counters.bytes) == (0, 0)  # appended only
+        await state.flush(wait=False)
+        assert state.counters.ingested == 0  # the commit is still in flight
+        await state.flush()
+        assert state.counters.ingested == 3 and state.counters.bytes > 0
+        assert seqs(state, "a") == [0, 1, 2]
+
+    asyncio.run(go())
+    state.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import time
@@ -59,7 +60,7 @@ def test_a_damaged_frame_gives_a_partial_replay_then_heals(worker: Worker, uniqu
     bootstrap = worker.broker.bootstrap
     asyncio.run(produce(bootstrap, as_messages(produced, 10)))
     _wait_complete(bootstrap, sid, produced)
-    damage(worker.data_dir, encode_event(produced[15]))
+    seg, where = damage(worker.data_dir, encode_event(produced[15]))
 
     # The CLI prints every readable event, warns naming the missing seq, exits 4.
     cli = worker.cli("replay", sid, "--timeout", str(WAIT))
@@ -88,6 +89,20 @@ def test_a_damaged_frame_gives_a_partial_replay_then_heals(worker: Worker, uniqu
 
     asyncio.run(main())
     assert "healed 1 event(s)" in worker.log.read_text()
+    # verify (read only beside the running worker) reports that range healed
+    ours = [line for line in worker.cli("verify").stdout.splitlines() if _covers(line, seg, where)]
+    assert len(ours) == 1 and ours[0].endswith("(healed from kaizen.events)"), ours
+
+
+def _covers(line: str, seg: Path, where: int) -> bool:
+    """Is `line` verify's `bad range:` line of the range holding byte `where` of `seg`?"""
+    m = re.match(r"bad range: (\S+) segment (\d+) bytes \[(\d+), (\d+)\)", line)
+    return bool(
+        m
+        and m.group(1) == seg.parent.name
+        and int(m.group(2)) == int(seg.stem)
+        and int(m.group(3)) <= where < int(m.group(4))
+    )
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

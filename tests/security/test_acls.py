@@ -134,6 +134,12 @@ def test_hook_to_replay_over_sasl_ssl_with_least_privilege(
         assert replayed.returncode == 0, (replayed.stderr, log.read_text()[-3000:])
         events = jsonl(replayed.stdout)
         assert [e["seq"] for e in events] == list(range(count))
+        # the worker publishes the session's summary; the replay principal reads it
+        team = kaizen("sessions", "--team", env=child_env(tmp_path, **secured.env("replay")))
+        while session not in team.stdout and time.monotonic() < deadline:
+            time.sleep(1)
+            team = kaizen("sessions", "--team", env=child_env(tmp_path, **secured.env("replay")))
+        assert session in team.stdout, (team.stdout, team.stderr)
         assert "Traceback" not in log.read_text()
     finally:
         stop(worker)

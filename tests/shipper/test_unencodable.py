@@ -17,6 +17,7 @@ from typing import Any
 from tests.hooks.util import ROOT, consume_events, hook_env, run_hook
 from workers.broker.embedded import EmbeddedBroker
 from workers.hooks.spool import Spool, encode_frame
+from workers.shipper.shipper import status
 
 
 def ship(spool: Path, bootstrap: str) -> subprocess.CompletedProcess[bytes]:
@@ -81,6 +82,8 @@ def test_unsendable_frames_are_quarantined_and_the_rest_ships(
     seqs = sorted(json.loads(r["body"]).get("seq", -1) for r in q if r["body"] != "not json at all")
     assert seqs == [3, 4, 5, 6]
     assert all(r["segment"] >= 0 and r["offset"] >= 0 and r["time"] for r in q)
+    assert status(spool)["quarantined"] == 5
+    assert "cannot be sent" in (spool_dir / "warnings.log").read_text()
 
 
 def test_hook_payload_with_huge_numbers_ships(

@@ -2,7 +2,8 @@
 
 Lives in ``<partition dir>/summaries/`` (rocksdict, raw bytes), beside the
 partition's index; keys: ``00 cursor`` (the packed Location of the last frame
-folded) and ``01 <session_id>`` (a SessionSummary as JSON).
+folded), ``01 <session_id>`` (a SessionSummary as JSON) and ``02 <session_id>``
+(that summary changed and is not yet published to ``kaizen.sessions``).
 
 Invariants:
 
@@ -15,6 +16,10 @@ Invariants:
 - Only durable data is folded: a step reads frames up to a bound the caller
   takes from the index (`PartitionStore.max_location`, invariant 4: the index
   never points past fsynced data).
+- Published at least once: a changed summary is marked unpublished in the same
+  batch; the mark goes only after the topic acked it (`mark_published`), so a
+  crash in between publishes it again (the topic is compacted by session id:
+  a repeat is harmless).
 - Rebuildable: deleting the directory (or `reset`) refolds from the log start.
 - Decoupled from the ingest's group commit: folding costs ~20 µs an event in
   Python (full Avro decode + fold) against ~4 µs for the whole ingest path, so
@@ -37,7 +42,8 @@ from workers.hotlog import Location
 SUMMARIES_DIR = "summaries"
 CURSOR_KEY = b"\x00cursor"
 SUMMARY = b"\x01"
-SUMMARY_END = b"\x02"
+UNPUBLISHED = b"\x02"
+UNPUBLISHED_END = b"\x03"
 
 
 def _options() -> Options:
@@ -75,13 +81,33 @@ class SummaryStore:
         raw = self._db.get(SUMMARY + session_id.encode())
         return None if raw is None else SessionSummary.from_bytes(bytes(raw))
 
-    def all(self) -> Iterator[SessionSummary]:
+    def _range(self, lower: bytes, upper: bytes) -> Iterator[tuple[bytes, bytes]]:
         ro = ReadOptions()
-        ro.set_iterate_lower_bound(SUMMARY)
-        ro.set_iterate_upper_bound(SUMMARY_END)
-        items = cast(Iterator[tuple[bytes, bytes]], self._db.items(from_key=SUMMARY, read_opt=ro))
-        for _k, v in items:
+        ro.set_iterate_lower_bound(lower)
+        ro.set_iterate_upper_bound(upper)
+        return cast(Iterator[tuple[bytes, bytes]], self._db.items(from_key=lower, read_opt=ro))
+
+    def all(self) -> Iterator[SessionSummary]:
+        for _k, v in self._range(SUMMARY, UNPUBLISHED):
             yield SessionSummary.from_bytes(v)
+
+    def unpublished(self, limit: int = 1_000) -> list[tuple[str, bytes]]:
+        """(session_id, summary JSON) of up to `limit` summaries not yet published."""
+        out = []
+        for k, _ in self._range(UNPUBLISHED, UNPUBLISHED_END):
+            sid = k[1:].decode()
+            raw = self._db.get(SUMMARY + k[1:])
+            if raw is not None:
+                out.append((sid, bytes(raw)))
+            if len(out) >= limit:
+                break
+        return out
+
+    def mark_published(self, session_ids: list[str]) -> None:
+        wb = WriteBatch(raw_mode=True)
+        for sid in session_ids:
+            wb.delete(UNPUBLISHED + sid.encode())
+        self._db.write(wb)
 
     def fold_log(self, log: Any, upto: Location | None, max_frames: int = 2_000) -> int:
         """Fold up to `max_frames` frames after the cursor and at or before `upto`; how many."""
@@ -114,6 +140,7 @@ class SummaryStore:
         wb = WriteBatch(raw_mode=True)
         for sid, summary in changed.items():
             wb.put(SUMMARY + sid.encode(), summary.to_bytes())
+            wb.put(UNPUBLISHED + sid.encode(), b"")
         packed = last.pack()
         wb.put(CURSOR_KEY, packed)
         self._db.write(wb)
@@ -122,6 +149,17 @@ class SummaryStore:
 
     def close(self) -> None:
         self._db.close()
+
+    @classmethod
+    def read_all(cls, partition_dir: Path) -> list[SessionSummary]:
+        """Every summary of a partition directory, read-only (a worker may hold it); [] if none."""
+        if not (Path(partition_dir) / SUMMARIES_DIR).is_dir():
+            return []
+        store = cls.open(partition_dir, read_only=True)
+        try:
+            return list(store.all())
+        finally:
+            store.close()
 
     def reset(self) -> None:
         """Forget everything: the next fold starts at the beginning of the log."""

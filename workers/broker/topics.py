@@ -11,13 +11,15 @@ from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from workers.kafka import clients
-from workers.settings import ALL_TOPICS, REPLAY_REQUESTS_TOPIC
+from workers.settings import ALL_TOPICS, REPLAY_REQUESTS_TOPIC, SESSIONS_TOPIC
 
 #: topic configs beyond the broker's defaults. Replay requests are stamped by the broker
 #: (LogAppendTime): the worker judges a request's age by it, never by the sender's clock.
 #: The embedded broker ignores the setting and keeps the producer's time.
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     REPLAY_REQUESTS_TOPIC: {"message.timestamp.type": "LogAppendTime"},
+    # the latest summary per session is all anyone reads (workers/analytics/team.py)
+    SESSIONS_TOPIC: {"cleanup.policy": "compact"},
 }
 
 

@@ -1,7 +1,7 @@
 """`kaizen-stream broker`: the embedded Kafka-protocol broker for one machine.
 
 By default the broker is started detached and the command returns once the
-broker answers and the four topics exist, leaving a pid file in
+broker answers and the five topics exist, leaving a pid file in
 `<data>/broker/<port>.pid`; `--stop` stops that broker. `--foreground` keeps
 it attached until Ctrl-C. A port already in use is a one-line error.
 """

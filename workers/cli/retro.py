@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("session", nargs="?", help="one session id")
     parser.add_argument("--since", help="every session active since then (7d, 12h, ISO time)")
     parser.add_argument("--json", action="store_true", help="one JSON finding per line")
-
-
-def _summaries(dirs: list[tuple[int, Path]]) -> Iterator[tuple[int, Path, Any]]:
-    from workers.analytics.store import SUMMARIES_DIR, SummaryStore
-
-    for p, d in dirs:
-        if not (d / SUMMARIES_DIR).is_dir():
-            continue
-        store = SummaryStore.open(d, read_only=True)
-        try:
-            for s in store.all():
-                yield p, d, s
-        finally:
-            store.close()
 
 
 def read_frame(directory: Path, loc: Any) -> bytes:
@@ -88,7 +73,10 @@ def run(args: argparse.Namespace) -> int:
         )
     costs: dict[str, list[float]] = {}
     chosen: list[tuple[int, Path, Any, float | None]] = []
-    for p, d, s in _summaries(dirs):
+    from workers.analytics.store import SummaryStore
+
+    found = [(p, d, s) for p, d in dirs for s in SummaryStore.read_all(d)]
+    for p, d, s in found:
         report = session_cost(s, book)
         model = main_model(s)
         if model is not None and report.complete:

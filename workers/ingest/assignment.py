@@ -30,6 +30,7 @@ from workers.ingest import flusher, metrics
 from workers.ingest.catchup import CatchUp
 from workers.ingest.config import IngestConfig
 from workers.ingest.decode import LeanDecoder
+from workers.ingest.folding import Publish
 from workers.ingest.partition import PartitionState
 from workers.settings import EVENTS_TOPIC, Settings
 
@@ -68,6 +69,8 @@ class PartitionManager(Service):
         self._handoffs: dict[int, asyncio.Task[None]] = {}
         self._assigned: set[int] = set()
         self.catchup = CatchUp(settings.kafka, topic, group_id, self.config)
+        #: set by the app: sends one session summary to kaizen.sessions (key, value)
+        self.publish_summary: Publish | None = None
         super().__init__(**kwargs)
 
     # ------------------------------------------------------------------ the API of replay
@@ -164,7 +167,12 @@ class PartitionManager(Service):
             lambda: list(self._states.values()),
             self._update_lag,
             lambda: self.should_stop,
+            self._publish if self.publish_summary is not None else None,
         )
+
+    async def _publish(self, session_id: str, data: bytes) -> Any:
+        assert self.publish_summary is not None
+        return await self.publish_summary(session_id, data)
 
     def _update_lag(self, state: PartitionState) -> None:
         if self.highwater is None or state.next_offset is None:

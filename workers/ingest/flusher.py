@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from workers.ingest.config import IngestConfig
-from workers.ingest.folding import Folder
+from workers.ingest.folding import Folder, Publish
 from workers.ingest.partition import PartitionState
 
 
@@ -24,10 +24,11 @@ async def run(
     states: Callable[[], Iterable[PartitionState]],
     update_lag: Callable[[PartitionState], None],
     stopping: Callable[[], bool],
+    publish: Publish | None = None,
 ) -> None:
     """Loop until ``stopping()``: timed flushes, stats every ``stats_every_s``, retention."""
     last_stats = last_retention = time.monotonic()
-    folder = Folder(config) if config.aggregates else None
+    folder = Folder(config, publish) if config.aggregates else None
     while not stopping():
         await asyncio.sleep(config.tick_s)
         now = time.monotonic()
@@ -39,7 +40,7 @@ async def run(
                     if not state.closed:
                         await state.flush(wait=False)
         if folder is not None:
-            folder.step(states(), now)
+            await folder.step(states(), now)
         if now - last_stats >= config.stats_every_s:
             last_stats = now
             for state in list(states()):

@@ -10,23 +10,34 @@ folding it then would slow the one being fed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from workers.ingest.config import IngestConfig
 from workers.ingest.partition import PartitionState
 
+log = logging.getLogger(__name__)
+Publish = Callable[[str, bytes], Awaitable[Any]]
+
 
 class Folder:
-    """The fold pacing of one worker; `step` runs on the flusher's tick."""
+    """The fold pacing of one worker; `step` runs on the flusher's tick.
 
-    def __init__(self, config: IngestConfig) -> None:
+    With `publish` (the worker's send to the compacted ``kaizen.sessions``, key =
+    session id), every summary a fold changed is published after it, and marked
+    published only once the broker acked it (workers/analytics/store.py).
+    """
+
+    def __init__(self, config: IngestConfig, publish: Publish | None = None) -> None:
         self.config = config
+        self.publish = publish
         self._seen = -1  # messages processed as of `_since`
         self._since = 0.0
         self._last = 0.0
 
-    def step(self, states: Iterable[PartitionState], now: float) -> int:
-        """Fold what this tick may; the frames folded."""
+    async def step(self, states: Iterable[PartitionState], now: float) -> int:
+        """Fold what this tick may, then publish what changed; the frames folded."""
         cfg = self.config
         ready = [s for s in states if s.ready.is_set() and not s.closed]
         messages = sum(s.counters.messages for s in ready)
@@ -43,4 +54,24 @@ class Folder:
                 break
             if not state.lock.locked() and not state.committing:
                 done += state.fold_summaries(budget - done)
+        if self.publish is not None:
+            for state in ready:
+                await self._publish(state)
         return done
+
+    async def _publish(self, state: PartitionState) -> None:
+        store = state.summaries
+        if store is None or state.closed:
+            return
+        pending = store.unpublished()
+        if not pending:
+            return
+        assert self.publish is not None
+        try:
+            for sid, data in pending:
+                await self.publish(sid, data)
+        except Exception as exc:  # the broker may be away: the marks stay, retried next tick
+            log.warning("partition %d: publishing summaries failed: %s", state.partition, exc)
+            return
+        if not state.closed:
+            store.mark_published([sid for sid, _ in pending])

@@ -20,6 +20,9 @@ Invariants:
   keeps the first readable copy of each (session, seq): the healed one;
 * only events without a readable frame are appended, so healing again appends
   nothing, and no (session, seq) is ever readable twice;
+* a heal that leaves no problem records the bad ranges it covered in the
+  partition's `healed` file (`workers.hotlog.verify.mark_healed`), so
+  `verify` reports them healed rather than as damage that remains;
 * a span of an older epoch (a previous broker incarnation, below the epoch
   base) cannot be healed from the source, which holds other data at those
   offsets: it is reported, never guessed; nor can offsets the topic's
@@ -41,8 +44,9 @@ from pathlib import Path
 
 from aiokafka import TopicPartition
 
-from workers.hotlog import CorruptFrame, Location, PartitionLog
+from workers.hotlog import BadRange, CorruptFrame, Location, PartitionLog
 from workers.hotlog.segment import HEADER_SIZE
+from workers.hotlog.verify import mark_healed
 from workers.ingest.decode import Decoded, LeanDecoder
 from workers.ingest.partition import PartitionState
 from workers.kafka import clients
@@ -64,6 +68,7 @@ class Span:
 @dataclass
 class HealReport:
     spans: list[Span] = field(default_factory=list)
+    ranges: list[BadRange] = field(default_factory=list)  # the bad ranges the spans cover
     healed: list[tuple[str, int]] = field(default_factory=list)  # (session, seq) appended again
     problems: list[str] = field(default_factory=list)  # spans (or parts) not healed, and why
 
@@ -72,11 +77,21 @@ class HealReport:
         return not self.problems
 
 
-def span_of(log_: PartitionLog, segment: int, position: int) -> Span:
-    """The log offsets that may hold the damaged bytes at ``position`` of ``segment``."""
+def span_of(
+    log_: PartitionLog, segment: int, position: int, ranges: list[BadRange] | None = None
+) -> Span:
+    """The log offsets that may hold the damaged bytes at ``position`` of ``segment``.
+
+    The bad range holding ``position`` is added to ``ranges`` when given.
+    """
     lo = segment  # a segment is named by the offset of its first frame
     hi: int | None = None
-    for entry in log_.entries(Location(segment, HEADER_SIZE, 0)):
+
+    def met(rng: BadRange) -> None:
+        if ranges is not None and rng.segment == segment and rng.start <= position < rng.end:
+            ranges.append(rng)
+
+    for entry in log_.entries(Location(segment, HEADER_SIZE, 0), on_bad=met):
         if entry.location.segment != segment or entry.location.position > position:
             hi = entry.offset
             break
@@ -200,9 +215,14 @@ async def collect(
     Reads only (the log and the source topic); what cannot be healed goes to `report`.
     """
     loop = asyncio.get_running_loop()
+    found: list[BadRange] = []
     spans = merge(
-        [await loop.run_in_executor(None, span_of, log_, seg, pos) for seg, pos in set(damaged)]
+        [
+            await loop.run_in_executor(None, span_of, log_, seg, pos, found)
+            for seg, pos in set(damaged)
+        ]
     )
+    report.ranges.extend(dict.fromkeys(found))
     report.spans.extend(spans)
     events: list[Decoded] = []
     for span in spans:
@@ -264,6 +284,8 @@ async def heal_state(
             report.healed.extend((ev.session_id, ev.seq) for ev in todo)
 
         await loop.run_in_executor(None, run)
+    if report.complete and report.ranges:
+        mark_healed(state.directory, report.ranges)
     return report
 
 

@@ -24,11 +24,11 @@ FILE_NAME = "ingest-stats.json"
 @dataclass(slots=True)
 class Counters:
     messages: int = 0  # Kafka messages processed (not skipped as at or below the watermark)
-    ingested: int = 0  # events appended and indexed
+    ingested: int = 0  # events appended, fsynced and indexed (counted at the group commit)
     duplicates: int = 0  # events skipped by the (session_id, seq) dedupe
     skipped_messages: int = 0  # messages at or below the watermark (redelivered)
     dead_lettered: int = 0  # events or whole messages sent to the DLQ
-    bytes: int = 0  # bytes of the events ingested
+    bytes: int = 0  # bytes of the events ingested (counted with them)
     flushes: int = 0  # group commits (fsync + index batch)
     lag: int = 0  # gauge
 

@@ -12,7 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workers.settings import DLQ_TOPIC, EVENTS_TOPIC, REPLAY_REQUESTS_TOPIC, REPLAY_TOPIC
+from workers.settings import (
+    DLQ_TOPIC,
+    EVENTS_TOPIC,
+    REPLAY_REQUESTS_TOPIC,
+    REPLAY_TOPIC,
+    SESSIONS_TOPIC,
+)
 
 KAFKA_ACLS = "kafka-acls.sh --bootstrap-server $BROKER --command-config admin.properties"
 KAFKA_ACLS = "kafka-acls.sh --bootstrap-server $BROKER --command-config admin.properties"
@@ -38,12 +44,14 @@ ROLES: dict[str, tuple[Grant, ...]] = {
         Grant("topic", REPLAY_REQUESTS_TOPIC, ("Read",)),
         Grant("topic", DLQ_TOPIC, ("Write",)),
         Grant("topic", REPLAY_TOPIC, ("Write",)),
+        Grant("topic", SESSIONS_TOPIC, ("Write",)),
         Grant("group", WORKER_GROUP, ("Read",)),
     ),
     # `kaizen-stream replay` and other replay clients: ask, and read the answers
     "replay": (
         Grant("topic", REPLAY_REQUESTS_TOPIC, ("Write",)),
         Grant("topic", REPLAY_TOPIC, ("Read",)),
+        Grant("topic", SESSIONS_TOPIC, ("Read",)),
     ),
     # whoever provisions topics and watches the stream (`topics create|check`, `tail`)
     "operator": (
@@ -51,6 +59,7 @@ ROLES: dict[str, tuple[Grant, ...]] = {
             "topic", TOPIC_PREFIX, ("Create", "Describe", "DescribeConfigs", "AlterConfigs"), True
         ),
         Grant("topic", EVENTS_TOPIC, ("Read",)),
+        Grant("topic", SESSIONS_TOPIC, ("Read",)),
         Grant("group", WORKER_GROUP, ("Describe",)),
     ),
 }

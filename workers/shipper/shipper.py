@@ -257,7 +257,17 @@ def status(spool: Spool) -> dict[str, Any]:
         "commit": spool.read_commit(),
         "pending": spool.pending(),
         "shipper_running": spool.shipper_running(),
+        "quarantined": quarantined(spool),
     }
+
+
+def quarantined(spool: Spool) -> int:
+    """How many frames quarantine.jsonl holds (0 when there is none)."""
+    try:
+        with open(os.path.join(spool.path, QUARANTINE), "rb") as f:
+            return sum(1 for _ in f)
+    except FileNotFoundError:
+        return 0
 
 
 def status_json(spool: Spool) -> str:

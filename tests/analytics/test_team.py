@@ -1,0 +1,86 @@
+"""The team-wide view: workers publish summaries to kaizen.sessions; any client reads them all."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.analytics.test_store import event
+from tests.conftest import TEST_PARTITIONS
+from tests.ingest.harness import end_offsets, produce, start_worker, wait_committed
+from workers.broker.embedded import EmbeddedBroker
+from workers.codec import batch
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str) -> list[dict[str, Any]]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "workers", *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(x) for x in proc.stdout.splitlines()]
+
+
+def test_two_workers_one_team_view(fresh_broker: EmbeddedBroker, tmp_path: Path) -> None:
+    bootstrap = fresh_broker.bootstrap
+    counts = {f"team-{s}": 8 + s for s in range(12)}
+    messages = [(sid, batch.join([event(sid, q) for q in range(n)])) for sid, n in counts.items()]
+    workers = [
+        start_worker(bootstrap, tmp_path / f"data{i}", TEST_PARTITIONS, tmp_path / f"w{i}.log")
+        for i in range(2)
+    ]
+    try:
+        time.sleep(8)  # both in the group before the events come
+        asyncio.run(produce(bootstrap, messages))
+        wait_committed(bootstrap, asyncio.run(end_offsets(bootstrap, TEST_PARTITIONS)), 120)
+        deadline = time.monotonic() + 90
+        rows: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            rows = cli("sessions", "--team", "--broker", bootstrap, "--limit", "1000")
+            if {r["session_id"]: r["events"] for r in rows} == counts:
+                break
+            time.sleep(1)
+    finally:
+        codes = [w.stop() for w in workers]
+    assert codes == [0, 0], [w.log_text()[-2000:] for w in workers]
+    assert {r["session_id"]: r["events"] for r in rows} == counts
+    assert all(
+        r["tool_calls"] == (n + 3) // 4
+        for r, n in zip(
+            sorted(rows, key=lambda r: r["session_id"]),
+            [counts[k] for k in sorted(counts)],
+            strict=True,
+        )
+    )
+    # each worker's own data dir holds only its share; together they hold every session
+    local = [
+        {r["session_id"] for r in cli("sessions", "--data-dir", str(tmp_path / f"data{i}"))}
+        for i in range(2)
+    ]
+    assert local[0] | local[1] == set(counts) and not local[0] & local[1]
+    by_model = cli("stats", "--team", "--by", "agent", "--broker", bootstrap)
+    assert by_model == [
+        {
+            "agent": "claude",
+            "sessions": 12,
+            "events": sum(counts.values()),
+            "tokens": 3 * sum(n // 4 for n in counts.values()),
+            "cost_usd": by_model[0]["cost_usd"],
+            "unpriced_tokens": 0,
+            "unpriced_models": [],
+            "tool_calls": sum((n + 3) // 4 for n in counts.values()),
+            "failures": 0,
+            "active_ms": by_model[0]["active_ms"],
+        }
+    ]
+    assert by_model[0]["cost_usd"] > 0

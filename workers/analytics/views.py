@@ -1,0 +1,176 @@
+"""Session rows and totals for `sessions` and `stats`: filters, sorting, grouping. Pure.
+
+A SessionRow is what a list shows of one SessionSummary, its cost priced at
+read time. `totals_by` groups summaries by model, agent, workspace, host or
+UTC day; tokens and cost split exactly by model and day (from the cost-input
+buckets), while session counts, tool calls and failures go to the session's
+main model and its first day.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from workers.analytics.aggregate import SessionSummary, split_usage_key
+from workers.analytics.cost import price_usage
+from workers.analytics.prices import PriceBook
+from workers.analytics.retro import main_model
+
+SORT_KEYS = ("last", "cost", "tokens", "duration", "failures")
+GROUP_KEYS = ("model", "agent", "workspace", "host", "day")
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    session_id: str
+    agent: str | None
+    model: str | None
+    workspace: str | None
+    host: str | None
+    first_ts: int | None
+    last_ts: int | None
+    active_ms: int
+    events: int
+    tokens: int
+    cost_usd: float
+    unpriced: tuple[str, ...]  # models whose tokens no price source knows
+    tool_calls: int
+    failures: int
+    errors: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "agent": self.agent,
+            "model": self.model,
+            "workspace": self.workspace,
+            "host": self.host,
+            "first_ts": self.first_ts,
+            "last_ts": self.last_ts,
+            "active_ms": self.active_ms,
+            "events": self.events,
+            "tokens": self.tokens,
+            "cost_usd": round(self.cost_usd, 6),
+            "unpriced_models": list(self.unpriced),
+            "tool_calls": self.tool_calls,
+            "failures": self.failures,
+            "errors": self.errors,
+        }
+
+
+def row(summary: SessionSummary, book: PriceBook) -> SessionRow:
+    cost = price_usage(summary.usage, book)
+    return SessionRow(
+        summary.session_id,
+        summary.agent,
+        main_model(summary) or (max(summary.models, key=summary.models.__getitem__, default=None)),
+        summary.workspace,
+        summary.host,
+        summary.first_ts,
+        summary.last_ts,
+        summary.active_ms,
+        summary.event_count,
+        summary.total_tokens,
+        cost.usd,
+        tuple(sorted(cost.unknown)),
+        sum(summary.tool_calls.values()),
+        summary.failures,
+        summary.errors,
+    )
+
+
+def keep(
+    r: SessionRow,
+    *,
+    agent: str | None = None,
+    model: str | None = None,
+    workspace: str | None = None,
+    host: str | None = None,
+    since_ms: int | None = None,
+) -> bool:
+    """Whether a row passes the filters (model and workspace match by substring)."""
+    if agent and r.agent != agent:
+        return False
+    if model and model not in (r.model or ""):
+        return False
+    if workspace and workspace not in (r.workspace or ""):
+        return False
+    if host and r.host != host:
+        return False
+    return not (since_ms is not None and (r.last_ts or 0) < since_ms)
+
+
+def sort_rows(rows: list[SessionRow], key: str) -> list[SessionRow]:
+    """Largest first by `key` (one of SORT_KEYS)."""
+    pick = {
+        "last": lambda r: r.last_ts or 0,
+        "cost": lambda r: r.cost_usd,
+        "tokens": lambda r: r.tokens,
+        "duration": lambda r: r.active_ms,
+        "failures": lambda r: r.failures,
+    }[key]
+    return sorted(rows, key=pick, reverse=True)
+
+
+@dataclass
+class Totals:
+    sessions: int = 0
+    events: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced_tokens: int = 0
+    tool_calls: int = 0
+    failures: int = 0
+    active_ms: int = 0
+    unpriced_models: set[str] = field(default_factory=set)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sessions": self.sessions,
+            "events": self.events,
+            "tokens": self.tokens,
+            "cost_usd": round(self.cost_usd, 6),
+            "unpriced_tokens": self.unpriced_tokens,
+            "unpriced_models": sorted(self.unpriced_models),
+            "tool_calls": self.tool_calls,
+            "failures": self.failures,
+            "active_ms": self.active_ms,
+        }
+
+
+def _day(ts: int | None) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime((ts or 0) / 1000))
+
+
+def totals_by(summaries: Iterable[SessionSummary], by: str, book: PriceBook) -> dict[str, Totals]:
+    """Totals per group (`by` one of GROUP_KEYS), over every summary given."""
+    if by not in GROUP_KEYS:
+        raise ValueError(f"cannot group by {by!r}: one of {', '.join(GROUP_KEYS)}")
+    out: dict[str, Totals] = {}
+    for s in summaries:
+        if by == "model":
+            home = main_model(s) or "?"
+        elif by == "day":
+            home = _day(s.first_ts)
+        else:
+            home = getattr(s, by) or "?"
+        t = out.setdefault(home, Totals())
+        t.sessions += 1
+        t.events += s.event_count
+        t.tool_calls += sum(s.tool_calls.values())
+        t.failures += s.failures
+        t.active_ms += s.active_ms
+        for key, vals in s.usage.items():
+            model, day, _large = split_usage_key(key)
+            group = (model or "?") if by == "model" else day if by == "day" else home
+            g = out.setdefault(group, Totals())
+            priced = price_usage({key: vals}, book)
+            g.tokens += sum(vals)
+            g.cost_usd += priced.usd
+            for name, n in priced.unknown.items():
+                g.unpriced_tokens += n
+                g.unpriced_models.add(name)
+    return out
