@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import fcntl
+import logging
 import os
 import sys
 
@@ -76,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     check_credentials(settings.security)
+    # the shipper logs why it cannot deliver, once per cause; aiokafka would log every retry
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     if args.max_batch < 1:
         raise CliError("--max-batch must be at least 1")
     spool = Spool(args.spool_dir)
