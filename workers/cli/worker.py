@@ -58,7 +58,7 @@ def check_kafka(settings: Settings) -> None:
 
 def _wait_for_kafka(settings: Settings) -> None:
     from workers.app import APP_ID
-    from workers.kafka.errors import KafkaAccessError, KafkaUnreachable, check_access
+    from workers.kafka.errors import KafkaAccessError, KafkaTransient, check_access
 
     attempt = 0
     while True:
@@ -70,7 +70,7 @@ def _wait_for_kafka(settings: Settings) -> None:
                 )
             )
             return
-        except KafkaUnreachable as exc:
+        except KafkaTransient as exc:
             print(f"kaizen-stream worker: {exc} (attempt {attempt}; retrying)", file=sys.stderr)
             time.sleep(min(2.0 * attempt, 10.0))
         except KafkaAccessError as exc:

@@ -45,8 +45,9 @@ class KafkaAccessError(RuntimeError):
     """Kafka cannot be used as configured; the message is one line naming the cause."""
 
 
-class KafkaUnreachable(KafkaAccessError):
-    """No broker answers at all (not started yet, down, or a wrong address): worth a retry."""
+class KafkaTransient(KafkaAccessError):
+    """No broker answers (not started yet, down, a wrong address), or an error that a
+    fresh connection does not explain: worth a retry."""
 
 
 def _who(security: KafkaSecurity) -> str:
@@ -194,7 +195,7 @@ async def probe(conn: KafkaConnection) -> KafkaAccessError | None:
         return None
     if lines:
         return KafkaAccessError(lines[0])
-    return KafkaUnreachable(unreachable[0]) if unreachable else None
+    return KafkaTransient(unreachable[0]) if unreachable else None
 
 
 async def diagnose(exc: BaseException, conn: KafkaConnection) -> KafkaAccessError:
@@ -214,7 +215,7 @@ async def diagnose(exc: BaseException, conn: KafkaConnection) -> KafkaAccessErro
         found = await probe(conn)
         if found is not None:
             return found
-    return KafkaAccessError(
+    return KafkaTransient(
         f"Kafka at {conn.servers} ({conn.security.describe()}): {type(exc).__name__} {exc}"
     )
 
@@ -239,32 +240,47 @@ async def check_access(
     """KafkaAccessError naming the cause unless the brokers take this connection, each
     existing topic in `read` can be read (a fetch at its end) and `group` described."""
     async with explained(conn):
-        consumer = clients.new_consumer(conn, role="check", group_id=None, enable_auto_commit=False)
-        try:
-            await consumer.start()
-            for topic in read:
-                partitions = await clients.topic_partitions(consumer._client, topic)
-                if not partitions:
-                    continue  # a missing topic is for the topics check to report
-                tp = TopicPartition(topic, min(partitions))
-                consumer.assign([tp])
-                await consumer.seek_to_end(tp)
-                await consumer.getmany(tp, timeout_ms=100)  # Read is checked on fetch
-        finally:
-            await consumer.stop()
+        topics = list(read)
+        if topics:
+            await _check_reads(conn, topics)
         if group is not None:
-            admin = clients.new_admin(conn, role="check")
+            await _check_group(conn, group)
+
+
+async def _check_reads(conn: KafkaConnection, topics: list[str]) -> None:
+    consumer = clients.new_consumer(conn, role="check", group_id=None, enable_auto_commit=False)
+    try:
+        await consumer.start()
+        for topic in topics:
+            partitions = await clients.topic_partitions(consumer._client, topic)
+            if not partitions:
+                continue  # a missing topic is for the topics check to report
+            tp = TopicPartition(topic, min(partitions))
+            consumer.assign([tp])
+            await consumer.seek_to_end(tp)
+            await consumer.getmany(tp, timeout_ms=100)  # Read is checked on fetch
+    finally:
+        await consumer.stop()
+
+
+async def _check_group(conn: KafkaConnection, group: str) -> None:
+    """GroupAuthorizationFailedError when the principal may not use `group`. Anything else
+    (a coordinator not elected yet on a new cluster, the embedded broker closing the
+    connection for an unknown group) is left for the group join to report."""
+    admin = clients.new_admin(conn, role="check")
+    try:
+        await admin.start()
+        deadline = time.monotonic() + COORDINATOR_WAIT_S
+        while time.monotonic() < deadline:
             try:
-                await admin.start()
-                deadline = time.monotonic() + COORDINATOR_WAIT_S
-                while True:
-                    try:
-                        await admin.list_consumer_group_offsets(group)
-                        break
-                    except GroupCoordinatorNotAvailableError:
-                        # a new cluster creates __consumer_offsets on the first group lookup
-                        if time.monotonic() > deadline:
-                            raise
-                        await asyncio.sleep(0.5)
-            finally:
-                await admin.close()
+                await asyncio.wait_for(admin.list_consumer_group_offsets(group), PROBE_TIMEOUT_S)
+                return
+            except GroupAuthorizationFailedError:
+                raise
+            except GroupCoordinatorNotAvailableError:
+                # a new cluster creates __consumer_offsets on the first group lookup
+                await asyncio.sleep(0.5)
+            except (KafkaError, TimeoutError):
+                return
+    finally:
+        await admin.close()
