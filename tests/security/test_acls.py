@@ -52,6 +52,8 @@ def test_a_replay_client_asks_and_reads_answers_but_not_events(secured: SecuredK
             await open_follower(conn, EVENTS_TOPIC)
         with pytest.raises(KafkaAccessError, match=r"not authorized for topic kaizen\.events"):
             await check_access(conn, read=[EVENTS_TOPIC])
+        with pytest.raises(KafkaAccessError, match="not authorized for consumer group"):
+            await check_access(conn, group="kaizen-stream")
         follower = await open_follower(conn, REPLAY_TOPIC)
         await follower.stop()
         producer = await start_producer(conn)
