@@ -31,7 +31,8 @@ compose-check:
 # without a compiler runs; docs/DEVELOPING.md, "Speed-ups").
 test: $(STAMP) lint typecheck compose-check
 	$(BIN)/pytest -q
-	KAIZEN_PURE_PYTHON=1 $(BIN)/pytest -q tests/hotlog tests/ingest/test_decode.py tests/ingest/test_poison.py
+	KAIZEN_PURE_PYTHON=1 $(BIN)/pytest -q tests/hotlog tests/ingest/test_decode.py tests/ingest/test_poison.py \
+		tests/state/test_rebuild.py tests/test_speedups.py
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do $(BIN)/python $$b --quick || exit 1; done

@@ -14,6 +14,13 @@ have and our pretty-printed samples do not. Then `ccusage [codex] session
 `import` (workers/importer) into a SessionSummary, priced by
 workers/analytics/prices.py. Token totals must be equal and cost within 1%;
 the exit status is 1 when they are not.
+
+Long context (a request whose prompt, cache included, passes 200k tokens) is
+priced differently on purpose: Anthropic bills every token of such a request at
+the long-context rates, which is what genai-prices models and we apply;
+ccusage bills only each token type's tokens beyond 200k at the higher rate. A
+session with such requests is marked "long ctx" and its cost is shown, not
+held to the 1% (its tokens still must be equal).
 """
 
 from __future__ import annotations
@@ -79,8 +86,10 @@ def run_ccusage(binary: str, args: list[str], env: dict[str, str]) -> dict[str, 
     return value
 
 
-def ours(files: list[str]) -> dict[str, tuple[int, int, int, int, float, dict[str, int]]]:
-    """session -> (in, out, cache write, cache read, usd, unknown models)."""
+def ours(
+    files: list[str],
+) -> dict[str, tuple[int, int, int, int, float, dict[str, int], bool]]:
+    """session -> (in, out, cache write, cache read, usd, unknown models, long context)."""
     events: list[dict[str, Any]] = []
     redactor = Redactor(home="relative", emails=False)
     for path in files:
@@ -97,6 +106,7 @@ def ours(files: list[str]) -> dict[str, tuple[int, int, int, int, float, dict[st
             t.get("cache_read", 0),
             cost.usd,
             cost.unknown,
+            any(key.endswith("\tL") for key in s.usage),
         )
     return out
 
@@ -161,6 +171,9 @@ def main() -> int:
         equal = m is not None and t is not None and m[:4] == t[:4]
         if m and t and m[5]:
             diff = f"unknown: {', '.join(m[5])}"
+        elif m and t and m[6]:
+            rel = abs(m[4] - t[4]) / t[4] if t[4] else 0.0
+            diff = f"{rel:.3%} (long ctx)"
         elif m and t:
             rel = abs(m[4] - t[4]) / t[4] if t[4] else 0.0
             diff = f"{rel:.3%}"
@@ -180,6 +193,11 @@ def main() -> int:
     console = Console(width=160)
     console.print(table)
     console.print("tokens equal and cost within 1%: " + ("yes" if ok else "NO"))
+    if any(m[6] for m in mine.values()):
+        console.print(
+            "long ctx: a request passed 200k prompt tokens; we bill all its tokens at the "
+            "long-context rates (Anthropic's pricing, genai-prices), ccusage only the excess"
+        )
     return 0 if ok else 1
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import faust
 from faust import web
 
+from workers.analytics.counters import render as usage_metrics
 from workers.ingest.agent import register_ingest
 from workers.ingest.assignment import PartitionManager
 from workers.ingest.config import IngestConfig
@@ -90,6 +91,9 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
             return await sent
 
         manager.publish_summary = publish_summary
+        from workers.web.team import register_team_views
+
+        register_team_views(app, connection, manager)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
@@ -108,7 +112,8 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
             request.headers, settings.web.token
         ):
             return web_security.unauthorized(self)
-        return self.text(manager.render_metrics(), content_type="text/plain; version=0.0.4")
+        text = manager.render_metrics() + usage_metrics(manager.summary_counters())
+        return self.text(text, content_type="text/plain; version=0.0.4")
 
     if with_replay:
         register_replay(app, manager, target_prefix=settings.replay_topic_prefix)

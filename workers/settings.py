@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from workers.errors import KaizenError
 from workers.kafka.config import KafkaConnection, KafkaSecurity, SecurityError, bootstrap_hosts
 
 EVENTS_TOPIC = "kaizen.events"
@@ -26,7 +27,7 @@ COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 DEFAULT_COMPRESSION = "zstd"
 
 
-class SettingsError(ValueError):
+class SettingsError(KaizenError, ValueError):
     """A setting has a value that cannot be used; the message says which and why."""
 
 

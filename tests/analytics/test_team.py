@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,17 @@ def test_two_workers_one_team_view(fresh_broker: EmbeddedBroker, tmp_path: Path)
             if {r["session_id"]: r["events"] for r in rows} == counts:
                 break
             time.sleep(1)
+        scraped = "".join(w.scrape() for w in workers)
+        base = f"http://127.0.0.1:{workers[0].port}"
+        with urllib.request.urlopen(f"{base}/team/sessions?sort=tokens&limit=5") as resp:
+            web_rows = json.load(resp)
+        with urllib.request.urlopen(f"{base}/team/stats?by=agent") as resp:
+            web_stats = json.load(resp)
+        try:
+            urllib.request.urlopen(f"{base}/team/stats?by=colour")
+            bad = 200
+        except urllib.error.HTTPError as exc:
+            bad = exc.code
     finally:
         codes = [w.stop() for w in workers]
     assert codes == [0, 0], [w.log_text()[-2000:] for w in workers]
@@ -84,3 +97,14 @@ def test_two_workers_one_team_view(fresh_broker: EmbeddedBroker, tmp_path: Path)
         }
     ]
     assert by_model[0]["cost_usd"] > 0
+    # /metrics of both workers: the counters by agent and model add up to the same totals
+    model = 'agent="claude",model="claude-sonnet-4-5-20250929"'
+    calls = [x for x in scraped.splitlines() if x.startswith(f"kaizen_tool_calls_total{{{model}}}")]
+    assert sum(int(x.rsplit(" ", 1)[1]) for x in calls) == by_model[0]["tool_calls"]
+    assert f'kaizen_tokens_total{{{model},kind="out"}}' in scraped
+    # the same team view over HTTP, from either worker
+    assert web_rows["count"] == 5 and web_rows["truncated"]
+    tokens = [r["tokens"] for r in web_rows["sessions"]]
+    assert tokens == sorted(tokens, reverse=True) and tokens[0] == 3 * (max(counts.values()) // 4)
+    assert web_stats["groups"]["claude"]["sessions"] == 12
+    assert bad == 400

@@ -112,3 +112,32 @@ def test_long_context_requests_priced_at_the_long_context_tier() -> None:
 def test_totals_by_rejects_unknown_group() -> None:
     with pytest.raises(ValueError, match="cannot group by"):
         totals_by([SessionSummary("s")], "colour", PriceBook())
+
+
+def test_timeline_pairs_calls_with_results_in_any_order() -> None:
+    from workers.analytics.views import timeline
+
+    s = Session("t")
+    s.shell("pytest", ok=True)
+    s.shell("make", ok=False)
+    s.add("error", payload={"hook_event_name": "StopFailure"})  # no tool call of its own
+    events = list(reversed(s.events))  # order given does not matter
+    items = timeline(events)
+    assert [(i["kind"], i["tool"], i["error"]) for i in items] == [
+        ("tool_call", "Bash", False),
+        ("tool_call", "Bash", True),
+        ("error", None, True),
+    ]
+    assert items[0]["result_seq"] == 1 and items[0]["duration_ms"] == 10_000
+
+
+def test_cost_by_day_and_model_and_tool_rates(tmp_path: Path) -> None:
+    from workers.analytics.aggregate import fold_all
+    from workers.analytics.views import cost_by_day_and_model, tool_failure_rates
+
+    summaries = fold_all([e for s in sessions() for e in s.events]).values()
+    by_day = cost_by_day_and_model(summaries, PriceBook())
+    assert list(by_day) == sorted(by_day) and len(by_day) == 2
+    assert by_day[min(by_day)]["acme-9000"] == 0  # unknown: not priced, shown as nothing
+    rates = tool_failure_rates(summaries)
+    assert rates == {"Bash": {"calls": 2, "failures": 2, "rate": 1.0}}

@@ -382,7 +382,9 @@ def materialize(state: State, root: str, into: Path, index_dir: Path) -> None:
         shutil.rmtree(into)
     into.mkdir(parents=True)
     for name, data in state.files.items():
-        target = into / os.path.relpath(name, root)
+        rel = os.path.relpath(name, root)
+        assert not rel.startswith(".."), f"{name} is not under {root}"
+        target = into / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
     if state.index is not None:

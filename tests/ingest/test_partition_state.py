@@ -172,6 +172,33 @@ def test_sessions_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert cli_main(["sessions", "--data-dir", str(tmp_path / "nothing")]) == 2
 
 
+def test_sessions_command_opens_the_index_read_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "hotlog" / "kaizen.events-0"
+    state = PartitionState(0, directory)
+    state.open()
+    feed(state, [event("sess-ro", 0)])
+    state.close()
+
+    def rocksdb_files() -> dict[str, tuple[int, int]]:
+        # rocksdict rewrites its own config file on every open; RocksDB's files are the point
+        return {
+            p.name: (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in (directory / "index").iterdir()
+            if p.name != "rocksdict-config.json"
+        }
+
+    before = rocksdb_files()
+    assert cli_main(["sessions", "--data-dir", str(tmp_path), "--json"]) == 0
+    assert '"session_id": "sess-ro"' in capsys.readouterr().out
+    assert rocksdb_files() == before  # a writable open rolls the WAL and the MANIFEST
+    worker = opened(directory)  # and with a worker holding the index, it still reads
+    assert cli_main(["sessions", "--data-dir", str(tmp_path), "--json"]) == 0
+    assert '"session_id": "sess-ro"' in capsys.readouterr().out
+    worker.close()
+
+
 def test_close_wakes_waiters_and_releases_the_files(tmp_path: Path) -> None:
     async def go() -> None:
         state = PartitionState(0, tmp_path)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from workers.codec.errors import DecodeError
 from workers.codec.event import complete_event, encode_event
+from workers.codec.program import MAX_KEY_BYTES
 from workers.replay import formats, pacing
 from workers.replay.formats import ReplayRequest, SeqChecksum
 from workers.replay.render import event_json, event_line
@@ -46,6 +47,8 @@ def test_request_round_trip() -> None:
         ({"from_seq": 5, "to_seq": 4}, "bad_range"),
         ({"from_ts_ms": 5, "to_ts_ms": 4}, "bad_range"),
         ({"session_id": ""}, "bad_request"),
+        ({"session_id": "s" * (MAX_KEY_BYTES + 1)}, "key_too_long"),
+        ({"session_id": "\u00e9" * (MAX_KEY_BYTES // 2 + 1)}, "key_too_long"),
         ({"speed": 0.0}, "bad_request"),
     ],
 )
@@ -55,6 +58,10 @@ def test_invalid_requests_are_refused(changes: dict[str, object], reason: str) -
     with pytest.raises(formats.InvalidRequest) as exc:
         formats.decode_request(data)
     assert exc.value.reason == reason
+
+
+def test_a_session_id_of_the_longest_key_the_event_reader_takes_is_accepted() -> None:
+    ReplayRequest("r", "s" * MAX_KEY_BYTES).validate()
 
 
 def test_targets_allowed_by_the_configured_prefix_only() -> None:

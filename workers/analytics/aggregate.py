@@ -36,6 +36,7 @@ TOKEN_FIELDS = (
     ("reasoning", "reasoning_tokens"),
 )
 SUBAGENT_TOOLS = frozenset(("Task", "Agent"))
+FOLD_STATE = ("seqs", "pending_calls", "orphan_failures")  # see SessionSummary.split_bytes
 _SUBAGENT_MARKS = ('"hook_event_name":"SubagentStart"', '"hook_event_name":"subagentStart"')
 _COMPACT_MARKS = (
     '"hook_event_name":"PreCompact"',
@@ -320,6 +321,17 @@ class SessionSummary:
 
     def to_bytes(self) -> bytes:
         return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+
+    def split_bytes(self) -> tuple[bytes, bytes]:
+        """(what readers need, the fold state): the seqs folded and the calls awaiting a
+        result only matter to later folds, and grow with the session (one range per usage
+        event), so stores keep them apart from what lists, stats and the topic read."""
+        d = self.to_dict()
+        state = {k: d.pop(k) for k in FOLD_STATE}
+        return (
+            json.dumps(d, separators=(",", ":")).encode(),
+            json.dumps(state, separators=(",", ":")).encode(),
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SessionSummary:

@@ -17,6 +17,13 @@ Prices are USD per million tokens; a key ending in `*` matches model names
 that start with the rest; of a model's entries the one with the latest `from`
 on or before the day applies. `cache_write` / `cache_read` default to `input`.
 
+Long context: a request whose prompt (input and cache) passes 200k tokens is
+billed at the model's long-context tier for all its tokens (Anthropic's pricing,
+as genai-prices models it); summaries keep such requests in their own buckets
+(workers/analytics/aggregate.py `usage_key`). ccusage bills only each token
+type's excess at the higher rate, so its cost for such sessions is lower
+(bench/compare_ccusage.py marks them).
+
 Invariants: `rates` returns None for a model neither source knows, never a
 zero price; the result is a function of (model, day, context class) only, so
 pricing at read time re-prices history whenever a price is corrected.
@@ -31,11 +38,13 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 
+from workers.errors import KaizenError
+
 PRICES_FILE_ENV = "KAIZEN_PRICES_FILE"
 LONG_CONTEXT_START = 200_000  # the long-context tier we apply to usage buckets marked large
 
 
-class PricesFileError(ValueError):
+class PricesFileError(KaizenError, ValueError):
     """The local price file is unreadable or malformed; the message says where."""
 
 

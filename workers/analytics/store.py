@@ -2,8 +2,11 @@
 
 Lives in ``<partition dir>/summaries/`` (rocksdict, raw bytes), beside the
 partition's index; keys: ``00 cursor`` (the packed Location of the last frame
-folded), ``01 <session_id>`` (a SessionSummary as JSON) and ``02 <session_id>``
-(that summary changed and is not yet published to ``kaizen.sessions``).
+folded), ``01 <session_id>`` (a SessionSummary as JSON, without its fold state),
+``02 <session_id>`` (that summary changed and is not yet published to
+``kaizen.sessions``) and ``03 <session_id>`` (its fold state: the seqs folded and
+the tool calls awaiting a result, which grow with the session and only the next
+fold needs; `SessionSummary.split_bytes`).
 
 Invariants:
 
@@ -29,6 +32,7 @@ Invariants:
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,13 +41,14 @@ from typing import Any, cast
 from rocksdict import AccessType, Options, Rdict, ReadOptions, WriteBatch
 
 from workers.analytics.aggregate import SessionSummary
+from workers.analytics.counters import UsageCounters
 from workers.hotlog import Location
 
 SUMMARIES_DIR = "summaries"
 CURSOR_KEY = b"\x00cursor"
 SUMMARY = b"\x01"
 UNPUBLISHED = b"\x02"
-UNPUBLISHED_END = b"\x03"
+STATE = b"\x03"
 
 
 def _options() -> Options:
@@ -61,6 +66,7 @@ class SummaryStore:
         self.read_only = read_only
         raw = db.get(CURSOR_KEY)
         self._cursor: bytes = bytes(raw) if raw is not None else b""
+        self.counters = UsageCounters()  # this process's folds, for /metrics
 
     @classmethod
     def open(cls, partition_dir: Path, *, read_only: bool = False) -> SummaryStore:
@@ -78,8 +84,16 @@ class SummaryStore:
         return Location.unpack(self._cursor) if self._cursor else None
 
     def get(self, session_id: str) -> SessionSummary | None:
-        raw = self._db.get(SUMMARY + session_id.encode())
-        return None if raw is None else SessionSummary.from_bytes(bytes(raw))
+        """The whole summary, fold state included (what the next fold starts from)."""
+        key = session_id.encode()
+        raw = self._db.get(SUMMARY + key)
+        if raw is None:
+            return None
+        d = json.loads(bytes(raw))
+        state = self._db.get(STATE + key)
+        if state is not None:
+            d.update(json.loads(bytes(state)))
+        return SessionSummary.from_dict(d)
 
     def _range(self, lower: bytes, upper: bytes) -> Iterator[tuple[bytes, bytes]]:
         ro = ReadOptions()
@@ -88,13 +102,14 @@ class SummaryStore:
         return cast(Iterator[tuple[bytes, bytes]], self._db.items(from_key=lower, read_opt=ro))
 
     def all(self) -> Iterator[SessionSummary]:
+        """Every summary as readers see it: without the fold state (seqs folded etc.)."""
         for _k, v in self._range(SUMMARY, UNPUBLISHED):
             yield SessionSummary.from_bytes(v)
 
     def unpublished(self, limit: int = 1_000) -> list[tuple[str, bytes]]:
         """(session_id, summary JSON) of up to `limit` summaries not yet published."""
         out = []
-        for k, _ in self._range(UNPUBLISHED, UNPUBLISHED_END):
+        for k, _ in self._range(UNPUBLISHED, STATE):
             sid = k[1:].decode()
             raw = self._db.get(SUMMARY + k[1:])
             if raw is not None:
@@ -134,12 +149,15 @@ class SummaryStore:
             summary = changed.get(sid)
             if summary is None:
                 summary = changed[sid] = self.get(sid) or SessionSummary(sid)
-            summary.fold(event)
+            if summary.fold(event):
+                self.counters.count(event, summary)
         if last is None:
             return 0
         wb = WriteBatch(raw_mode=True)
         for sid, summary in changed.items():
-            wb.put(SUMMARY + sid.encode(), summary.to_bytes())
+            public, state = summary.split_bytes()
+            wb.put(SUMMARY + sid.encode(), public)
+            wb.put(STATE + sid.encode(), state)
             wb.put(UNPUBLISHED + sid.encode(), b"")
         packed = last.pack()
         wb.put(CURSOR_KEY, packed)

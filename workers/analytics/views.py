@@ -150,6 +150,7 @@ def totals_by(summaries: Iterable[SessionSummary], by: str, book: PriceBook) -> 
     if by not in GROUP_KEYS:
         raise ValueError(f"cannot group by {by!r}: one of {', '.join(GROUP_KEYS)}")
     out: dict[str, Totals] = {}
+    buckets: dict[tuple[str, str], list[int]] = {}  # (group, usage key) -> summed tokens
     for s in summaries:
         if by == "model":
             home = main_model(s) or "?"
@@ -157,20 +158,115 @@ def totals_by(summaries: Iterable[SessionSummary], by: str, book: PriceBook) -> 
             home = _day(s.first_ts)
         else:
             home = getattr(s, by) or "?"
-        t = out.setdefault(home, Totals())
+        t = out.get(home)
+        if t is None:
+            t = out[home] = Totals()
         t.sessions += 1
         t.events += s.event_count
         t.tool_calls += sum(s.tool_calls.values())
         t.failures += s.failures
         t.active_ms += s.active_ms
         for key, vals in s.usage.items():
-            model, day, _large = split_usage_key(key)
-            group = (model or "?") if by == "model" else day if by == "day" else home
-            g = out.setdefault(group, Totals())
-            priced = price_usage({key: vals}, book)
-            g.tokens += sum(vals)
-            g.cost_usd += priced.usd
-            for name, n in priced.unknown.items():
-                g.unpriced_tokens += n
-                g.unpriced_models.add(name)
+            if by in ("model", "day"):
+                model, day, _large = split_usage_key(key)
+                group = (model or "?") if by == "model" else day
+            else:
+                group = home
+            acc = buckets.get((group, key))
+            if acc is None:
+                buckets[(group, key)] = list(vals)
+            else:
+                for i, v in enumerate(vals):
+                    acc[i] += v
+    # price each (group, bucket) once: the rates depend on model, day and class only
+    for (group, key), vals in buckets.items():
+        g = out.setdefault(group, Totals())
+        priced = price_usage({key: vals}, book)
+        g.tokens += sum(vals)
+        g.cost_usd += priced.usd
+        for name, n in priced.unknown.items():
+            g.unpriced_tokens += n
+            g.unpriced_models.add(name)
     return out
+
+
+def cost_by_day_and_model(
+    summaries: Iterable[SessionSummary], book: PriceBook
+) -> dict[str, dict[str, float]]:
+    """UTC day -> model -> cost (USD), from the cost-input buckets priced when read."""
+    buckets: dict[str, list[int]] = {}
+    for s in summaries:
+        for key, vals in s.usage.items():
+            acc = buckets.setdefault(key, [0, 0, 0, 0])
+            for i, v in enumerate(vals):
+                acc[i] += v
+    out: dict[str, dict[str, float]] = {}
+    for key, vals in buckets.items():
+        model, day, _large = split_usage_key(key)
+        usd = price_usage({key: vals}, book).usd
+        per_model = out.setdefault(day, {})
+        per_model[model or "?"] = per_model.get(model or "?", 0.0) + usd
+    return dict(sorted(out.items()))
+
+
+def tool_failure_rates(summaries: Iterable[SessionSummary]) -> dict[str, dict[str, float]]:
+    """tool -> {calls, failures, rate}, most failing first."""
+    calls: dict[str, int] = {}
+    failed: dict[str, int] = {}
+    for s in summaries:
+        for tool, n in s.tool_calls.items():
+            calls[tool] = calls.get(tool, 0) + n
+        for tool, n in s.tool_failures.items():
+            failed[tool] = failed.get(tool, 0) + n
+    rows = {
+        tool: {
+            "calls": calls.get(tool, 0),
+            "failures": failed.get(tool, 0),
+            "rate": failed.get(tool, 0) / max(calls.get(tool, 0), failed.get(tool, 0), 1),
+        }
+        for tool in set(calls) | set(failed)
+    }
+    return dict(sorted(rows.items(), key=lambda kv: (-kv[1]["rate"], kv[0])))
+
+
+def timeline(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A session's events for a timeline: tool calls paired with their results.
+
+    One item per event that is not a tool result; a tool call carries its
+    result's seq, duration (ms) and whether it failed. Results without a call
+    (e.g. a call outside the events given) are items of their own.
+    """
+    evs = sorted(events, key=lambda e: (e.get("ts_ms") or 0, e.get("seq") or 0))
+    results = {
+        e["tool_call_id"]: e
+        for e in evs
+        if e.get("kind") in ("tool_result", "error") and e.get("tool_call_id")
+    }
+    paired: set[int] = set()
+    out: list[dict[str, Any]] = []
+    for e in evs:
+        kind = e.get("kind")
+        item: dict[str, Any] = {
+            "seq": e.get("seq"),
+            "ts_ms": e.get("ts_ms"),
+            "kind": kind,
+            "tool": e.get("tool"),
+            "error": kind == "error",
+        }
+        if kind == "tool_call":
+            result = results.get(e.get("tool_call_id") or "")
+            if result is not None:
+                paired.add(id(result))
+                item["result_seq"] = result.get("seq")
+                item["duration_ms"] = (result.get("ts_ms") or 0) - (e.get("ts_ms") or 0)
+                item["error"] = result.get("kind") == "error"
+                item["tool"] = item["tool"] or result.get("tool")
+        elif id(e) in paired:
+            continue
+        out.append(item)
+    # results seen before their call was paired: drop those that got paired later
+    return [i for i in out if not (i["kind"] in ("tool_result", "error") and _paired(i, out))]
+
+
+def _paired(item: dict[str, Any], items: list[dict[str, Any]]) -> bool:
+    return any(o.get("result_seq") == item["seq"] for o in items if o["kind"] == "tool_call")

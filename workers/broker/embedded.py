@@ -19,8 +19,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from workers.errors import KaizenError
 
-class BrokerError(RuntimeError):
+
+class BrokerError(KaizenError, RuntimeError):
     """The broker could not be started; the message says what to do."""
 
 

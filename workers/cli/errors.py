@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from workers.errors import KaizenError
 
-class CliError(Exception):
+
+class CliError(KaizenError):
     def __init__(self, message: str, code: int = 2) -> None:
         super().__init__(message)
         self.message = message

@@ -18,7 +18,8 @@ from typing import Any
 
 from workers.cli.errors import CliError
 from workers.cli.options import add_settings_arguments, settings_from
-from workers.cli.sessions import open_store, partition_dirs
+from workers.cli.sessions import partition_dirs
+from workers.state import PartitionStore
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +44,7 @@ def read_frame(directory: Path, loc: Any) -> bytes:
 def session_events(directory: Path, partition: int, session_id: str) -> list[dict[str, Any]]:
     from workers.codec.event import decode_event
 
-    with open_store(directory, partition) as store:
+    with PartitionStore.open_read_only(directory, partition) as store:
         return [decode_event(read_frame(directory, loc)) for _, loc in store.locations(session_id)]
 
 
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             chosen.append((p, d, s, report.usd if report.complete else None))
     if args.session and not chosen:  # not summarised (yet): find it through the indexes
         for p, d in dirs:
-            with open_store(d, p) as store:
+            with PartitionStore.open_read_only(d, p) as store:
                 if store.session(args.session) is not None:
                     chosen.append((p, d, None, None))
                     break

@@ -1,18 +1,16 @@
 """`kaizen-stream sessions`: the sessions in the local data dir, or --stats per partition.
 
 Reads each partition's RocksDB index under ``<data>/hotlog/kaizen.events-<p>/``
-directly (read-only when a running worker holds it), so it works with or
-without a worker; ``--stats`` adds the ingest counters the worker keeps beside
-each partition (ingested, duplicates skipped, dead-lettered, bytes, lag).
+directly and read-only (``PartitionStore.open_read_only``: it never takes a
+worker's lock), so it works with or without a worker; ``--stats`` adds the
+ingest counters the worker keeps beside each partition (ingested, duplicates
+skipped, dead-lettered, bytes, lag).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,8 +18,11 @@ from typing import Any
 from workers.analytics.views import SORT_KEYS
 from workers.cli.errors import CliError
 from workers.cli.options import add_settings_arguments, positive_int, settings_from
+from workers.hotlog import layout
 from workers.kafka.config import KafkaConnection
 from workers.settings import EVENTS_TOPIC, SESSIONS_TOPIC
+from workers.state import PartitionStore
+from workers.state.store import INDEX_DIR
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,36 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="JSON lines instead of a table")
 
 
-def partition_dirs(hotlog: Path, topic: str = EVENTS_TOPIC) -> Iterator[tuple[int, Path]]:
-    pattern = re.compile(re.escape(topic) + r"-(\d+)$")
-    if not hotlog.is_dir():
-        return
-    found = []
-    for child in hotlog.iterdir():
-        m = pattern.match(child.name)
-        if m and (child / "index").is_dir():
-            found.append((int(m.group(1)), child))
-    yield from sorted(found)
-
-
-@contextlib.contextmanager
-def open_store(directory: Path, partition: int) -> Iterator[Any]:
-    """The partition's index; read-only when a worker has it open."""
-    from rocksdict import AccessType, Rdict
-
-    from workers.state import PartitionStore
-    from workers.state.options import DEFAULT_OPTIONS, rocksdb_options
-
-    try:
-        store = PartitionStore.open(directory, partition)
-    except Exception:
-        path = directory / "index"
-        db = Rdict(str(path), rocksdb_options(DEFAULT_OPTIONS), access_type=AccessType.read_only())
-        store = PartitionStore(db, path, partition)
-    try:
-        yield store
-    finally:
-        store.close()
+def partition_dirs(hotlog: Path, topic: str = EVENTS_TOPIC) -> list[tuple[int, Path]]:
+    """(partition, directory) of ``topic``'s partitions that have an index, in order."""
+    dirs = layout.partition_dirs(hotlog, topic)
+    return [(d.partition, d.path) for d in dirs if (d.path / INDEX_DIR).is_dir()]
 
 
 def _time(ms: int) -> str:
@@ -103,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         for col in cols:
             table.add_column(col, justify="right")
         for p, d in dirs:
-            with open_store(d, p) as store:
+            with PartitionStore.open_read_only(d, p) as store:
                 st = store.stats()
             c = metrics.load(d)
             row = {**st, **c.to_json()}
@@ -214,7 +189,7 @@ def _rows(dirs: list[tuple[int, Path]], args: argparse.Namespace) -> list[Any]:
     out = []
     for p, d in dirs:
         summaries = {s.session_id: s for s in SummaryStore.read_all(d)}
-        with open_store(d, p) as store:
+        with PartitionStore.open_read_only(d, p) as store:
             for info in store.sessions():
                 s = summaries.get(info.session_id)
                 if s is None:  # not folded yet: what the index knows

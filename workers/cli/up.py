@@ -153,11 +153,14 @@ def next_steps(settings: Settings, sessions: dict[str, int], web_port: int) -> s
         f"{k} hooks install --agent claude   # send Claude Code sessions here",
         f"{k} replay {example}",
         f"{k} tail --all",
-        f"{k} sessions",
+        f"{k} sessions --sort cost",
+        f"{k} stats --by model",
+        f"{k} retro {example}",
     ]
     return (
         f"kaizen-stream is up: broker {settings.broker}, worker web http://127.0.0.1:{web_port}, "
         f"data in {settings.data_dir}\n"
+        f"Page (sessions, timelines, cost, tool failures): http://127.0.0.1:{web_port}/\n"
         + (f"\nSample sessions:\n{listed}\n" if sessions else "")
         + "\nNext, in another terminal:\n"
         + "".join(f"  {line}\n" for line in lines)

@@ -4,7 +4,7 @@ Prints one table row per partition directory (segments, frames, bytes, bad range
 greppable ``bad range:`` line per damaged range; exits 1 when damage remains, 0 otherwise.
 ``--repair`` truncates torn tails (and rewrites damaged segment headers), then asks the index
 owner to rebuild the index of each repaired partition
-(``workers.state.rebuild.rebuild_partition(directory, partition)``), when that module exists.
+(``workers.state.rebuild.rebuild_partition(directory, partition)``).
 Then it heals the bad ranges in the middle of segments from the source topic when the broker
 (``--broker``, default ``KAIZEN_BROKER``) is reachable: the events of the Kafka messages around
 each range are read again and those the index cannot read back are appended again
@@ -21,8 +21,6 @@ starts meanwhile waits for it.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import os
 from pathlib import Path
 
@@ -30,18 +28,16 @@ from rich.console import Console
 from rich.table import Table
 
 from workers.cli.errors import CliError
+from workers.hotlog.layout import parse_dir_name
 from workers.hotlog.owner import lock_for_repair
 from workers.hotlog.verify import (
     PartitionVerdict,
     mark_healed,
-    parse_dir_name,
     repaired_partitions,
     verify_all,
 )
 from workers.kafka.config import KafkaConnection
 from workers.settings import EVENTS_TOPIC, Settings, SettingsError
-
-REBUILD_MODULE = "workers.state.rebuild"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,23 +61,15 @@ def _fmt_range(v: PartitionVerdict) -> str:
 
 
 def _rebuild_index(directories: list[Path], console: Console) -> None:
-    """Rebuild the index of each repaired partition through the index owner's module."""
-    if not directories:
-        return
-    try:
-        found = importlib.util.find_spec(REBUILD_MODULE) is not None
-    except ModuleNotFoundError:  # workers.state itself is missing
-        found = False
-    if not found:
-        console.print(f"index not rebuilt: {REBUILD_MODULE} is not installed")
-        return
-    rebuild = importlib.import_module(REBUILD_MODULE)
+    """Rebuild the index of each repaired partition (the index owner's rebuild)."""
+    from workers.state.rebuild import rebuild_partition
+
     for directory in directories:
         owner = parse_dir_name(directory.name)
         if owner is None or owner[0] != EVENTS_TOPIC:
             console.print(f"index not rebuilt: {directory.name} is not a {EVENTS_TOPIC} partition")
             continue
-        store = rebuild.rebuild_partition(directory, owner[1])
+        store = rebuild_partition(directory, owner[1])
         store.close()
         console.print(f"index rebuilt: {directory.name}")
 

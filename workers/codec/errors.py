@@ -6,8 +6,10 @@ machine-friendly slug (`reason`) plus a human sentence (`detail`).
 
 from __future__ import annotations
 
+from workers.errors import KaizenError
 
-class DecodeError(ValueError):
+
+class DecodeError(KaizenError, ValueError):
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason

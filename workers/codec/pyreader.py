@@ -25,16 +25,17 @@ from collections.abc import Callable
 from workers.codec import program as P
 from workers.codec.errors import DecodeError
 from workers.codec.single_object import HEADER_SIZE
+from workers.errors import KaizenError
 
 Reader = Callable[[bytes], tuple[str, int, int, str, "str | None"]]
 
 
-class Malformed(Exception):
-    pass
+class Malformed(KaizenError):
+    """A value the schema forbids (internal: ``lean`` turns it into a DecodeError)."""
 
 
-class Trailing(Exception):
-    pass
+class Trailing(KaizenError):
+    """Bytes left after the record (internal: ``lean`` turns it into a DecodeError)."""
 
 
 _ANY = rb"[\x00-\xff]"

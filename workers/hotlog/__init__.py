@@ -3,7 +3,8 @@
 One :class:`PartitionLog` per topic-partition directory ``<data>/hotlog/<topic>-<partition>/``.
 Modules: ``frame`` (pure frame format and resync), ``segment`` (one segment file),
 ``checkpoint`` (the durable recovery checkpoint), ``log`` (rolling, retention, group commit),
-``verify`` (offline checking and repair), ``policy`` (value types).
+``verify`` (offline checking and repair), ``policy`` (value types, the commit policy),
+``layout`` (naming and listing partition directories: the one owner of that naming).
 """
 
 from workers.hotlog.frame import CorruptFrame

@@ -43,6 +43,7 @@ from operator import add
 from crc32c import crc32c  # CRC-32C of data, continuing from crc (a previous result)
 
 from workers import speedups
+from workers.errors import HotLogError
 from workers.hotlog.policy import Location
 
 HEAD = struct.Struct(">IQ")
@@ -66,7 +67,7 @@ Buffer = bytes | bytearray | memoryview | mmap.mmap
 _c = speedups.load("workers.hotlog._cframe")
 
 
-class CorruptFrame(Exception):
+class CorruptFrame(HotLogError):
     """A frame failed its length or CRC check."""
 
 

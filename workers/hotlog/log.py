@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from workers.durable import fsync_dir
+from workers.errors import HotLogError
 from workers.hotlog import checkpoint, frame, segment
 from workers.hotlog.checkpoint import Checkpoint
 from workers.hotlog.frame import OVERHEAD, CorruptFrame
@@ -56,15 +57,15 @@ LOCK_NAME = "LOCK"
 MAX_SEGMENT_BYTES = (1 << 32) - 1  # positions are u32 in a packed Location
 
 
-class LogLocked(RuntimeError):
+class LogLocked(HotLogError, RuntimeError):
     """Another PartitionLog (in this or another process) has the directory open."""
 
 
-class LogClosed(RuntimeError):
+class LogClosed(HotLogError, RuntimeError):
     """The log was closed."""
 
 
-class LogFailed(RuntimeError):
+class LogFailed(HotLogError, RuntimeError):
     """An fsync (or the checkpoint write after it) failed: reopen the log to go on.
 
     After a failed fsync Linux may have dropped the dirty pages and marked them clean, so
@@ -367,10 +368,6 @@ class PartitionLog:
     def durable_frames(self) -> int:
         """Frames appended since open that are known durable (fsynced)."""
         return self._durable
-
-    @property
-    def pending_bytes(self) -> int:
-        return self._appended_bytes - self._durable_bytes
 
     def flush(self) -> None:
         """fsync everything appended so far; a no-op when nothing is pending.

@@ -27,18 +27,17 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from workers.durable import atomic_write, fsync_dir
 from workers.hotlog import frame, segment
+from workers.hotlog.layout import parse_dir_name, partition_dirs
 from workers.hotlog.log import LOCK_NAME
 from workers.hotlog.owner import flock_held
 from workers.hotlog.policy import BadRange
 from workers.hotlog.segment import HEADER_SIZE
 
-_DIR_NAME = re.compile(r"^(?P<topic>.+)-(?P<partition>\d+)$")
 HEALED_NAME = "healed"  # JSON list of [segment, start, end]: bad ranges healed from the source
 
 
@@ -68,20 +67,6 @@ class PartitionVerdict:
         """Bad ranges in the middle of a segment neither repaired nor healed."""
         done = self.repaired + self.healed
         return [r for r in self.bad_ranges if r not in done and r.start > 0]
-
-
-def partition_dirs(hotlog_dir: Path) -> list[Path]:
-    """The ``<topic>-<partition>`` directories under ``hotlog_dir``, sorted."""
-    if not hotlog_dir.is_dir():
-        return []
-    return sorted(
-        p for p in hotlog_dir.iterdir() if p.is_dir() and _DIR_NAME.match(p.name) is not None
-    )
-
-
-def parse_dir_name(name: str) -> tuple[str, int] | None:
-    m = _DIR_NAME.match(name)
-    return (m.group("topic"), int(m.group("partition"))) if m else None
 
 
 def _lock(directory: Path) -> int | None:
@@ -201,7 +186,7 @@ def mark_healed(directory: Path, ranges: list[BadRange]) -> None:
 
 def verify_all(hotlog_dir: Path, *, repair: bool = False) -> list[PartitionVerdict]:
     """:func:`verify_partition` for every partition directory under ``hotlog_dir``."""
-    return [verify_partition(d, repair=repair) for d in partition_dirs(hotlog_dir)]
+    return [verify_partition(d.path, repair=repair) for d in partition_dirs(hotlog_dir)]
 
 
 def repaired_partitions(verdicts: list[PartitionVerdict]) -> list[Path]:

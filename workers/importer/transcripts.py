@@ -127,13 +127,6 @@ def _codex_line(line: dict[str, Any], state: dict[str, Any]) -> Fields:
     return f
 
 
-def _codex_id_from_name(stem: str) -> str:
-    """rollout-2026-11-20T09-14-03-<uuid> -> <uuid> (the uuid has five dash-separated parts)."""
-    if stem.startswith("rollout-") and stem.count("-") >= 9:
-        return "-".join(stem.split("-")[-5:])
-    return stem
-
-
 def transcript_events(path: str, redactor: Redactor, agent: str | None = None) -> Iterator[Fields]:
     """Event fields for every line of one transcript, in order (seq from the line position)."""
     with open(path, encoding="utf-8", errors="replace") as f:

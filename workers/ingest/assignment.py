@@ -20,12 +20,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from aiokafka.partitioner import murmur2
 from mode import Service
 
+from workers.hotlog import layout
 from workers.ingest import flusher, metrics
 from workers.ingest.catchup import CatchUp
 from workers.ingest.config import IngestConfig
@@ -35,10 +35,6 @@ from workers.ingest.partition import PartitionState
 from workers.settings import EVENTS_TOPIC, Settings
 
 log = logging.getLogger(__name__)
-
-
-def partition_dir(settings: Settings, partition: int, topic: str = EVENTS_TOPIC) -> Path:
-    return settings.hotlog_dir / f"{topic}-{partition}"
 
 
 def partition_for_key(key: bytes, partitions: int) -> int:
@@ -113,7 +109,7 @@ class PartitionManager(Service):
         for p in sorted(mine - self._states.keys()):
             state = PartitionState(
                 p,
-                partition_dir(self.settings, p, self.topic),
+                layout.partition_dir(self.settings.hotlog_dir, self.topic, p),
                 topic=self.topic,
                 decoder=self.decoder,
                 config=self.config,
@@ -181,6 +177,14 @@ class PartitionManager(Service):
             hw = self.highwater(state.partition)
             if hw is not None:
                 state.counters.lag = max(hw - state.next_offset, 0)
+
+    def summary_counters(self) -> list[Any]:
+        """The usage counters (workers/analytics/counters.py) of every open partition."""
+        return [
+            s.summaries.counters
+            for s in self._states.values()
+            if s.opened and not s.closed and s.summaries is not None
+        ]
 
     def render_metrics(self) -> str:
         rows = []

@@ -248,10 +248,6 @@ class PartitionState:
     def add_dlq(self, delivery: Awaitable[Any]) -> None:
         self._dlq.append(delivery)
 
-    @property
-    def pending_messages(self) -> int:
-        return self._pending_messages
-
     def want_flush(self, now: float | None = None) -> bool:
         """Is the pending work due for its group commit (``IngestConfig.commit``)?"""
         if not self._pending_messages:

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from workers.errors import KaizenError
+
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
@@ -37,7 +39,7 @@ PASSWORD_ENV = "KAIZEN_SASL_PASSWORD"
 CHECK_HOSTNAME_ENV = "KAIZEN_SSL_CHECK_HOSTNAME"
 
 
-class SecurityError(ValueError):
+class SecurityError(KaizenError, ValueError):
     """A security setting cannot be used; the message names it and says what to do."""
 
 

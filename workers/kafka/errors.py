@@ -32,6 +32,7 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
+from workers.errors import KaizenError
 from workers.kafka import clients
 from workers.kafka.clients import auth_config
 from workers.kafka.config import KafkaConnection, KafkaSecurity, SecurityError
@@ -41,7 +42,7 @@ COORDINATOR_WAIT_S = 30.0
 ACL_HINT = "ask the Kafka operator for the ACLs in docs/OPERATIONS.md (Security)"
 
 
-class KafkaAccessError(RuntimeError):
+class KafkaAccessError(KaizenError, RuntimeError):
     """Kafka cannot be used as configured; the message is one line naming the cause."""
 
 

@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from workers.codec import batch as batches
 from workers.codec.errors import DecodeError
 from workers.codec.event import Event, decode_event
+from workers.errors import ReplayError
 from workers.kafka import clients
 from workers.replay import formats
 from workers.replay.formats import EndMarker, ReplayRequest, SeqChecksum
@@ -41,7 +42,7 @@ from workers.settings import REPLAY_REQUESTS_TOPIC, REPLAY_TOPIC
 DEFAULT_TIMEOUT = 30.0
 
 
-class ReplyTimeout(TimeoutError):
+class ReplyTimeout(ReplayError, TimeoutError):
     """No reply to a replay request within the timeout."""
 
 

@@ -46,7 +46,9 @@ from typing import Any
 import crc32c
 
 from workers.codec.errors import DecodeError
+from workers.codec.program import MAX_KEY_BYTES, key_too_long_detail
 from workers.codec.single_object import HEADER_SIZE, SingleObjectCodec
+from workers.errors import ReplayError
 from workers.settings import DLQ_TOPIC, EVENTS_TOPIC, REPLAY_REQUESTS_TOPIC, REPLAY_TOPIC
 
 H_REQUEST = "kaizen-request"
@@ -83,7 +85,7 @@ def request_codec() -> SingleObjectCodec:
     return SingleObjectCodec("replay_request")
 
 
-class InvalidRequest(DecodeError):
+class InvalidRequest(ReplayError, DecodeError):
     """The request decoded but asks for something the worker will not do."""
 
 
@@ -139,6 +141,11 @@ class ReplayRequest:
             raise InvalidRequest("bad_request", "empty request_id")
         if not self.session_id:
             raise InvalidRequest("bad_request", "empty session_id")
+        # the event reader refuses longer session ids, so no such session can exist; a
+        # longer key would also reach the index and Kafka unbounded
+        size = len(self.session_id.encode())
+        if size > MAX_KEY_BYTES:
+            raise InvalidRequest("key_too_long", key_too_long_detail("session_id", size))
         check_target(self.target_topic, target_prefix)
         if self.from_seq is not None and self.to_seq is not None and self.from_seq > self.to_seq:
             raise InvalidRequest("bad_range", f"from_seq {self.from_seq} > to_seq {self.to_seq}")

@@ -34,6 +34,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from workers.codec.event import complete_event, encode_event
 from workers.durable import fsync_dir
+from workers.errors import KaizenError
 from workers.hooks.spool import HEAD_SIZE, Frame, Spool, max_bytes
 from workers.kafka import clients
 from workers.kafka.errors import explain
@@ -46,7 +47,7 @@ QUARANTINE = "quarantine.jsonl"
 BATCH_OVERHEAD = 12  # a batch of one: its header (8 bytes) and the item's length (4)
 
 
-class NotLanded(RuntimeError):
+class NotLanded(KaizenError, RuntimeError):
     """The broker acked records that its topic does not hold; they are sent again."""
 
 

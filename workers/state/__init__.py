@@ -15,7 +15,7 @@ disagree (:func:`workers.state.rebuild.index_matches_log`, ``rebuild_partition``
 
 from workers.state.options import StoreOptions
 from workers.state.records import SessionInfo
-from workers.state.store import FormatMismatch, PartitionStore
+from workers.state.store import FormatMismatch, PartitionStore, ReadOnlyStore
 from workers.state.transaction import BatchClosed, IndexBatch
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "FormatMismatch",
     "IndexBatch",
     "PartitionStore",
+    "ReadOnlyStore",
     "SessionInfo",
     "StoreOptions",
 ]

@@ -90,15 +90,3 @@ def entry_prefix_end(prefix: bytes) -> bytes:
 
 def entry_key(session_id: str, seq: int) -> bytes:
     return entry_prefix(session_id) + pack_seq(seq)
-
-
-def split_entry_key(key: bytes) -> tuple[str, int]:
-    """(session_id, seq) of an :func:`entry_key`."""
-    (n,) = _U16.unpack_from(key, 1)
-    return key[3 : 3 + n].decode(), unpack_seq(key[3 + n :])
-
-
-def split_entry_key_raw(key: bytes) -> tuple[bytes, int]:
-    """(entry prefix, seq) of an entry key, without decoding the session id."""
-    cut = len(key) - SEQ_SIZE
-    return key[:cut], unpack_seq(key[cut:])

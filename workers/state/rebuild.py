@@ -6,7 +6,7 @@ they disagree.  The ingest calls :func:`index_matches_log` when it opens a parti
 :class:`~workers.state.store.FormatMismatch`).
 
 Rebuild: the new index is built in ``index.rebuild/`` from every good frame of
-``log.entries()`` (``log.scan()`` for a log without offsets), then swapped in by renames
+``log.entries()``, then swapped in by renames
 (``index`` -> ``index.old``, ``index.rebuild`` -> ``index``, fsync the directory, remove
 ``index.old``).  A crash at any point leaves either the old index (checked and rebuilt again
 on the next open) or no index (empty index, non-empty log: disagrees, rebuilt again); never a
@@ -18,13 +18,9 @@ the log, or those records would be skipped (loss); being too low only costs re-c
 records that the (session_id, seq) dedupe then drops.  Frames of one Kafka message are
 appended in one write into one segment, in offset order, so after torn-tail recovery every
 message below the greatest offset ``M`` present in the log is complete, while message ``M``
-itself may have lost trailing events.  Hence:
-
-* with offsets in the frames (``PartitionLog.entries``): watermark = ``M - 1``, so message
-  ``M`` is re-consumed and its missing events appended;
-* without them (``scan`` only): watermark = ``log.last_segment_base - 1``: every message of
-  the last segment is re-consumed (a message never spans segments);
-* empty log: -1.
+itself may have lost trailing events.  Hence the watermark is ``M - 1`` (every frame
+carries its Kafka offset), so message ``M`` is re-consumed and its missing events appended;
+for an empty log it is -1.
 
 Frames are read by the ingest's lean event reader (`workers.codec.lean`), so the rebuild
 indexes what the ingest would have.  A frame it rejects (a key over `MAX_KEY_BYTES` appended
@@ -49,7 +45,7 @@ from pathlib import Path
 from typing import Protocol
 
 from workers.durable import fsync_dir
-from workers.hotlog import CorruptFrame, Location, PartitionLog
+from workers.hotlog import CorruptFrame, Entry, Location, PartitionLog
 from workers.settings import EVENTS_TOPIC
 from workers.state.options import DEFAULT_OPTIONS, StoreOptions
 from workers.state.store import INDEX_DIR, PartitionStore
@@ -64,22 +60,11 @@ REBUILD_BATCH = 50_000  # entries per WriteBatch while rebuilding
 class LogSource(Protocol):
     """What the index needs of a :class:`PartitionLog`."""
 
-    @property
-    def last_segment_base(self) -> int | None: ...
+    def entries(self, start: Location | None = None) -> Iterator[Entry]: ...
 
     def scan(self, start: Location | None = None) -> Iterator[tuple[Location, bytes]]: ...
 
     def read(self, loc: Location) -> bytes: ...
-
-
-def _frames(
-    log_: LogSource, start: Location | None = None
-) -> tuple[Iterable[tuple[Location, int | None, bytes]], bool]:
-    """(location, offset or None, payload) of every good frame; and whether offsets are known."""
-    entries = getattr(log_, "entries", None)
-    if entries is not None:
-        return ((e.location, e.offset, e.payload) for e in entries(start)), True
-    return ((loc, None, payload) for loc, payload in log_.scan(start)), False
 
 
 def _reader() -> Callable[[bytes], tuple[str, int, int, str, str | None]]:
@@ -100,7 +85,7 @@ def _reader() -> Callable[[bytes], tuple[str, int, int, str, str | None]]:
 
 def _index_frames(
     store: PartitionStore,
-    frames: Iterable[tuple[Location, int | None, bytes]],
+    frames: Iterable[Entry],
     skip_first: Location | None = None,
 ) -> tuple[int, int | None]:
     """Index frames not yet indexed; return (frames indexed, greatest offset met or None)."""
@@ -111,13 +96,14 @@ def _index_frames(
     indexed = skipped = 0
     max_offset: int | None = None
     try:
-        for loc, offset, payload in frames:
+        for entry in frames:
+            loc, offset, payload = entry.location, entry.offset, entry.payload
             if skip_first is not None:
                 if loc == skip_first:
                     skip_first = None
                     continue
                 skip_first = None
-            if offset is not None and (max_offset is None or offset > max_offset):
+            if max_offset is None or offset > max_offset:
                 max_offset = offset
             try:
                 sid, seq, ts_ms, agent, model = fields(payload)
@@ -170,13 +156,8 @@ def _rebuild(
         shutil.rmtree(tmp)  # a crashed rebuild
     store = PartitionStore.open_path(tmp, partition, options)
     try:
-        frames, with_offsets = _frames(log_)
-        indexed, max_offset = _index_frames(store, frames)
-        if with_offsets:
-            watermark = -1 if max_offset is None else max_offset - 1
-        else:
-            base = log_.last_segment_base
-            watermark = -1 if base is None or indexed == 0 else base - 1
+        indexed, max_offset = _index_frames(store, log_.entries())
+        watermark = -1 if max_offset is None else max_offset - 1
         store.begin().commit(watermark)
     finally:
         store.close()
@@ -200,9 +181,8 @@ def catch_up(store: PartitionStore, log_: LogSource) -> int:
     those frames) - 1 (see the module docstring), never backwards.
     """
     start = store.max_location
-    frames, with_offsets = _frames(log_, start)
-    indexed, max_offset = _index_frames(store, frames, skip_first=start)
-    if with_offsets and max_offset is not None:
+    indexed, max_offset = _index_frames(store, log_.entries(start), skip_first=start)
+    if max_offset is not None:
         store.begin().commit(max_offset - 1)
     return indexed
 

@@ -61,19 +61,6 @@ def _loc_json(loc: Location) -> dict[str, int]:
     return {"segment": loc.segment, "position": loc.position, "length": loc.length}
 
 
-def encode_info(info: SessionInfo) -> bytes:
-    return encode_fields(
-        info.first.pack(),
-        info.last.pack(),
-        info.count,
-        info.last_seq,
-        info.first_ts_ms,
-        info.last_ts_ms,
-        info.agent,
-        info.model,
-    )
-
-
 def encode_fields(
     first: bytes,
     last: bytes,

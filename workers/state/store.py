@@ -34,8 +34,9 @@ from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import cast
 
-from rocksdict import Rdict, ReadOptions, WriteBatch
+from rocksdict import AccessType, Rdict, ReadOptions, WriteBatch
 
+from workers.errors import StateError
 from workers.hotlog import Location
 from workers.state import keys
 from workers.state.options import DEFAULT_OPTIONS, StoreOptions, rocksdb_options, write_options
@@ -57,8 +58,12 @@ _BIAS = keys.SEQ_BIAS
 _pack_u64 = keys._U64.pack
 
 
-class FormatMismatch(RuntimeError):
+class FormatMismatch(StateError, RuntimeError):
     """The index on disk was written with another key layout; rebuild it."""
+
+
+class ReadOnlyStore(StateError, RuntimeError):
+    """A write to a store opened with :meth:`PartitionStore.open_read_only`."""
 
 
 def _range(db: Rdict, lower: bytes, upper: bytes) -> Iterator[tuple[bytes, bytes]]:
@@ -81,6 +86,7 @@ class PartitionStore:
         self._write_opts = write_options(opts)
         self._last: dict[str, int] = {}
         self._closed = False
+        self.read_only = False
         self._watermark = self._meta_i64(keys.WATERMARK_KEY, -1)
         self._entries = self._meta_u64(keys.ENTRIES_KEY)
         self._sessions = self._meta_u64(keys.SESSIONS_KEY)
@@ -102,17 +108,52 @@ class PartitionStore:
     ) -> PartitionStore:
         """Open (creating if missing) an index at exactly ``path``."""
         path.mkdir(parents=True, exist_ok=True)
-        db = Rdict(str(path), rocksdb_options(options))
+        return cls._checked(Rdict(str(path), rocksdb_options(options)), path, partition, options)
+
+    @classmethod
+    def open_read_only(cls, directory: Path, partition: int) -> PartitionStore:
+        """Open the index in ``directory/index`` for reading only, for the command-line tools.
+
+        Takes no RocksDB lock, so it works beside a worker that has the index open (it sees
+        the index as of this open); writes raise :class:`ReadOnlyStore`.  Raises
+        :class:`FormatMismatch` for an index of another layout version and FileNotFoundError
+        when there is no index (creating nothing).
+        """
+        path = Path(directory) / INDEX_DIR
+        if not path.is_dir():
+            raise FileNotFoundError(f"no index in {directory}")
+        opts = rocksdb_options(DEFAULT_OPTIONS)
+        opts.create_if_missing(False)
+        db = Rdict(str(path), opts, access_type=AccessType.read_only())
+        return cls._checked(db, path, partition, DEFAULT_OPTIONS, read_only=True)
+
+    @classmethod
+    def _checked(
+        cls,
+        db: Rdict,
+        path: Path,
+        partition: int,
+        options: StoreOptions,
+        read_only: bool = False,
+    ) -> PartitionStore:
+        """The store over ``db`` once its format is known to be ours (stamped when new)."""
         try:
             fmt = db.get(keys.FORMAT_KEY)
             if fmt is None:
-                db.put(keys.FORMAT_KEY, keys.pack_u64(keys.FORMAT_VERSION))
+                if not read_only:
+                    db.put(keys.FORMAT_KEY, keys.pack_u64(keys.FORMAT_VERSION))
             elif keys.unpack_u64(fmt) != keys.FORMAT_VERSION:
                 raise FormatMismatch(f"{path}: index format {keys.unpack_u64(fmt)}")
-            return cls(db, path, partition, options)
+            store = cls(db, path, partition, options)
+            store.read_only = read_only
+            return store
         except BaseException:
             db.close()
             raise
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyStore(f"{self.path} is open read-only")
 
     # ------------------------------------------------------------------ metadata
 
@@ -146,6 +187,7 @@ class PartitionStore:
         Both go in one synced WriteBatch.  A new broker incarnation restarts offsets, so the
         ingest resets the watermark (usually to -1) when the marker differs.
         """
+        self._writable()
         wb = WriteBatch(raw_mode=True)
         wb.put(keys.INCARNATION_KEY, incarnation.encode())
         if watermark is not None:
@@ -188,6 +230,7 @@ class PartitionStore:
         Called by :meth:`IndexBatch.commit`, after the log's fsync.  Only then does anything
         reach readers and the dedupe cache.
         """
+        self._writable()
         db = self._db
         wb = WriteBatch(raw_mode=True)
         new_entries = 0
@@ -287,6 +330,7 @@ class PartitionStore:
         double the hot-path write cost).  One WriteBatch: entries, fixed SessionInfos,
         counters.  A session left with no entries loses its SessionInfo.
         """
+        self._writable()
         doomed = set(bases)
         if not doomed:
             return 0

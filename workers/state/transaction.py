@@ -22,13 +22,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol, TypeVar
 
+from workers.errors import StateError
 from workers.hotlog import Location
 
 _NO_TS_MIN = 1 << 63
 _NO_TS_MAX = -(1 << 63)
 
 
-class BatchClosed(RuntimeError):
+class BatchClosed(StateError, RuntimeError):
     """The batch was already committed or aborted."""
 
 
