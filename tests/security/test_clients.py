@@ -11,10 +11,14 @@ from tests.replay.conftest import make_events
 from tests.security.kafka_io import read_session
 from tests.security.secured_kafka import SecuredKafka
 from workers.broker.embedded import EmbeddedBroker, free_port
+from workers.codec.event import encode_event
 from workers.kafka import clients
 from workers.kafka.config import KafkaConnection
 from workers.settings import EVENTS_TOPIC
 from workers.shipper.producer import produce_events
+
+# a valid event: other tests on the shared brokers decode every record of kaizen.events
+PROBE = encode_event(make_events("idempotence-probe", 1)[0])
 
 
 def test_every_bootstrap_host_is_tried(broker: EmbeddedBroker, unique: str) -> None:
@@ -32,7 +36,7 @@ def test_the_embedded_broker_gets_acks_all_without_idempotence(
         clients._NO_IDEMPOTENCE.discard(broker.bootstrap)
         producer = await clients.start_producer(KafkaConnection((broker.bootstrap,)))
         try:
-            await producer.send_and_wait(EVENTS_TOPIC, b"x", key=b"idempotence-probe")
+            await producer.send_and_wait(EVENTS_TOPIC, PROBE, key=b"idempotence-probe")
             return producer._txn_manager is not None
         finally:
             await producer.stop()
@@ -47,7 +51,7 @@ def test_apache_kafka_gets_the_idempotent_compressed_producer(secured: SecuredKa
     async def main() -> tuple[bool, str | None]:
         producer = await clients.start_producer(secured.connection("shipper"), "shipper")
         try:
-            await producer.send_and_wait(EVENTS_TOPIC, b"y" * 1000, key=b"idempotence-probe")
+            await producer.send_and_wait(EVENTS_TOPIC, PROBE, key=b"idempotence-probe")
             return producer._txn_manager is not None, producer._compression_type
         finally:
             await producer.stop()
