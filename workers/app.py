@@ -6,8 +6,10 @@ environment); ``kaizen-stream worker`` builds its own with `create_app`.
 Invariants: one consumer group (the app id) holds ``kaizen.events`` and
 ``kaizen.replay.requests``; both have the same partition count, so Faust's
 co-partitioning assignor gives partition N of both to the same worker, the one
-whose hot log serves it. The assignor is sticky (it keeps a member's previous
-partitions when it can), so handoffs are rare. Offsets are committed only for
+whose hot log serves it. Both entry points check this at start and route
+sessions by the broker's count (`workers.broker.topics.route_by_broker`). The
+assignor is sticky (it keeps a member's previous partitions when it can), so
+handoffs are rare. Offsets are committed only for
 acked messages, and the ingest agent acks only after its group commit.
 Every Kafka client (Faust's, the catch-up consumers, the replay service's)
 connects through workers/kafka/clients.py with the same settings.
@@ -15,6 +17,7 @@ connects through workers/kafka/clients.py with the same settings.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import faust
@@ -28,6 +31,8 @@ from workers.kafka import clients
 from workers.replay.agent import register as register_replay
 from workers.settings import EVENTS_TOPIC, SESSIONS_TOPIC, Settings
 from workers.web import security as web_security
+
+log = logging.getLogger(__name__)
 
 APP_ID = "kaizen-stream"
 DEFAULT_WEB_PORT = 6066
@@ -124,6 +129,9 @@ def __getattr__(name: str) -> Any:
     # `faust -A workers.app worker` wants `app`; build it only then, not on every import
     if name == "app":
         global app
-        app = create_app(Settings.from_env())
+        from workers.broker.topics import route_by_broker
+
+        # as `kaizen-stream worker` does: route by the broker's partition count
+        app = create_app(route_by_broker(Settings.from_env(), log.warning))
         return app
     raise AttributeError(name)

@@ -10,7 +10,7 @@ package, directly under ``KaizenError``:
 * ``workers.replay``: :class:`ReplayError` (``ReplyTimeout``, ``InvalidRequest``, which is
   also a ``DecodeError``: a request body the replay agent dead-letters);
 * ``workers.codec``: ``DecodeError`` (``codec/errors.py``);
-* ``workers.broker``: ``BrokerError`` (``broker/embedded.py``);
+* ``workers.broker``: ``BrokerError`` (``broker/embedded.py``; ``TopicsError`` under it);
 * ``workers.shipper``: ``NotLanded`` (``shipper/shipper.py``);
 * ``workers.analytics``: ``PricesFileError`` (``analytics/prices.py``);
 * ``workers.cli``: ``CliError`` (``cli/errors.py``);

@@ -25,6 +25,9 @@ DEFAULT_BROKER = "127.0.0.1:9092"
 DEFAULT_PARTITIONS = 8
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 DEFAULT_COMPRESSION = "zstd"
+DEFAULT_REPLICATION_FACTOR = 1
+DEFAULT_MAX_MESSAGE_BYTES = 16 << 20  # a shipper batch or a replay batch fits (bytes)
+DEFAULT_REPLAY_RETENTION_MS = 24 * 3600 * 1000  # replies are read within seconds
 
 
 class SettingsError(KaizenError, ValueError):
@@ -76,19 +79,17 @@ class Settings:
     web: WebSettings = field(default_factory=WebSettings)
     #: replies may also go to topics starting with this (empty: kaizen.replay only)
     replay_topic_prefix: str = ""
+    #: how `topics create` provisions the topics (workers.broker.topics owns them)
+    replication_factor: int = DEFAULT_REPLICATION_FACTOR
+    min_insync_replicas: int | None = None  # None: default_min_insync(replication_factor)
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    replay_retention_ms: int = DEFAULT_REPLAY_RETENTION_MS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        raw_partitions = env.get("KAIZEN_PARTITIONS", str(DEFAULT_PARTITIONS))
-        try:
-            partitions = int(raw_partitions)
-        except ValueError:
-            raise SettingsError(
-                f"KAIZEN_PARTITIONS must be a whole number, not {raw_partitions!r}"
-            ) from None
-        if partitions < 1:
-            raise SettingsError(f"KAIZEN_PARTITIONS must be at least 1, not {partitions}")
+        partitions = _whole(env, "KAIZEN_PARTITIONS", DEFAULT_PARTITIONS)
+        min_isr = env.get("KAIZEN_MIN_INSYNC_REPLICAS", "").strip()
         data_dir = env.get("KAIZEN_DATA_DIR")
         try:
             security = KafkaSecurity.from_env(env)
@@ -102,6 +103,12 @@ class Settings:
             compression=_compression(env.get("KAIZEN_COMPRESSION") or DEFAULT_COMPRESSION),
             web=WebSettings.from_env(env),
             replay_topic_prefix=env.get("KAIZEN_REPLAY_TOPIC_PREFIX", "").strip(),
+            replication_factor=_whole(env, "KAIZEN_REPLICATION_FACTOR", DEFAULT_REPLICATION_FACTOR),
+            min_insync_replicas=_whole(env, "KAIZEN_MIN_INSYNC_REPLICAS", 1) if min_isr else None,
+            max_message_bytes=_whole(env, "KAIZEN_MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES),
+            replay_retention_ms=_whole(
+                env, "KAIZEN_REPLAY_RETENTION_MS", DEFAULT_REPLAY_RETENTION_MS
+            ),
         )
 
     def override(self, **changes: object) -> Settings:
@@ -160,6 +167,37 @@ class Settings:
     @property
     def hotlog_dir(self) -> Path:
         return self.data_dir / "hotlog"
+
+    @property
+    def min_insync(self) -> int:
+        """min.insync.replicas of every topic: the setting, else 2 from replication factor 3
+        up (an acked event survives one broker's loss), else 1; SettingsError above the RF."""
+        if self.min_insync_replicas is None:
+            return default_min_insync(self.replication_factor)
+        if self.min_insync_replicas > self.replication_factor:
+            raise SettingsError(
+                f"KAIZEN_MIN_INSYNC_REPLICAS ({self.min_insync_replicas}) cannot exceed "
+                f"KAIZEN_REPLICATION_FACTOR ({self.replication_factor}): every produce would fail"
+            )
+        return self.min_insync_replicas
+
+
+def default_min_insync(replication_factor: int) -> int:
+    return 2 if replication_factor >= 3 else 1
+
+
+def _whole(env: Mapping[str, str], name: str, default: int) -> int:
+    """A positive whole number from `env[name]` (`default` when unset or empty)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < 1:
+        raise SettingsError(f"{name} must be at least 1, not {value}")
+    return value
 
 
 def _compression(value: str) -> str:

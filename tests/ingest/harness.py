@@ -178,19 +178,34 @@ class Worker:
         self.log_file.close()
         return code
 
+    def stopped(self) -> bool:
+        """Is the process stopped (SIGSTOP: state T), at a test point say?"""
+        try:
+            stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat.rsplit(")", 1)[1].split()[0] == "T"
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
 
 def start_worker(
-    bootstrap: str, data_dir: Path, partitions: int, log_path: Path, session_timeout: float = 6
+    bootstrap: str,
+    data_dir: Path,
+    partitions: int,
+    log_path: Path,
+    session_timeout: float = 6,
+    env: dict[str, str] | None = None,
 ) -> Worker:
+    """A worker process; `env` adds to its environment (a test point, say)."""
     port = free_port()
     env = {
         **os.environ,
         "KAIZEN_BROKER": bootstrap,
         "KAIZEN_DATA_DIR": str(data_dir),
         "KAIZEN_PARTITIONS": str(partitions),
+        **(env or {}),
     }
     log_file = log_path.open("ab")
     proc = subprocess.Popen(
@@ -210,6 +225,23 @@ def start_worker(
         cwd=ROOT,
     )
     return Worker(proc, port, log_path, log_file)
+
+
+def ready_owners(workers: dict[str, Worker], partitions: int, timeout: float) -> dict[int, str]:
+    """partition -> the one worker whose /metrics says it is ready, once every partition has
+    exactly one such owner (AssertionError after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        owners: dict[int, list[str]] = {}
+        for name, w in workers.items():
+            ready = metrics.parse(w.scrape()).get("kaizen_partition_ready", {})
+            for p, flag in ready.items():
+                if flag == 1:
+                    owners.setdefault(p, []).append(name)
+        if len(owners) == partitions and all(len(v) == 1 for v in owners.values()):
+            return {p: v[0] for p, v in owners.items()}
+        assert time.monotonic() < deadline, f"owners {owners}"
+        time.sleep(0.5)
 
 
 def indexed(data_dir: Path, partitions: int) -> dict[str, tuple[int, list[int]]]:

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("verify", "check every frame of the hot log; --repair fixes torn tails"),
     "import": ("import_", "import Claude Code and Codex transcripts (JSONL)"),
     "retro": ("retro", "findings on a session (or --since 7d): repeated failures, loops, cost"),
+    "topics": ("topics", "create the topics (`topics create`) or check them (`topics check`)"),
     "stats": (
         "stats",
         "tokens, cost, tool calls and failures by model, agent, workspace, host or day",

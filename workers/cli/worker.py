@@ -77,11 +77,21 @@ def _wait_for_kafka(settings: Settings) -> None:
             raise CliError(f"worker: {exc}", 1) from None
 
 
+def _say(line: str) -> None:
+    print(f"kaizen-stream worker: {line}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if args.session_timeout <= 1.0:
         raise CliError("--session-timeout must be more than 1 second")
     check_kafka(settings)
+    from workers.broker.topics import TopicsError, route_by_broker
+
+    try:
+        settings = route_by_broker(settings, _say)
+    except TopicsError as exc:
+        raise CliError(f"worker: {exc}", 1) from None
     import faust  # heavy: only now
 
     from workers.app import create_app

@@ -15,6 +15,7 @@ from typing import Any
 
 import faust
 
+from workers.ingest import testpoint
 from workers.ingest.assignment import PartitionManager
 from workers.ingest.dlq import DeadLetter
 from workers.settings import DLQ_TOPIC
@@ -58,8 +59,11 @@ def register_ingest(app: faust.App, manager: PartitionManager, dlq_topic: str = 
                     if state.closed:
                         continue
                     letters = state.process(message.offset, message.value, message.key)
-                    for letter in letters:
-                        state.add_dlq(await send_dead_letter(letter))
+                    sent = [await send_dead_letter(letter) for letter in letters]
+                    for delivery in sent:
+                        state.add_dlq(delivery)
+                    if testpoint.ARMED:
+                        testpoint.after_message(message.partition, sent)
                     state.add_ack(event)
                     if state.want_flush():
                         await state.flush(wait=False)

@@ -15,7 +15,9 @@ Invariants:
   at that offset) starts a new epoch (``PartitionState.new_epoch``);
 * up to a committed offset, whoever processed those offsets first sent their dead letters;
   to the end (no committed offset) nobody did, so the catch-up does, and each group commit
-  waits for their delivery as the agent's does.
+  waits for their delivery as the agent's does; past the committed offset, what the log
+  holds may have lost its dead letters with a killed worker, so the agent sends them again
+  (``PartitionState.resend_letters_below``).
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ class CatchUp:
             elif not await self.probe_matches(state):
                 state.new_epoch("the broker holds other data at the epoch's first offset")
         start = state.next_kafka_offset
+        if committed is not None:
+            # [committed, start) is in the log but was never committed to the group: the
+            # worker died before its group commit, maybe before its dead letters went out
+            state.resend_letters_below = start
         if committed is None:
             # A new group (or one the broker forgot): Faust starts from the earliest
             # offset, so without this a replay would see the partition half ingested.

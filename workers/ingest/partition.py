@@ -9,8 +9,14 @@ Invariants:
 * exactly-once order, per partition: decode → dedupe on (session_id, seq) →
   ``log.append_batch`` → ``log.flush()`` (fsync) → ``IndexBatch.commit`` with
   the watermark → ack the Faust events (only acked offsets are ever committed
-  to Kafka). A message at or below the watermark is skipped whole, so
-  redelivery after a crash duplicates nothing and dead-letters nothing again;
+  to Kafka). A message at or below the watermark appends nothing, so
+  redelivery after a crash duplicates nothing;
+* dead letters at least once: a dead letter is delivered before the group commit that
+  covers its offset, but a kill before that commit can leave later messages in the log,
+  and recovery then puts the watermark past the dead-lettered one. So the catch-up sets
+  ``resend_letters_below`` to the first offset past the log: a redelivered message from the
+  group's committed offset up to there is decoded again and only its dead letters are sent
+  (again: a dead letter delivered before the kill comes twice);
 * the log and the index number records by *log offset* = epoch base + Kafka
   offset (`workers.ingest.epoch`); a new broker incarnation starts a new epoch
   above everything seen (`new_epoch`), and then only the (session_id, seq)
@@ -43,7 +49,7 @@ from workers.hotlog import PartitionLog
 from workers.ingest import epoch as epochs
 from workers.ingest import metrics
 from workers.ingest.config import IngestConfig
-from workers.ingest.decode import LeanDecoder
+from workers.ingest.decode import LeanDecoder, MessageResult
 from workers.ingest.dlq import DeadLetter, dead_letter
 from workers.settings import EVENTS_TOPIC
 from workers.state import IndexBatch, PartitionStore
@@ -86,6 +92,9 @@ class PartitionState:
         self._released = False
         self._release_lock = threading.Lock()
         self.next_offset: int | None = None  # next Kafka offset to process (for lag)
+        #: Kafka offsets from the group's committed offset up to this one are in the log, but
+        #: their dead letters may never have been delivered (set by the catch-up)
+        self.resend_letters_below = 0
         self._batch: IndexBatch | None = None
         self._pending_offset = -1  # log offset of the last message processed, not committed
         self._pending_messages = 0
@@ -198,6 +207,9 @@ class PartitionState:
         self._pending_messages += 1
         if log_offset <= self._pending_offset or log_offset <= self.store.watermark:
             self.counters.skipped_messages += 1
+            if log_offset > self._pending_offset and offset < self.resend_letters_below:
+                # durable, but its dead letters may have died with the worker: send them again
+                return self._dead_letters(offset, self.decoder.message(value), key)
             return []
         self._pending_offset = log_offset
         if self.epoch.probe_offset is None and self._probe is None and value is not None:
@@ -205,23 +217,7 @@ class PartitionState:
         counters = self.counters
         counters.messages += 1
         result = self.decoder.message(value)
-        letters: list[DeadLetter] = []
-        if result.rejected:
-            whole = len(result.rejected) == 1 and not result.events
-            for i, bad in enumerate(result.rejected):
-                letters.append(
-                    dead_letter(
-                        reason=bad.reason,
-                        detail=bad.detail,
-                        data=bad.data,
-                        topic=self.topic,
-                        partition=self.partition,
-                        offset=offset,
-                        key=key,
-                        index=None if whole else i,
-                    )
-                )
-            counters.dead_lettered += len(result.rejected)
+        letters = self._dead_letters(offset, result, key)
         events = result.events
         if not events:
             return letters
@@ -241,6 +237,25 @@ class PartitionState:
         self._pending_events += len(fresh)
         self._pending_bytes += size
         return letters
+
+    def _dead_letters(
+        self, offset: int, result: MessageResult, key: bytes | None
+    ) -> list[DeadLetter]:
+        whole = len(result.rejected) == 1 and not result.events
+        self.counters.dead_lettered += len(result.rejected)
+        return [
+            dead_letter(
+                reason=bad.reason,
+                detail=bad.detail,
+                data=bad.data,
+                topic=self.topic,
+                partition=self.partition,
+                offset=offset,
+                key=key,
+                index=None if whole else i,
+            )
+            for i, bad in enumerate(result.rejected)
+        ]
 
     def add_ack(self, ack: Ackable) -> None:
         self._acks.append(ack)
