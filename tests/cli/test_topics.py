@@ -184,6 +184,7 @@ def test_worker_refuses_a_missing_topic(bare_broker: EmbeddedBroker, tmp_path: P
     asyncio.run(topics.create_topics(settings, [EVENTS_TOPIC, REPLAY_REQUESTS_TOPIC]))
     line = one_line_error(kaizen(bare_broker, tmp_path, "worker", "--web-port", str(free_port())))
     assert "missing" in line and "kaizen-stream topics create" in line
+    assert SESSIONS_TOPIC in line and REPLAY_TOPIC in line
 
 
 def test_replays_route_by_the_brokers_partition_count(

@@ -318,3 +318,26 @@ def test_ingested_counts_only_events_fsynced_and_indexed(tmp_path: Path) -> None
 
     asyncio.run(go())
     state.close()
+
+
+def test_redelivered_messages_send_their_dead_letters_again_below_the_mark(
+    tmp_path: Path,
+) -> None:
+    """After a restart, at or below the watermark nothing is appended again; below
+    ``resend_letters_below`` (set by the catch-up) the dead letters go out again, only there."""
+    poison = b"\x00\x01 not an event"
+    state = opened(tmp_path)
+    feed(state, [event("rs", 0), poison, event("rs", 1), poison])
+    state.close()
+    state = opened(tmp_path)  # restarted: offsets 0..3 are redelivered
+    assert state.store.watermark == 3
+    frames = sum(1 for _ in state.log.scan())
+
+    state.resend_letters_below = 3
+    assert state.process(0, event("rs", 0)) == []
+    again = state.process(1, poison)
+    assert [dict(h)["offset"] for _, _, h in again] == [b"1"]
+    assert state.process(2, event("rs", 1)) == []
+    assert state.process(3, poison) == []  # at the mark: its dead letter was delivered
+    assert sum(1 for _ in state.log.scan()) == frames  # nothing appended again
+    state.close()

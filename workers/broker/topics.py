@@ -48,8 +48,9 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
 }
 #: topics that carry shipper batches or replay batches: they need max.message.bytes
 BIG_MESSAGE_TOPICS = (EVENTS_TOPIC, DLQ_TOPIC, REPLAY_TOPIC)
-#: the topics a worker reads or writes; it refuses to start without them
-WORKER_TOPICS = (EVENTS_TOPIC, DLQ_TOPIC, REPLAY_REQUESTS_TOPIC, REPLAY_TOPIC)
+#: the topics a worker reads or writes (kaizen.sessions: its session summaries); it refuses
+#: to start without them, since Kafka (auto-creation off) would refuse its sends later
+WORKER_TOPICS = ALL_TOPICS
 
 _ADMIN_TIMEOUT_MS = 10_000
 

@@ -8,7 +8,10 @@ partition goes elsewhere it closes its state.  It runs the flusher
 ``wait_ready``, ``partition_for``; :class:`workers.replay.interfaces.ManagerLike`).
 
 Invariants: at most one state per partition; a state being replaced is closed before its
-successor opens the same files (the hot log's ``LOCK`` would refuse it otherwise); a failed
+successor opens the same files (the hot log's ``LOCK`` would refuse it otherwise); the states
+of newly assigned partitions exist before ``on_partitions_assigned`` first awaits anything
+(Faust resumes fetching while its receivers still run, and the agent drops, unacked, a
+message of a partition without a state: its commits would stall); a failed
 handoff crashes the worker (a restart resumes from the committed offset) rather than serve a
 partition that is behind.
 """
@@ -26,7 +29,7 @@ from aiokafka.partitioner import murmur2
 from mode import Service
 
 from workers.hotlog import layout
-from workers.ingest import flusher, metrics
+from workers.ingest import flusher, metrics, testpoint
 from workers.ingest.catchup import CatchUp
 from workers.ingest.config import IngestConfig
 from workers.ingest.decode import LeanDecoder
@@ -104,9 +107,12 @@ class PartitionManager(Service):
         """Faust's full assignment: open new partitions (catch-up in a task), close gone ones."""
         mine = {tp.partition for tp in assigned if tp.topic == self.topic}
         self._assigned = mine
-        for p in [p for p in self._states if p not in mine]:
-            await self._close_partition(p)
-        for p in sorted(mine - self._states.keys()):
+        gone = sorted(p for p in self._states if p not in mine)
+        new = sorted(mine - self._states.keys())
+        log.info("assignment of %s: new %s, gone %s", self.topic, new, gone)
+        # new states first, before anything awaited here: Faust resumes fetching while this
+        # runs, and the agent drops a message of a partition without a state
+        for p in new:
             state = PartitionState(
                 p,
                 layout.partition_dir(self.settings.hotlog_dir, self.topic, p),
@@ -116,6 +122,8 @@ class PartitionManager(Service):
             )
             self._states[p] = state
             self._handoffs[p] = asyncio.ensure_future(self._handoff(state))
+        for p in gone:
+            await self._close_partition(p)
 
     async def on_partitions_revoked(self, revoked: set[Any]) -> None:
         """Flush what is pending so its offsets go out with Faust's commit on revoke."""
@@ -128,6 +136,7 @@ class PartitionManager(Service):
                     await state.flush()
 
     async def _close_partition(self, p: int) -> None:
+        await testpoint.slow(testpoint.CLOSE_SLOWLY)
         state = self._states.pop(p, None)
         task = self._handoffs.pop(p, None)
         if task is not None and not task.done():
