@@ -79,6 +79,8 @@ class Settings:
     web: WebSettings = field(default_factory=WebSettings)
     #: replies may also go to topics starting with this (empty: kaizen.replay only)
     replay_topic_prefix: str = ""
+    #: the worker's static group membership id (KAIZEN_WORKER_ID; empty: `default_worker_id`)
+    worker_id: str = ""
     #: how `topics create` provisions the topics (workers.broker.topics owns them)
     replication_factor: int = DEFAULT_REPLICATION_FACTOR
     min_insync_replicas: int | None = None  # None: default_min_insync(replication_factor)
@@ -103,6 +105,7 @@ class Settings:
             compression=_compression(env.get("KAIZEN_COMPRESSION") or DEFAULT_COMPRESSION),
             web=WebSettings.from_env(env),
             replay_topic_prefix=env.get("KAIZEN_REPLAY_TOPIC_PREFIX", "").strip(),
+            worker_id=env.get("KAIZEN_WORKER_ID", "").strip(),
             replication_factor=_whole(env, "KAIZEN_REPLICATION_FACTOR", DEFAULT_REPLICATION_FACTOR),
             min_insync_replicas=_whole(env, "KAIZEN_MIN_INSYNC_REPLICAS", 1) if min_isr else None,
             max_message_bytes=_whole(env, "KAIZEN_MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES),
@@ -168,6 +171,10 @@ class Settings:
     def hotlog_dir(self) -> Path:
         return self.data_dir / "hotlog"
 
+    def group_instance_id(self, web_port: int) -> str:
+        """The worker's ``group.instance.id``: KAIZEN_WORKER_ID, else `default_worker_id`."""
+        return self.worker_id or default_worker_id(self.data_dir, web_port)
+
     @property
     def min_insync(self) -> int:
         """min.insync.replicas of every topic: the setting, else 2 from replication factor 3
@@ -180,6 +187,25 @@ class Settings:
                 f"KAIZEN_REPLICATION_FACTOR ({self.replication_factor}): every produce would fail"
             )
         return self.min_insync_replicas
+
+
+def default_worker_id(data_dir: Path, web_port: int) -> str:
+    """``<hostname>-<8 hex digits of a hash of the data dir's absolute path and web port>``.
+
+    Stable across restarts of one worker (same machine, data dir and web port), which is
+    what lets the group hand a restarted worker its partitions back without a rebalance;
+    two workers on one machine differ because two workers never share a data dir (the hot
+    log's owner lock refuses it). The web port is in it because Faust's assignor refuses an
+    assignment made for another web URL (its coordinator stops on an AssertionError): a
+    worker restarted on another port must join as a new member. A container whose hostname
+    changes on every start needs KAIZEN_WORKER_ID set.
+    """
+    import hashlib  # here: only workers need these, not the hook path
+    import socket
+
+    key = f"{data_dir.absolute()}\0{web_port}".encode()
+    digest = hashlib.sha256(key).hexdigest()[:8]
+    return f"{socket.gethostname()}-{digest}"
 
 
 def default_min_insync(replication_factor: int) -> int:

@@ -197,9 +197,11 @@ def start_worker(
     log_path: Path,
     session_timeout: float = 6,
     env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> Worker:
-    """A worker process; `env` adds to its environment (a test point, say)."""
-    port = free_port()
+    """A worker process; `env` adds to its environment (a test point, say); its web port is
+    `port`, a free one unless given."""
+    port = port or free_port()
     env = {
         **os.environ,
         "KAIZEN_BROKER": bootstrap,

@@ -19,6 +19,8 @@ from workers.cli.errors import CliError
 from workers.cli.options import add_settings_arguments, positive_int, settings_from
 from workers.settings import EVENTS_TOPIC, REPLAY_REQUESTS_TOPIC, Settings
 
+log = logging.getLogger(__name__)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_settings_arguments(parser)
@@ -39,6 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="consumer group session timeout in seconds (a dead worker's partitions move "
         "after it; a new group waits about half of it before the first assignment)",
+    )
+    parser.add_argument(
+        "--worker-id",
+        metavar="ID",
+        help="static group membership id (KAIZEN_WORKER_ID; default: hostname + a hash of the "
+        "data dir); a worker back with the same id within the session timeout keeps its "
+        "partitions with no rebalance",
     )
     parser.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
 
@@ -77,12 +86,27 @@ def _wait_for_kafka(settings: Settings) -> None:
             raise CliError(f"worker: {exc}", 1) from None
 
 
+def static_instance_id(settings: Settings, web_port: int) -> str | None:
+    """The worker's ``group.instance.id``, or None where the broker mishandles static members."""
+    import asyncio
+
+    from workers.broker.cluster import cluster_id, static_membership_works
+
+    cluster = asyncio.run(cluster_id(settings.kafka))
+    if not static_membership_works(cluster):
+        log.info("the embedded broker: joining the group as a dynamic member")
+        return None
+    instance_id = settings.group_instance_id(web_port)
+    log.info("joining the group as static member %s", instance_id)
+    return instance_id
+
+
 def _say(line: str) -> None:
     print(f"kaizen-stream worker: {line}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+    settings = settings_from(args).override(worker_id=args.worker_id)
     if args.session_timeout <= 1.0:
         raise CliError("--session-timeout must be more than 1 second")
     check_kafka(settings)
@@ -100,8 +124,12 @@ def run(args: argparse.Namespace) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     # held for the worker's life: `verify --repair` refuses while it is (workers.hotlog.owner)
     hold_for_worker(settings.hotlog_dir)
+    # static membership: a worker back within the session timeout keeps its partitions with
+    # no rebalance (docs/OPERATIONS.md, "Consumer group"); not on the embedded broker
+    instance_id = static_instance_id(settings, args.web_port)
     app = create_app(
         settings,
+        consumer_group_instance_id=instance_id,
         web_port=args.web_port,
         web_bind=args.web_bind,
         broker_session_timeout=args.session_timeout,

@@ -6,6 +6,10 @@ splits and checks each message. Acks are manual (``stream.noack()``): an
 event is acked only after its partition's group commit (fsync + index batch),
 so Faust never commits an offset whose events are not durable. Dead letters
 are produced before the commit that covers their offset, and awaited by it.
+A message of a partition that is still catching up is held
+(`PartitionManager.hold`, up to `IngestConfig.held_max_bytes`) and processed, in
+order, when its catch-up is done: one loop feeds every partition, so waiting
+here would stall them all.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import faust
 from workers.ingest import testpoint
 from workers.ingest.assignment import PartitionManager
 from workers.ingest.dlq import DeadLetter
+from workers.ingest.partition import PartitionState
 from workers.settings import DLQ_TOPIC
 
 log = logging.getLogger(__name__)
@@ -45,34 +50,45 @@ def register_ingest(app: faust.App, manager: PartitionManager, dlq_topic: str = 
     async def send_dead_letter(letter: DeadLetter) -> Any:
         return await dlq.send(key=letter.key, value=letter.value, headers=letter.headers)
 
+    async def process(state: PartitionState, event: Any) -> None:
+        """One message into its partition's pending group commit (the state is ready)."""
+        message = event.message
+        try:
+            async with state.lock:
+                if state.closed:
+                    return
+                letters = state.process(message.offset, message.value, message.key)
+                sent = [await send_dead_letter(letter) for letter in letters]
+                for delivery in sent:
+                    state.add_dlq(delivery)
+                if testpoint.ARMED:
+                    testpoint.after_message(message.partition, sent)
+                state.add_ack(event)
+                if state.want_flush():
+                    await state.flush(wait=False)
+        except Exception as exc:
+            # Bad input never raises (it is dead-lettered); this is I/O trouble or a bug.
+            # Restarting the agent alone would skip this message and stall the commits
+            # behind it, so stop the worker: a restart resumes from the committed offset.
+            log.exception("ingest of %s offset %d failed", message.tp, message.offset)
+            await app.crash(exc)
+            raise
+
+    manager.process_held = process
+
     @app.agent(source, name=AGENT_NAME)
     async def ingest(stream: Any) -> None:
         async for event in stream.noack().events():
-            message = event.message
-            state = manager.get(message.partition)
+            state = manager.get(event.message.partition)
             if state is None:
                 continue  # revoked meanwhile: not ours to process (and never acked)
             if not state.ready.is_set():
-                await state.ready.wait()  # handoff: catch up before new messages
-            try:
-                async with state.lock:
-                    if state.closed:
-                        continue
-                    letters = state.process(message.offset, message.value, message.key)
-                    sent = [await send_dead_letter(letter) for letter in letters]
-                    for delivery in sent:
-                        state.add_dlq(delivery)
-                    if testpoint.ARMED:
-                        testpoint.after_message(message.partition, sent)
-                    state.add_ack(event)
-                    if state.want_flush():
-                        await state.flush(wait=False)
-            except Exception as exc:
-                # Bad input never raises (it is dead-lettered); this is I/O trouble or a bug.
-                # Restarting the agent alone would skip this message and stall the commits
-                # behind it, so stop the worker: a restart resumes from the committed offset.
-                log.exception("ingest of %s offset %d failed", message.tp, message.offset)
-                await app.crash(exc)
-                raise
+                # catching up: hold it for the catch-up to process when done, and keep
+                # serving the other partitions (one loop feeds them all); only past the
+                # bound of what may be held, wait
+                if manager.hold(state, event):
+                    continue
+                await state.ready.wait()
+            await process(state, event)
 
     return ingest

@@ -2,18 +2,21 @@
 
 A mode.Service living as long as the worker.  On Faust's assignment it opens a
 :class:`~workers.ingest.partition.PartitionState` per new partition and hands it to the
-catch-up (:mod:`workers.ingest.catchup`) in a task; on revocation it flushes, and when a
-partition goes elsewhere it closes its state.  It runs the flusher
+catch-up (:mod:`workers.ingest.catchup`) in a task of its own, so one partition's catch-up
+holds up neither the others' ingest nor a rebalance; the messages the ingest agent receives
+for it meanwhile are held (``hold``) and processed in order when it is done.  On revocation
+it flushes, and when a partition goes elsewhere it closes its state.  It runs the flusher
 (:mod:`workers.ingest.flusher`) and answers replay's questions (``get``, ``owned``,
 ``wait_ready``, ``partition_for``; :class:`workers.replay.interfaces.ManagerLike`).
 
-Invariants: at most one state per partition; a state being replaced is closed before its
-successor opens the same files (the hot log's ``LOCK`` would refuse it otherwise); the states
-of newly assigned partitions exist before ``on_partitions_assigned`` first awaits anything
-(Faust resumes fetching while its receivers still run, and the agent drops, unacked, a
-message of a partition without a state: its commits would stall); a failed
-handoff crashes the worker (a restart resumes from the committed offset) rather than serve a
-partition that is behind.
+Invariants: at most one state per partition; a held message is never dropped while the
+partition is ours (once revoked it was never acked, so its next owner reads it); a state
+being replaced is closed before its successor opens the same files (the hot log's ``LOCK``
+would refuse it otherwise); the states of newly assigned partitions exist before
+``on_partitions_assigned`` first awaits anything (Faust resumes fetching while its receivers
+still run, and the agent drops, unacked, a message of a partition without a state: its
+commits would stall); a failed handoff crashes the worker (a restart resumes from the
+committed offset) rather than serve a partition that is behind.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka.partitioner import murmur2
@@ -70,6 +73,8 @@ class PartitionManager(Service):
         self.catchup = CatchUp(settings.kafka, topic, group_id, self.config)
         #: set by the app: sends one session summary to kaizen.sessions (key, value)
         self.publish_summary: Publish | None = None
+        #: set by the ingest agent: processes one held message of a ready partition
+        self.process_held: Callable[[PartitionState, Any], Awaitable[None]] | None = None
         super().__init__(**kwargs)
 
     # ------------------------------------------------------------------ the API of replay
@@ -109,7 +114,11 @@ class PartitionManager(Service):
         self._assigned = mine
         gone = sorted(p for p in self._states if p not in mine)
         new = sorted(mine - self._states.keys())
-        log.info("assignment of %s: new %s, gone %s", self.topic, new, gone)
+        # one line per rebalance this worker takes part in: how operators (and the static
+        # membership test) see that a restart within the session timeout caused none
+        log.info(
+            "assignment: partitions %s of %s (new %s, gone %s)", sorted(mine), self.topic, new, gone
+        )
         # new states first, before anything awaited here: Faust resumes fetching while this
         # runs, and the agent drops a message of a partition without a state
         for p in new:
@@ -154,9 +163,41 @@ class PartitionManager(Service):
 
     # ------------------------------------------------------------------ handoff
 
+    def hold(self, state: PartitionState, event: Any) -> bool:
+        """Keep a message of a partition that is catching up until `_release_held`.
+
+        False, holding nothing, once the partition holds `IngestConfig.held_max_bytes`: then
+        the agent waits for the catch-up. That bound is reached only when Faust reads far
+        behind the catch-up: a group with no committed offset, where both read the topic
+        from its start. (Pausing the partition's fetch in Faust instead stalled the group's
+        commits of the partition in the tests: its offsets were never all delivered.)
+        """
+        size = len(event.message.value or b"")
+        if state.held and state.held_bytes + size > self.config.held_max_bytes:
+            return False
+        state.held.append(event)
+        state.held_bytes += size
+        return True
+
+    async def _release_held(self, state: PartitionState) -> None:
+        """Process the held messages in order, then mark the partition ready.
+
+        ``ready`` is set with no await after the last held message was taken, so a
+        message the agent receives later is never processed before one held earlier.
+        """
+        while state.held:
+            held, state.held, state.held_bytes = state.held, [], 0
+            assert self.process_held is not None, "held messages without an ingest agent"
+            for event in held:
+                await self.process_held(state, event)
+        state.ready.set()
+
     async def _handoff(self, state: PartitionState) -> None:
+        """Catch the partition up in the background: the other partitions keep flowing."""
         try:
             await self.catchup.handoff(state)
+            await self._release_held(state)
+            log.info("partition %d: ready", state.partition)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

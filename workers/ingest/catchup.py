@@ -8,8 +8,9 @@ Invariants:
 * a newly assigned partition is *not ready* until its log has caught up to the group's
   committed offset (exact, unlike tansu's end offsets): from its own watermark when it has
   local data, from the start of the topic when it has none, read with a raw aiokafka
-  consumer at the client's speed.  Until then the ingest agent and ``wait_ready`` (replay)
-  wait; nothing is served from a partition that is behind;
+  consumer at the client's speed.  Until then the ingest agent holds the partition's messages
+  (``PartitionManager.hold``) and ``wait_ready`` (replay) waits; nothing is served from a
+  partition that is behind, and each partition catches up in its own task;
 * a new broker incarnation (the group has no committed offset while the partition has
   local data, or the probe message recorded for the epoch is no longer what the broker has
   at that offset) starts a new epoch (``PartitionState.new_epoch``);
@@ -52,7 +53,8 @@ class CatchUp:
         self.config = config
 
     async def handoff(self, state: PartitionState) -> None:
-        """Open the partition, settle its epoch, read what it lacks, then mark it ready."""
+        """Open the partition, settle its epoch and read what it lacks (the partition
+        manager then processes what it held meanwhile and marks it ready)."""
         p = state.partition
         started = time.monotonic()
         loop = asyncio.get_running_loop()
@@ -78,9 +80,8 @@ class CatchUp:
             if start < committed:
                 await self.read(state, start, committed)
             state.next_offset = committed
-        state.ready.set()
         log.info(
-            "partition %d: ready in %.2fs (watermark %d, committed %s)",
+            "partition %d: caught up in %.2fs (watermark %d, committed %s)",
             p,
             time.monotonic() - started,
             state.store.watermark,

@@ -28,6 +28,8 @@ class IngestConfig:
     #: catch-up reads
     catchup_fetch_bytes: int = 32 << 20
     catchup_stall_s: float = 60.0
+    #: message bytes held per partition while it catches up (beyond: ingest waits for it)
+    held_max_bytes: int = 64 << 20
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     retention_every_s: float = 60.0
     stats_every_s: float = 1.0

@@ -84,6 +84,9 @@ class PartitionState:
         self.config = config or IngestConfig()
         self.decoder = decoder or LeanDecoder(self.config.max_event_bytes)
         self.ready = asyncio.Event()
+        #: messages the ingest agent received while catching up (assignment.hold), in order
+        self.held: list[Any] = []
+        self.held_bytes = 0
         self.lock = asyncio.Lock()
         self.counters = metrics.Counters()
         self.epoch = epochs.Epoch()

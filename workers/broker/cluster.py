@@ -1,0 +1,58 @@
+"""What a broker reports about itself (its cluster id), and the embedded broker's quirks that
+follow from it.
+
+The embedded broker (tansu) answers every cluster-id question with ``tansu_cluster`` unless
+told otherwise, while Apache Kafka's cluster id is a random UUID fixed when its storage was
+formatted. Code that works around a quirk of the embedded broker asks here, and does the
+right thing for Apache Kafka whenever the answer is unknown.
+
+Invariant: a broker that cannot be reached counts as Apache Kafka (the engine the project is
+proven on), never as the embedded broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from aiokafka.errors import KafkaError
+
+from workers.kafka import clients
+from workers.kafka.config import SecurityError
+
+#: the embedded broker's default cluster id (`tansu broker --cluster-id`)
+EMBEDDED_CLUSTER_ID = "tansu_cluster"
+
+
+async def cluster_id(bootstrap: clients.Target, timeout: float = 10.0) -> str | None:
+    """The cluster id the broker reports in its metadata; None when it cannot be asked."""
+    try:
+        admin = clients.new_admin(bootstrap, request_timeout_ms=int(timeout * 1000))
+    except SecurityError:
+        return None
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+        found = await asyncio.wait_for(admin.describe_cluster(), timeout)
+    except (KafkaError, OSError, TimeoutError):
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+    value = found.get("cluster_id")
+    return str(value) if value else None
+
+
+def is_embedded(cluster: str | None) -> bool:
+    """Is this the embedded broker? (None, unknown: no, see the module's invariant)."""
+    return cluster == EMBEDDED_CLUSTER_ID
+
+
+def static_membership_works(cluster: str | None) -> bool:
+    """Does the broker hand a static member that rejoins its old partitions at once?
+
+    Apache Kafka does. The embedded broker (tansu 0.6) accepts a ``group.instance.id`` but
+    a member that rejoins under it after a kill waits for a join that may not come in
+    seconds (measured: a worker killed and restarted got no assignment within 8 s), so
+    there workers join as dynamic members.
+    """
+    return not is_embedded(cluster)
