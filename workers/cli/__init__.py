@@ -80,6 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except CliError as exc:
         print(f"{PROG}: {exc.message}", file=sys.stderr)
+        # the line is the whole story: asyncio's report of a TLS connection torn down by
+        # that failure (at loop close or garbage collection) would only repeat it
+        import logging
+
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         return exc.code
     except KeyboardInterrupt:
         return 130
