@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         from workers.analytics.team import read_team
 
         try:
-            team = asyncio.run(read_team(settings.broker)).values()
+            team = asyncio.run(read_team(settings.kafka)).values()
         except Exception as exc:
             raise CliError(f"cannot read {SESSIONS_TOPIC} from {settings.broker}: {exc}") from None
         rows: Iterable[StatsRow] | None = map(digest, team)
