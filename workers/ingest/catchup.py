@@ -32,11 +32,11 @@ import time
 
 import crc32c
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from workers.broker.cluster import cluster_id, is_embedded
 from workers.ingest.config import IngestConfig
 from workers.ingest.partition import PartitionState
+from workers.kafka import clients
 from workers.settings import DLQ_TOPIC
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class CatchUp:
     """Reads a partition's missing offsets from the source topic into its hot log."""
 
     def __init__(
-        self, bootstrap: str, topic: str, group_id: str | None, config: IngestConfig
+        self, bootstrap: clients.Target, topic: str, group_id: str | None, config: IngestConfig
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
@@ -108,7 +108,7 @@ class CatchUp:
         if self.group_id is None:
             return None
         tp = TopicPartition(self.topic, partition)
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10000)
+        admin = clients.new_admin(self.bootstrap, request_timeout_ms=10000)
         await admin.start()
         try:
             offsets = await admin.list_consumer_group_offsets(self.group_id, partitions=[tp])
@@ -120,8 +120,9 @@ class CatchUp:
         return int(meta.offset)
 
     def _consumer(self) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+        return clients.new_consumer(
+            self.bootstrap,
+            role="catch-up",
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -171,10 +172,8 @@ class CatchUp:
         tp = TopicPartition(self.topic, p)
         consumer = self._consumer()
         dlq: AIOKafkaProducer | None = None
-        first = end is None  # nobody sent the dead letters of these offsets yet
-        if first:
-            dlq = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
-            await dlq.start()
+        if end is None:  # nobody sent the dead letters of these offsets yet
+            dlq = await clients.start_producer(self.bootstrap, "dlq")
         await consumer.start()
         t0 = time.monotonic()
         n = 0
