@@ -12,6 +12,10 @@ Markers: every test that uses a broker fixture is marked `broker` here, so
 `pytest -m "not broker"` runs the unit tests alone. `tansu` marks tests of the
 embedded broker's own behaviour (they run only with KAIZEN_TEST_BROKER=tansu);
 `kafka` marks tests that need Apache Kafka whatever the kind.
+
+Hypothesis runs without a per-example deadline (the "kaizen" profile, loaded
+here for every test module): tests never fail on a timing, and on a loaded
+2-core machine a 200 ms deadline flakes.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.brokers import TEST_PARTITIONS, Broker, broker_kind, new_broker, unavailable
 from workers.broker.apache import KafkaCluster, missing_requirements
@@ -28,6 +33,9 @@ from workers.broker.apache import KafkaCluster, missing_requirements
 __all__ = ["TEST_PARTITIONS"]
 
 BROKER_FIXTURES = frozenset({"broker", "fresh_broker", "bare_broker", "kafka_cluster"})
+
+settings.register_profile("kaizen", deadline=None)
+settings.load_profile("kaizen")
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects on the markers added here

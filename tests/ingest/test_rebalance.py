@@ -5,8 +5,8 @@ before the partition's state exists would be dropped without an ack, and the par
 commits would stall until the next rebalance (and the watermark would pass the message).
 Three worker processes join, stall past their session timeout, leave (cleanly and by kill -9)
 and come back, while events keep arriving; afterwards the group's committed offsets reach the
-end of every partition, and the owner of each partition holds every event of it exactly once,
-in its hot log and its index (what a replay reads).
+end of every partition, every session replays in full with each event once, and the owner of
+each partition holds every event of it exactly once, in its hot log and its index.
 
 Faust's assignor is sticky up to ceil(partitions / members), so a rebalance that both takes
 partitions from a worker and gives it others is rare (none in the runs seen); that case is
@@ -37,10 +37,24 @@ from tests.ingest.harness import (
 )
 from workers.ingest import testpoint
 from workers.ingest.assignment import partition_for_key
+from workers.replay.client import ReplayClient
 
 # Closing a partition that went elsewhere takes a while (as when it waits for a cancelled
 # catch-up): Faust resumes fetching meanwhile.
 SLOW_CLOSE = {testpoint.ENV: testpoint.CLOSE_SLOWLY}
+
+
+async def replay_all(bootstrap: str, sessions: list[str]) -> dict[str, list[int]]:
+    """Each session's replayed seqs, every reply checked complete (count and checksum)."""
+    async with ReplayClient(bootstrap, timeout=90) as client:
+
+        async def one(sid: str) -> list[int]:
+            events, result = await client.collect(sid)
+            assert result.complete, sid
+            return [e.seq for e in events]
+
+        got = await asyncio.gather(*(one(sid) for sid in sessions))
+    return dict(zip(sessions, got, strict=True))
 
 
 def test_rebalance_while_ingesting(fresh_broker: Broker, tmp_path: Path) -> None:
@@ -90,12 +104,15 @@ def test_rebalance_while_ingesting(fresh_broker: Broker, tmp_path: Path) -> None
         assert sum(ends.values()) == len(messages)
         wait_committed(bootstrap, ends, timeout=180)
         owners = ready_owners(workers, TEST_PARTITIONS, timeout=120)
+        replayed = asyncio.run(replay_all(bootstrap, list(expected)))
     finally:
         if feeder is not None:
             feeder.join()
         codes.update({name: w.stop() for name, w in workers.items()})
     assert all(code == 0 for code in codes.values()), codes
 
+    for sid, n in expected.items():
+        assert replayed[sid] == list(range(n)), f"{sid}: replayed {len(replayed[sid])} of {n}"
     per_worker = {name: indexed(tmp_path / name, TEST_PARTITIONS) for name in set(owners.values())}
     in_logs = {name: log_events(tmp_path / name, TEST_PARTITIONS) for name in set(owners.values())}
     for sid, n in expected.items():
