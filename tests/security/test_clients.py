@@ -11,7 +11,7 @@ from tests.brokers import Broker
 from tests.replay.conftest import make_events
 from tests.security.kafka_io import read_session
 from tests.security.secured_kafka import SecuredKafka
-from workers.broker.embedded import Broker, free_port
+from workers.broker.embedded import free_port
 from workers.codec.event import encode_event
 from workers.kafka import clients
 from workers.kafka.config import KafkaConnection

@@ -17,7 +17,7 @@ from tests.procs import stop
 from tests.replay.conftest import kaizen_env
 from tests.security.kafka_io import ROOT
 from tests.security.pki import CertificateAuthority
-from workers.broker.embedded import Broker, free_port
+from workers.broker.embedded import free_port
 from workers.settings import Settings, SettingsError
 from workers.web.security import authorized
 
