@@ -32,7 +32,9 @@ from workers.broker.apache import KafkaCluster, missing_requirements
 
 __all__ = ["TEST_PARTITIONS"]
 
-BROKER_FIXTURES = frozenset({"broker", "fresh_broker", "bare_broker", "kafka_cluster"})
+#: fixtures that need Apache Kafka whatever KAIZEN_TEST_BROKER says (`secured`: tests/security)
+KAFKA_FIXTURES = frozenset({"kafka_cluster", "secured"})
+BROKER_FIXTURES = frozenset({"broker", "fresh_broker", "bare_broker"}) | KAFKA_FIXTURES
 
 settings.register_profile("kaizen", deadline=None)
 settings.load_profile("kaizen")
@@ -44,7 +46,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         tansu = item.get_closest_marker("tansu") is not None
-        kafka = item.get_closest_marker("kafka") is not None or "kafka_cluster" in names
+        kafka = item.get_closest_marker("kafka") is not None or bool(names & KAFKA_FIXTURES)
         if names & BROKER_FIXTURES or tansu or kafka:
             item.add_marker(pytest.mark.broker)
         if kafka:
