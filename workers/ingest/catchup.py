@@ -11,6 +11,9 @@ Invariants:
   consumer at the client's speed.  Until then the ingest agent holds the partition's messages
   (``PartitionManager.hold``) and ``wait_ready`` (replay) waits; nothing is served from a
   partition that is behind, and each partition catches up in its own task;
+* a partition kept across a rebalance is not ready again until the group's committed
+  offset is checked: past its log, another member owned it meanwhile, and the offsets
+  between are read first (``rejoin``);
 * a new broker incarnation (the group has no committed offset while the partition has
   local data, or the probe message recorded for the epoch is no longer what the broker has
   at that offset) starts a new epoch (``PartitionState.new_epoch``);
@@ -87,6 +90,27 @@ class CatchUp:
             state.store.watermark,
             committed,
         )
+
+    async def rejoin(self, state: PartitionState) -> None:
+        """A partition kept across a rebalance: read what the group committed past its log.
+
+        That happens when another member owned it meanwhile (this worker stalled past its
+        session timeout, was evicted and rejoined claiming it): Faust resumes it from the
+        committed offset, and without this read the log would miss the offsets between.
+        """
+        p = state.partition
+        committed = await self.committed_offset(p)
+        start = state.next_kafka_offset
+        if committed is not None and start < committed:
+            log.warning(
+                "partition %d: the group committed offsets %d..%d while another member had "
+                "it; reading them before this worker ingests on",
+                p,
+                start,
+                committed - 1,
+            )
+            await self.read(state, start, committed)
+            state.next_offset = committed
 
     async def committed_offset(self, partition: int) -> int | None:
         """The group's committed offset of the partition (exact), None when it has none."""
