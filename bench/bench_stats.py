@@ -4,14 +4,20 @@
     .venv/bin/python bench/bench_stats.py --sessions 20000
 
 Builds a data dir of 4 partitions holding N session summaries (each with a few
-models, days, tools and failures, as the worker writes them), then times, in
-the same run:
+models, days, tools and failures, as the worker writes them: summary, fold
+state and stats row in one batch), then times, in the same run:
 
-  raw read        iterating every summary's bytes in RocksDB (the I/O floor)
-  read + decode   SummaryStore.read_all (JSON -> SessionSummary)
-  totals          views.totals_by over them, prices from genai-prices
-  command         `kaizen-stream stats --by model` as a process (interpreter start
-                  included), and `--by day`
+  raw read                 iterating every summary's bytes in RocksDB (the baseline)
+  raw read: rows           the same over the stats rows' bytes
+  summaries: read+decode   SummaryStore.read_all (full JSON -> SessionSummary)
+  summaries: totals        views.totals_by over them (what stats did before rows)
+  rows: read+decode        SummaryStore.read_rows (stats rows -> StatsRow)
+  rows: totals             views.totals_of_rows over them, prices from genai-prices
+                           (what `stats --since` does)
+  rollup: read+price       SummaryStore.read_rollup of every partition, merged and
+                           priced (what `stats` without --since does)
+  command                  `kaizen-stream stats --by model` as a process (interpreter
+                           start included), and `--by day`
 
 Goal: the command over 100k sessions <= 1 s.
 """
@@ -30,12 +36,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rocksdict import WriteBatch  # noqa: E402
-
 from workers.analytics.aggregate import SessionSummary  # noqa: E402
+from workers.analytics.digest import StatsRow  # noqa: E402
 from workers.analytics.prices import PriceBook  # noqa: E402
-from workers.analytics.store import SUMMARY, SummaryStore  # noqa: E402
-from workers.analytics.views import totals_by  # noqa: E402
+from workers.analytics.store import ROW, ROW_END, SUMMARY, UNPUBLISHED, SummaryStore  # noqa: E402
+from workers.analytics.views import (  # noqa: E402
+    Rollup,
+    Totals,
+    price_rollup,
+    totals_by,
+    totals_of_rows,
+)
 from workers.settings import EVENTS_TOPIC  # noqa: E402
 
 PARTITIONS = 4
@@ -65,18 +76,35 @@ def summary(i: int, rng: random.Random) -> SessionSummary:
 
 def build(data: Path, sessions: int) -> None:
     rng = random.Random(5)
-    stores = []
-    for p in range(PARTITIONS):
+    parts: list[list[SessionSummary]] = [[] for _ in range(PARTITIONS)]
+    for i in range(sessions):
+        parts[i % PARTITIONS].append(summary(i, rng))
+    for p, found in enumerate(parts):
         d = data / "hotlog" / f"{EVENTS_TOPIC}-{p}"
         (d / "index").mkdir(parents=True)
-        stores.append(SummaryStore.open(d))
-    batches = [WriteBatch(raw_mode=True) for _ in stores]
-    for i in range(sessions):
-        s = summary(i, rng)
-        batches[i % PARTITIONS].put(SUMMARY + s.session_id.encode(), s.split_bytes()[0])
-    for store, wb in zip(stores, batches, strict=True):
-        store._db.write(wb)
+        store = SummaryStore.open(d)
+        store._db.write(store.batch(found))
         store.close()
+
+
+def rollup_totals(dirs: list[Path], book: PriceBook) -> dict[str, Totals]:
+    rollup = Rollup()
+    for d in dirs:
+        rollup.add(SummaryStore.read_rollup(d, "model"))
+    return price_rollup(rollup, "model", book)
+
+
+def agree(a: dict[str, Totals], b: dict[str, Totals]) -> bool:
+    """Equal totals, cost up to float summation order."""
+    if a.keys() != b.keys():
+        return False
+    for g, t in a.items():
+        u = b[g]
+        if abs(t.cost_usd - u.cost_usd) > 1e-9 * max(abs(t.cost_usd), 1.0):
+            return False
+        if {**t.to_json(), "cost_usd": 0} != {**u.to_json(), "cost_usd": 0}:
+            return False
+    return True
 
 
 def timed(fn: object) -> float:
@@ -94,28 +122,43 @@ def main() -> None:
         build(tmp, args.sessions)
         dirs = [tmp / "hotlog" / f"{EVENTS_TOPIC}-{p}" for p in range(PARTITIONS)]
 
-        def raw() -> None:
+        def raw(lower: bytes, upper: bytes) -> None:
             for d in dirs:
                 store = SummaryStore.open(d, read_only=True)
-                sum(len(v) for _, v in store._range(SUMMARY, b"\x02"))
+                sum(len(v) for _, v in store._range(lower, upper))
                 store.close()
 
         loaded: list[SessionSummary] = []
+        rows_loaded: list[StatsRow] = []
 
         def decode() -> None:
             loaded[:] = [s for d in dirs for s in SummaryStore.read_all(d)]
 
+        def decode_rows() -> None:
+            rows_loaded[:] = [r for d in dirs for r in SummaryStore.read_rows(d)]
+
         book = PriceBook()
         rows = [
-            ("raw read", timed(raw)),
-            ("read + decode", timed(decode)),
-            ("totals by model", timed(lambda: totals_by(loaded, "model", book))),
+            ("raw read", timed(lambda: raw(SUMMARY, UNPUBLISHED))),
+            ("raw read: rows", timed(lambda: raw(ROW, ROW_END))),
+            ("summaries: read+decode", timed(decode)),
+            ("summaries: totals", timed(lambda: totals_by(loaded, "model", book))),
+            ("rows: read+decode", timed(decode_rows)),
+            ("rows: totals", timed(lambda: totals_of_rows(rows_loaded, "model", book))),
         ]
+        rows.append(("rollup: read+price", timed(lambda: rollup_totals(dirs, book))))
+        paths = (totals_by(loaded, "model", book), totals_of_rows(rows_loaded, "model", book))
+        for other in (paths[1], rollup_totals(dirs, book)):
+            assert agree(paths[0], other), "the paths disagree"
         for by in ("model", "day"):
             argv = [sys.executable, "-m", "workers", "stats", "--by", by, "--data-dir", str(tmp)]
             t0 = time.perf_counter()
             subprocess.run(argv, check=True, capture_output=True, cwd=ROOT)
             rows.append((f"command: stats --by {by}", time.perf_counter() - t0))
+        argv = [*argv[:-2], "--since", "2000-01-01", *argv[-2:]]
+        t0 = time.perf_counter()
+        subprocess.run(argv, check=True, capture_output=True, cwd=ROOT)
+        rows.append(("command: --by day --since", time.perf_counter() - t0))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     base = rows[0][1]
@@ -123,8 +166,9 @@ def main() -> None:
     print(f"{'step':28} {'seconds':>8} {'x raw read':>10}")
     for name, secs in rows:
         print(f"{name:28} {secs:8.3f} {secs / base:10.1f}")
-    worst = max(secs for name, secs in rows if name.startswith("command"))
+    worst = max(secs for name, secs in rows if name.startswith("command: stats"))
     print(f"\ncommand over {args.sessions:,} sessions: {worst:.2f} s (goal <= 1 s)")
+    print("(--since reads every session's stats row instead of the rollups)")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,10 @@
 their own (to stop and restart it) use `fresh_broker`. Every test keeps its
 sessions and consumer groups unique (`unique`), so tests sharing the broker
 do not see each other's data.
+
+Hypothesis runs without a per-example deadline (the "kaizen" profile, loaded
+here for every test module): tests never fail on a timing, and on a loaded
+2-core machine a 200 ms deadline flakes.
 """
 
 from __future__ import annotations
@@ -14,11 +18,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from workers.broker.embedded import EmbeddedBroker, free_port
 from workers.broker.topics import ensure_topics
 
 TEST_PARTITIONS = 4
+
+settings.register_profile("kaizen", deadline=None)
+settings.load_profile("kaizen")
 
 
 def _start(tmp: Path) -> EmbeddedBroker:

@@ -11,6 +11,8 @@ sessions by the broker's count (`workers.broker.topics.route_by_broker`). The
 assignor is sticky (it keeps a member's previous partitions when it can), so
 handoffs are rare. Offsets are committed only for
 acked messages, and the ingest agent acks only after its group commit.
+Every Kafka client (Faust's, the catch-up consumers, the replay service's)
+connects through workers/kafka/clients.py with the same settings.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from workers.analytics.counters import render as usage_metrics
 from workers.ingest.agent import register_ingest
 from workers.ingest.assignment import PartitionManager
 from workers.ingest.config import IngestConfig
+from workers.kafka import clients
 from workers.replay.agent import register as register_replay
 from workers.settings import EVENTS_TOPIC, SESSIONS_TOPIC, Settings
+from workers.web import security as web_security
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +46,9 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
     ingest_config: IngestConfig = overrides.pop("ingest_config", None) or IngestConfig()
     events_topic: str = overrides.pop("events_topic", EVENTS_TOPIC)
     with_replay: bool = overrides.pop("replay", True)
+    connection = settings.kafka
     conf: dict[str, Any] = {
-        "broker": f"kafka://{settings.broker.split(',')[0].strip()}",
+        **clients.faust_broker_settings(connection),
         "datadir": str(settings.data_dir / "faust"),
         "store": "memory://",
         "topic_partitions": settings.partitions,
@@ -62,6 +67,7 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         "web_port": DEFAULT_WEB_PORT,
         "web_bind": "0.0.0.0",
         "web_enabled": True,
+        **web_security.faust_web_settings(settings.web),
     }
     conf.update(overrides)
     app = faust.App(conf.pop("id", APP_ID), **conf)
@@ -80,6 +86,7 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         highwater=highwater,
     )
     app.kaizen_manager = manager  # type: ignore[attr-defined]
+    app.kaizen_connection = connection  # type: ignore[attr-defined]
     if ingest_config.aggregates:
         sessions = app.topic(SESSIONS_TOPIC, key_serializer="raw", value_serializer="raw")
 
@@ -91,7 +98,7 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         manager.publish_summary = publish_summary
         from workers.web.team import register_team_views
 
-        register_team_views(app, settings.broker, manager)
+        register_team_views(app, connection, manager)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
@@ -106,6 +113,10 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
 
     @app.page("/metrics", name="kaizen-metrics")
     async def _metrics(self: web.View, request: web.Request) -> web.Response:
+        if settings.web.metrics_token and not web_security.authorized(
+            request.headers, settings.web.token
+        ):
+            return web_security.unauthorized(self)
         text = manager.render_metrics() + usage_metrics(manager.summary_counters())
         return self.text(text, content_type="text/plain; version=0.0.4")
 

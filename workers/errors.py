@@ -14,7 +14,10 @@ package, directly under ``KaizenError``:
 * ``workers.shipper``: ``NotLanded`` (``shipper/shipper.py``);
 * ``workers.analytics``: ``PricesFileError`` (``analytics/prices.py``);
 * ``workers.cli``: ``CliError`` (``cli/errors.py``);
-* ``workers.settings``: ``SettingsError``.
+* ``workers.settings``: ``SettingsError``;
+* ``workers.kafka``: ``SecurityError`` (``kafka/config.py``: a TLS/SASL setting that cannot
+  work) and ``KafkaAccessError`` (``kafka/errors.py``: why Kafka refuses this client, one
+  line; ``KafkaTransient`` when a retry may do).
 
 A package with one error has that error as its class.  Errors keep the built-in base they
 had (``ValueError``, ``RuntimeError``, ``TimeoutError``) beside it, so existing ``except``

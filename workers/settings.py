@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from workers.errors import KaizenError
+from workers.kafka.config import KafkaConnection, KafkaSecurity, SecurityError, bootstrap_hosts
 
 EVENTS_TOPIC = "kaizen.events"
 DLQ_TOPIC = "kaizen.events.dlq"
@@ -22,6 +23,8 @@ ALL_TOPICS = (EVENTS_TOPIC, DLQ_TOPIC, REPLAY_REQUESTS_TOPIC, REPLAY_TOPIC, SESS
 
 DEFAULT_BROKER = "127.0.0.1:9092"
 DEFAULT_PARTITIONS = 8
+COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+DEFAULT_COMPRESSION = "zstd"
 DEFAULT_REPLICATION_FACTOR = 1
 DEFAULT_MAX_MESSAGE_BYTES = 16 << 20  # a shipper batch or a replay batch fits (bytes)
 DEFAULT_REPLAY_RETENTION_MS = 24 * 3600 * 1000  # replies are read within seconds
@@ -29,6 +32,34 @@ DEFAULT_REPLAY_RETENTION_MS = 24 * 3600 * 1000  # replies are read within second
 
 class SettingsError(KaizenError, ValueError):
     """A setting has a value that cannot be used; the message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    """The worker's HTTP server: bearer token, optional TLS, whether /metrics wants the token."""
+
+    token: str | None = field(default=None, repr=False)  # KAIZEN_API_TOKEN
+    certfile: str | None = None  # KAIZEN_WEB_CERTFILE
+    keyfile: str | None = None  # KAIZEN_WEB_KEYFILE
+    metrics_token: bool = False  # KAIZEN_METRICS_REQUIRE_TOKEN
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> WebSettings:
+        certfile = env.get("KAIZEN_WEB_CERTFILE") or None
+        keyfile = env.get("KAIZEN_WEB_KEYFILE") or None
+        if bool(certfile) != bool(keyfile):
+            raise SettingsError("KAIZEN_WEB_CERTFILE and KAIZEN_WEB_KEYFILE go together: set both")
+        for name, path in (("KAIZEN_WEB_CERTFILE", certfile), ("KAIZEN_WEB_KEYFILE", keyfile)):
+            if path and not os.path.isfile(path):
+                raise SettingsError(f"{name} {path} does not exist")
+        raw = env.get("KAIZEN_METRICS_REQUIRE_TOKEN", "").strip().lower()
+        if raw not in ("", "0", "1", "true", "false", "yes", "no"):
+            raise SettingsError(f"KAIZEN_METRICS_REQUIRE_TOKEN must be true or false, not {raw!r}")
+        metrics_token = raw in ("1", "true", "yes")
+        token = env.get("KAIZEN_API_TOKEN") or None
+        if metrics_token and not token:
+            raise SettingsError("KAIZEN_METRICS_REQUIRE_TOKEN needs KAIZEN_API_TOKEN")
+        return cls(token=token, certfile=certfile, keyfile=keyfile, metrics_token=metrics_token)
 
 
 def default_data_dir() -> Path:
@@ -43,6 +74,9 @@ class Settings:
     broker: str = DEFAULT_BROKER
     data_dir: Path = Path()
     partitions: int = DEFAULT_PARTITIONS
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    compression: str = DEFAULT_COMPRESSION
+    web: WebSettings = field(default_factory=WebSettings)
     #: replies may also go to topics starting with this (empty: kaizen.replay only)
     replay_topic_prefix: str = ""
     #: the worker's static group membership id (KAIZEN_WORKER_ID; empty: `default_worker_id`)
@@ -59,10 +93,17 @@ class Settings:
         partitions = _whole(env, "KAIZEN_PARTITIONS", DEFAULT_PARTITIONS)
         min_isr = env.get("KAIZEN_MIN_INSYNC_REPLICAS", "").strip()
         data_dir = env.get("KAIZEN_DATA_DIR")
+        try:
+            security = KafkaSecurity.from_env(env)
+        except SecurityError as exc:
+            raise SettingsError(str(exc)) from None
         return cls(
             broker=env.get("KAIZEN_BROKER") or DEFAULT_BROKER,
             data_dir=Path(data_dir) if data_dir else default_data_dir(),
             partitions=partitions,
+            security=security,
+            compression=_compression(env.get("KAIZEN_COMPRESSION") or DEFAULT_COMPRESSION),
+            web=WebSettings.from_env(env),
             replay_topic_prefix=env.get("KAIZEN_REPLAY_TOPIC_PREFIX", "").strip(),
             worker_id=env.get("KAIZEN_WORKER_ID", "").strip(),
             replication_factor=_whole(env, "KAIZEN_REPLICATION_FACTOR", DEFAULT_REPLICATION_FACTOR),
@@ -74,11 +115,32 @@ class Settings:
         )
 
     def override(self, **changes: object) -> Settings:
-        """A copy with the given fields replaced; None values (flags not given) are ignored."""
+        """A copy with the given fields replaced; None values (flags not given) are ignored.
+
+        Security fields (protocol, mechanism, username, cafile, certfile, keyfile,
+        check_hostname, password_file) go into `security`."""
         given = {k: v for k, v in changes.items() if v is not None}
         if "data_dir" in given:
             given["data_dir"] = Path(str(given["data_dir"]))
+        if "compression" in given:
+            given["compression"] = _compression(str(given["compression"]))
+        security_changes = {
+            k: given.pop(k) for k in list(given) if k in KafkaSecurity.__dataclass_fields__
+        }
+        if security_changes:
+            try:
+                given["security"] = self.security.override(**security_changes)
+            except SecurityError as exc:
+                raise SettingsError(str(exc)) from None
         return replace(self, **given)  # type: ignore[arg-type]
+
+    @property
+    def bootstrap_servers(self) -> tuple[str, ...]:
+        """Every bootstrap server of KAIZEN_BROKER, in order."""
+        hosts = bootstrap_hosts(self.broker)
+        if not hosts:
+            raise SettingsError(f"KAIZEN_BROKER must look like host:port, not {self.broker!r}")
+        return hosts
 
     @property
     def broker_host_port(self) -> tuple[str, int]:
@@ -90,6 +152,20 @@ class Settings:
         if not sep or not port.isdigit():
             raise SettingsError(f"KAIZEN_BROKER must look like host:port, not {self.broker!r}")
         return host or "127.0.0.1", int(port)
+
+    @property
+    def kafka(self) -> KafkaConnection:
+        """How every Kafka client connects: all bootstrap hosts, TLS/SASL, compression."""
+        return KafkaConnection(self.bootstrap_servers, self.security, self.compression)
+
+    def check_brokers(self) -> None:
+        """SettingsError unless every bootstrap server looks like host:port."""
+        for host in self.bootstrap_servers:
+            _, sep, port = host.rpartition(":")
+            if not sep or not port.isdigit():
+                raise SettingsError(
+                    f"KAIZEN_BROKER must look like host:port[,host:port...], not {self.broker!r}"
+                )
 
     @property
     def hotlog_dir(self) -> Path:
@@ -148,3 +224,12 @@ def _whole(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 1:
         raise SettingsError(f"{name} must be at least 1, not {value}")
     return value
+
+
+def _compression(value: str) -> str:
+    lowered = value.strip().lower()
+    if lowered not in COMPRESSIONS:
+        raise SettingsError(
+            f"KAIZEN_COMPRESSION must be one of {', '.join(COMPRESSIONS)}, not {value!r}"
+        )
+    return lowered

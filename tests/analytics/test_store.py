@@ -24,7 +24,9 @@ from tests.ingest.harness import (
     wait_committed,
 )
 from workers.analytics.aggregate import SessionSummary, fold_all
-from workers.analytics.store import SummaryStore
+from workers.analytics.digest import digest
+from workers.analytics.store import ROLLUP, ROLLUP_END, ROW, ROW_END, ROWS_KEY, SummaryStore
+from workers.analytics.views import GROUP_KEYS, Rollup, rollup_rows
 from workers.broker.embedded import EmbeddedBroker
 from workers.codec import batch
 from workers.codec.event import complete_event, encode_event
@@ -60,8 +62,19 @@ def public(s: SessionSummary) -> dict[str, Any]:
     return d
 
 
+def nonzero(r: Rollup) -> Rollup:
+    return Rollup(
+        {k: v for k, v in r.homes.items() if any(v)}, {k: v for k, v in r.buckets.items() if any(v)}
+    )
+
+
 def summaries(store: SummaryStore) -> dict[str, dict[str, Any]]:
-    return {s.session_id: public(s) for s in store.all()}
+    """Every summary; and every session's stats row is the digest of its summary."""
+    found = list(store.all())
+    assert {r.session_id: r for r in store.rows()} == {s.session_id: digest(s) for s in found}
+    for by in GROUP_KEYS:  # the stored rollups count every row exactly once
+        assert nonzero(store.rollup(by)) == nonzero(rollup_rows(map(digest, found), by)), by
+    return {s.session_id: public(s) for s in found}
 
 
 def expected() -> dict[str, dict[str, Any]]:
@@ -105,12 +118,54 @@ def test_folding_in_slices_across_reopens(tmp_path: Path) -> None:
     store = SummaryStore.open(tmp_path)
     assert summaries(store) == expected()
     store.reset()  # rebuildable: refold from the log
-    assert store.cursor is None and not list(store.all())
+    assert store.cursor is None and not list(store.all()) and not list(store.rows())
     store.close()
     state = opened(tmp_path)
     state.fold_summaries(10**6)
     assert state.summaries is not None and summaries(state.summaries) == expected()
     state.close()
+
+
+def folded_samples(tmp_path: Path) -> tuple[SummaryStore, dict[str, dict[str, Any]]]:
+    """A store holding the samples' summaries, and those summaries."""
+    state = opened(tmp_path)
+    ingest(state, sample_messages())
+    state.fold_summaries(10**6)
+    state.close()
+    store = SummaryStore.open(tmp_path)
+    return store, summaries(store)
+
+
+def test_a_store_without_rows_gets_rows_and_rollups_when_opened_for_writing(tmp_path: Path) -> None:
+    store, want = folded_samples(tmp_path)
+    store._db.delete_range(ROW, ROW_END)  # as written before stats rows and rollups existed
+    store._db.delete_range(ROLLUP, ROLLUP_END)
+    store._db.delete(ROWS_KEY)
+    store.close()
+    reader = SummaryStore.open(tmp_path, read_only=True)
+    assert summaries(reader) == want  # derived from the summaries meanwhile
+    reader.close()
+    store = SummaryStore.open(tmp_path)
+    assert store._db.get(ROWS_KEY) is not None
+    assert len(list(store._range(ROW, ROW_END))) == len(want)
+    assert len(list(store._range(ROLLUP, ROLLUP_END))) > len(GROUP_KEYS)
+    assert summaries(store) == want
+    store.close()
+
+
+def test_rows_of_another_layout_are_rebuilt_not_misread(tmp_path: Path) -> None:
+    store, want = folded_samples(tmp_path)
+    sid = next(iter(want)).encode()
+    store._db.put(ROW + sid, b'[0,"an older layout"]')
+    store._db.put(ROLLUP + b"model\x00h\x00stale", b"[1,2,3,4,5]")
+    store._db.put(ROWS_KEY, b"0")
+    store.close()
+    reader = SummaryStore.open(tmp_path, read_only=True)
+    assert summaries(reader) == want
+    reader.close()
+    store = SummaryStore.open(tmp_path)
+    assert summaries(store) == want and "stale" not in store.rollup("model").homes
+    store.close()
 
 
 FOLDER = """

@@ -92,6 +92,10 @@ def test_stats_by(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["stats", "--by", "agent", "--data-dir", d]) == 0
     assert "claude" in capsys.readouterr().out
     assert cli_main(["stats", "--by", "colour", "--data-dir", d]) == 2
+    assert cli_main(["stats", "--data-dir", d, "--json", "--since", "2000-01-01"]) == 0
+    assert {r["model"]: r["sessions"] for r in lines(capsys)} == {SONNET: 2, "acme-9000": 1}
+    assert cli_main(["stats", "--data-dir", d, "--json", "--since", "2099-01-01"]) == 0
+    assert lines(capsys) == []
 
 
 def test_long_context_requests_priced_at_the_long_context_tier() -> None:

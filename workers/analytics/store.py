@@ -6,7 +6,12 @@ folded), ``01 <session_id>`` (a SessionSummary as JSON, without its fold state),
 ``02 <session_id>`` (that summary changed and is not yet published to
 ``kaizen.sessions``) and ``03 <session_id>`` (its fold state: the seqs folded and
 the tool calls awaiting a result, which grow with the session and only the next
-fold needs; `SessionSummary.split_bytes`).
+fold needs; `SessionSummary.split_bytes`), ``04 <session_id>`` (its stats row,
+workers/analytics/digest.py: what `stats --since` reads instead of the
+summary), ``05 <by> 00 <h|b> 00 <name>`` (one cell of the rollup of every row
+grouped by model, agent, workspace, host or day: views.Rollup, unpriced, what
+`stats` reads without --since) and ``00 rows`` (present once every summary has
+its stats row and the rollups count them all).
 
 Invariants:
 
@@ -23,6 +28,13 @@ Invariants:
   batch; the mark goes only after the topic acked it (`mark_published`), so a
   crash in between publishes it again (the topic is compacted by session id:
   a repeat is harmless).
+- A stats row is written in the same batch as its summary, and the rollups
+  move from the session's old row to its new one in that batch too: so the
+  rollups always equal the rollup of the stored rows (exactly once, like the
+  summaries). A store that predates rows gets rows and rollups in one batch
+  (with the ``00 rows`` mark, the row layout's version) when first opened for
+  writing, and so does a store whose rows have another layout; until then
+  readers derive both from the summaries.
 - Rebuildable: deleting the directory (or `reset`) refolds from the log start.
 - Decoupled from the ingest's group commit: folding costs ~20 µs an event in
   Python (full Avro decode + fold) against ~4 µs for the whole ingest path, so
@@ -32,23 +44,39 @@ Invariants:
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from rocksdict import AccessType, Options, Rdict, ReadOptions, WriteBatch
 
 from workers.analytics.aggregate import SessionSummary
 from workers.analytics.counters import UsageCounters
+from workers.analytics.digest import ROW_VERSION, StatsRow, decode, digest, encode
+from workers.analytics.views import GROUP_KEYS, Rollup, rollup_rows
 from workers.hotlog import Location
+
+T = TypeVar("T")
 
 SUMMARIES_DIR = "summaries"
 CURSOR_KEY = b"\x00cursor"
 SUMMARY = b"\x01"
 UNPUBLISHED = b"\x02"
 STATE = b"\x03"
+ROW = b"\x04"
+ROW_END = b"\x05"
+ROLLUP = b"\x05"
+ROLLUP_END = b"\x06"
+# every summary has its stats row in this layout, and the rollups count them all
+ROWS_KEY = b"\x00rows"
+ROWS_MARK = str(ROW_VERSION).encode()
+
+
+def _rollup_prefix(by: str) -> bytes:
+    return ROLLUP + by.encode() + b"\x00"
 
 
 def _options() -> Options:
@@ -67,6 +95,54 @@ class SummaryStore:
         raw = db.get(CURSOR_KEY)
         self._cursor: bytes = bytes(raw) if raw is not None else b""
         self.counters = UsageCounters()  # this process's folds, for /metrics
+        if not read_only and not self._has_rows():
+            self._add_rows()
+
+    def _add_rows(self) -> None:
+        """Give every summary its stats row and the rollups over them all, in one batch
+        with the mark that all have them."""
+        # rows and rollups of another layout, if any: gone before the rollups are summed
+        # anew (a crash in between leaves the mark wrong, so the next open redoes this)
+        self._db.delete_range(ROW, ROW_END)
+        self._db.delete_range(ROLLUP, ROLLUP_END)
+        wb = WriteBatch(raw_mode=True)
+        rows = []
+        for k, v in self._range(SUMMARY, UNPUBLISHED):
+            rows.append(digest(SessionSummary.from_bytes(v)))
+            wb.put(ROW + k[1:], encode(rows[-1]))
+        for by in GROUP_KEYS:
+            self._put_rollup(wb, by, rollup_rows(rows, by))
+        wb.put(ROWS_KEY, ROWS_MARK)
+        self._db.write(wb)
+
+    def _has_rows(self) -> bool:
+        return self._db.get(ROWS_KEY) == ROWS_MARK
+
+    def _put_rollup(self, wb: WriteBatch, by: str, delta: Rollup) -> None:
+        """Add `delta` to the stored rollup `by`, cell by cell, into the batch."""
+        for tag, cells in ((b"h", delta.homes), (b"b", delta.buckets)):
+            for name, vals in cells.items():
+                if not any(vals):
+                    continue
+                key = _rollup_prefix(by) + tag + b"\x00" + name.encode()
+                raw = self._db.get(key)
+                if raw is not None:
+                    vals = [a + b for a, b in zip(json.loads(bytes(raw)), vals, strict=True)]
+                if any(vals):
+                    wb.put(key, json.dumps(vals, separators=(",", ":")).encode())
+                else:
+                    wb.delete(key)
+
+    def rollup(self, by: str) -> Rollup:
+        """The totals of every session grouped `by`, unpriced (views.price_rollup prices them)."""
+        if not self._has_rows():
+            return rollup_rows(self.rows(), by)
+        prefix = _rollup_prefix(by)
+        out = Rollup()
+        for k, v in self._range(prefix, prefix[:-1] + b"\x01"):  # every key after by 00
+            tag, name = k[len(prefix) :].split(b"\x00", 1)
+            (out.homes if tag == b"h" else out.buckets)[name.decode()] = json.loads(v)
+        return out
 
     @classmethod
     def open(cls, partition_dir: Path, *, read_only: bool = False) -> SummaryStore:
@@ -99,12 +175,23 @@ class SummaryStore:
         ro = ReadOptions()
         ro.set_iterate_lower_bound(lower)
         ro.set_iterate_upper_bound(upper)
-        return cast(Iterator[tuple[bytes, bytes]], self._db.items(from_key=lower, read_opt=ro))
+        items = cast(Iterator[tuple[bytes, bytes]], self._db.items(from_key=lower, read_opt=ro))
+        # rocksdict does not always honour the upper bound (seen with multi-byte bounds in
+        # read-only mode): stop at it here as well
+        return itertools.takewhile(lambda kv: kv[0] < upper, items)
 
     def all(self) -> Iterator[SessionSummary]:
         """Every summary as readers see it: without the fold state (seqs folded etc.)."""
         for _k, v in self._range(SUMMARY, UNPUBLISHED):
             yield SessionSummary.from_bytes(v)
+
+    def rows(self) -> Iterator[StatsRow]:
+        """Every session's stats row (derived from the summaries in a store that has none)."""
+        if not self._has_rows():
+            yield from (digest(s) for s in self.all())
+            return
+        for _k, v in self._range(ROW, ROW_END):
+            yield decode(v)
 
     def unpublished(self, limit: int = 1_000) -> list[tuple[str, bytes]]:
         """(session_id, summary JSON) of up to `limit` summaries not yet published."""
@@ -153,17 +240,34 @@ class SummaryStore:
                 self.counters.count(event, summary)
         if last is None:
             return 0
-        wb = WriteBatch(raw_mode=True)
-        for sid, summary in changed.items():
-            public, state = summary.split_bytes()
-            wb.put(SUMMARY + sid.encode(), public)
-            wb.put(STATE + sid.encode(), state)
-            wb.put(UNPUBLISHED + sid.encode(), b"")
+        wb = self.batch(changed.values())
         packed = last.pack()
         wb.put(CURSOR_KEY, packed)
         self._db.write(wb)
         self._cursor = packed
         return n
+
+    def batch(self, summaries: Iterable[SessionSummary]) -> WriteBatch:
+        """A batch writing each summary (of distinct sessions), its fold state and stats row,
+        marked unpublished; and the rollups moved from each session's old row to its new."""
+        wb = WriteBatch(raw_mode=True)
+        deltas = {by: Rollup() for by in GROUP_KEYS}
+        for summary in summaries:
+            key = summary.session_id.encode()
+            public, state = summary.split_bytes()
+            row = digest(summary)
+            old = self._db.get(ROW + key)
+            for by, delta in deltas.items():
+                if old is not None:
+                    rollup_rows([decode(bytes(old))], by, -1, delta)
+                rollup_rows([row], by, 1, delta)
+            wb.put(SUMMARY + key, public)
+            wb.put(STATE + key, state)
+            wb.put(UNPUBLISHED + key, b"")
+            wb.put(ROW + key, encode(row))
+        for by, delta in deltas.items():
+            self._put_rollup(wb, by, delta)
+        return wb
 
     def close(self) -> None:
         self._db.close()
@@ -171,11 +275,31 @@ class SummaryStore:
     @classmethod
     def read_all(cls, partition_dir: Path) -> list[SessionSummary]:
         """Every summary of a partition directory, read-only (a worker may hold it); [] if none."""
+        return cls._read(partition_dir, cls.all)
+
+    @classmethod
+    def read_rows(cls, partition_dir: Path) -> list[StatsRow]:
+        """Every stats row of a partition directory, read-only; [] if none."""
+        return cls._read(partition_dir, cls.rows)
+
+    @classmethod
+    def read_rollup(cls, partition_dir: Path, by: str) -> Rollup:
+        """The rollup `by` of a partition directory, read-only; empty if none."""
+        if not (Path(partition_dir) / SUMMARIES_DIR).is_dir():
+            return Rollup()
+        store = cls.open(partition_dir, read_only=True)
+        try:
+            return store.rollup(by)
+        finally:
+            store.close()
+
+    @classmethod
+    def _read(cls, partition_dir: Path, pick: Callable[[SummaryStore], Iterator[T]]) -> list[T]:
         if not (Path(partition_dir) / SUMMARIES_DIR).is_dir():
             return []
         store = cls.open(partition_dir, read_only=True)
         try:
-            return list(store.all())
+            return list(pick(store))
         finally:
             store.close()
 
@@ -186,3 +310,4 @@ class SummaryStore:
         self.path.mkdir(parents=True, exist_ok=True)
         self._db = Rdict(str(self.path), _options())
         self._cursor = b""
+        self._add_rows()

@@ -17,17 +17,19 @@ from __future__ import annotations
 import asyncio
 
 from workers.analytics.aggregate import SessionSummary
+from workers.kafka import clients
 from workers.settings import SESSIONS_TOPIC
 
 
 async def read_team(
-    bootstrap: str, topic: str = SESSIONS_TOPIC, timeout: float = 30.0
+    bootstrap: clients.Target, topic: str = SESSIONS_TOPIC, timeout: float = 30.0
 ) -> dict[str, SessionSummary]:
     """session id -> latest summary, over every partition of the topic."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import TopicPartition
 
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+    consumer = clients.new_consumer(
+        bootstrap,
+        role="team",
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

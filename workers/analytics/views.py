@@ -1,10 +1,11 @@
 """Session rows and totals for `sessions` and `stats`: filters, sorting, grouping. Pure.
 
 A SessionRow is what a list shows of one SessionSummary, its cost priced at
-read time. `totals_by` groups summaries by model, agent, workspace, host or
-UTC day; tokens and cost split exactly by model and day (from the cost-input
-buckets), while session counts, tool calls and failures go to the session's
-main model and its first day.
+read time. `totals_by` groups summaries (`totals_of_rows`: their stats rows,
+workers/analytics/digest.py) by model, agent, workspace, host or UTC day;
+tokens and cost split exactly by model and day (from the cost-input buckets),
+while session counts, tool calls and failures go to the session's main model
+and its first day.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from workers.analytics.aggregate import SessionSummary, split_usage_key
 from workers.analytics.cost import price_usage
+from workers.analytics.digest import StatsRow, digest
 from workers.analytics.prices import PriceBook
 from workers.analytics.retro import main_model
 
@@ -147,39 +149,76 @@ def _day(ts: int | None) -> str:
 
 def totals_by(summaries: Iterable[SessionSummary], by: str, book: PriceBook) -> dict[str, Totals]:
     """Totals per group (`by` one of GROUP_KEYS), over every summary given."""
+    return totals_of_rows((digest(s) for s in summaries), by, book)
+
+
+def totals_of_rows(rows: Iterable[StatsRow], by: str, book: PriceBook) -> dict[str, Totals]:
+    """Totals per group (`by` one of GROUP_KEYS), over the stats rows of sessions."""
+    return price_rollup(rollup_rows(rows, by), by, book)
+
+
+@dataclass
+class Rollup:
+    """Unpriced totals of many rows grouped one way: additive, so a store keeps it up to
+    date by adding a changed session's new row and subtracting its old one."""
+
+    # group -> [sessions, events, tool calls, failures, active ms]
+    homes: dict[str, list[int]] = field(default_factory=dict)
+    # summed [in, out, cw, cr] per usage key (by model or day: the key names the group)
+    # or per "group<TAB>usage key"; priced once each, as rates depend on model, day, class
+    buckets: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, other: Rollup, sign: int = 1) -> None:
+        for mine, theirs in ((self.homes, other.homes), (self.buckets, other.buckets)):
+            for k, vals in theirs.items():
+                _add_into(mine, k, vals, sign)
+
+
+def _add_into(into: dict[str, list[int]], key: str, vals: list[int], sign: int) -> None:
+    acc = into.get(key)
+    if acc is None:
+        into[key] = [sign * v for v in vals]
+    else:
+        for i, v in enumerate(vals):
+            acc[i] += sign * v
+
+
+def rollup_rows(
+    rows: Iterable[StatsRow], by: str, sign: int = 1, into: Rollup | None = None
+) -> Rollup:
+    """The Rollup of rows grouped `by` (one of GROUP_KEYS); sign -1 takes them out of `into`."""
     if by not in GROUP_KEYS:
         raise ValueError(f"cannot group by {by!r}: one of {', '.join(GROUP_KEYS)}")
-    out: dict[str, Totals] = {}
-    buckets: dict[tuple[str, str], list[int]] = {}  # (group, usage key) -> summed tokens
-    for s in summaries:
+    out = into if into is not None else Rollup()
+    by_key = by in ("model", "day")
+    for r in rows:
         if by == "model":
-            home = main_model(s) or "?"
+            home = r.model or "?"
         elif by == "day":
-            home = _day(s.first_ts)
+            home = _day(r.first_ts)
         else:
-            home = getattr(s, by) or "?"
-        t = out.get(home)
-        if t is None:
-            t = out[home] = Totals()
-        t.sessions += 1
-        t.events += s.event_count
-        t.tool_calls += sum(s.tool_calls.values())
-        t.failures += s.failures
-        t.active_ms += s.active_ms
-        for key, vals in s.usage.items():
-            if by in ("model", "day"):
-                model, day, _large = split_usage_key(key)
-                group = (model or "?") if by == "model" else day
-            else:
-                group = home
-            acc = buckets.get((group, key))
-            if acc is None:
-                buckets[(group, key)] = list(vals)
-            else:
-                for i, v in enumerate(vals):
-                    acc[i] += v
-    # price each (group, bucket) once: the rates depend on model, day and class only
-    for (group, key), vals in buckets.items():
+            home = getattr(r, by) or "?"
+        _add_into(out.homes, home, [1, r.events, r.tool_calls, r.failures, r.active_ms], sign)
+        for key, vals in r.usage.items():
+            _add_into(out.buckets, key if by_key else f"{home}\t{key}", vals, sign)
+    return out
+
+
+def price_rollup(rollup: Rollup, by: str, book: PriceBook) -> dict[str, Totals]:
+    """Totals per group of a Rollup, its tokens priced now (prices in force on their days)."""
+    out: dict[str, Totals] = {}
+    for home, (sessions, events, tool_calls, failures, active_ms) in rollup.homes.items():
+        if sessions:
+            out[home] = Totals(sessions, events, 0, 0.0, 0, tool_calls, failures, active_ms)
+    for at, vals in rollup.buckets.items():
+        if by in ("model", "day"):
+            key = at
+            model, day, _large = split_usage_key(key)
+            group = (model or "?") if by == "model" else day
+        else:
+            group, key = at.split("\t", 1)
+        if not any(vals):
+            continue
         g = out.setdefault(group, Totals())
         priced = price_usage({key: vals}, book)
         g.tokens += sum(vals)

@@ -15,18 +15,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+
+from workers.kafka import clients
+from workers.kafka.config import SecurityError
 
 #: the embedded broker's default cluster id (`tansu broker --cluster-id`)
 EMBEDDED_CLUSTER_ID = "tansu_cluster"
 
 
-async def cluster_id(bootstrap: str, timeout: float = 10.0) -> str | None:
+async def cluster_id(bootstrap: clients.Target, timeout: float = 10.0) -> str | None:
     """The cluster id the broker reports in its metadata; None when it cannot be asked."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap.split(","), request_timeout_ms=int(timeout * 1000)
-    )
+    try:
+        admin = clients.new_admin(bootstrap, request_timeout_ms=int(timeout * 1000))
+    except SecurityError:
+        return None
     try:
         await asyncio.wait_for(admin.start(), timeout)
         found = await asyncio.wait_for(admin.describe_cluster(), timeout)

@@ -25,6 +25,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from workers.broker.embedded import BrokerError
+from workers.kafka import clients
 from workers.settings import (
     ALL_TOPICS,
     DLQ_TOPIC,
@@ -141,10 +142,11 @@ def worker_problem(states: Mapping[str, Topic | None]) -> str | None:
     return f"{mismatch} (`kaizen-stream topics check`)" if mismatch else None
 
 
-def new_admin(bootstrap: str, request_timeout_ms: int = _ADMIN_TIMEOUT_MS) -> AIOKafkaAdminClient:
-    """The admin client of this module (every bootstrap host)."""
-    hosts = [h.strip() for h in bootstrap.split(",") if h.strip()]
-    return AIOKafkaAdminClient(bootstrap_servers=hosts, request_timeout_ms=request_timeout_ms)
+def new_admin(
+    bootstrap: clients.Target, request_timeout_ms: int = _ADMIN_TIMEOUT_MS
+) -> AIOKafkaAdminClient:
+    """The admin client of this module (every bootstrap host, the security settings)."""
+    return clients.new_admin(bootstrap, request_timeout_ms=request_timeout_ms)
 
 
 async def describe_topics(
@@ -219,7 +221,7 @@ async def create_topics(
     An existing topic is never altered: its differences are returned for the operator."""
     specs = topic_specs(settings, topics)
     keys = {k for s in specs for k in s.configs}
-    admin = new_admin(settings.broker)
+    admin = new_admin(settings.kafka)
     try:
         await admin.start()
         states = await describe_topics(admin, topics, keys)
@@ -239,7 +241,7 @@ async def check_topics(
 ) -> tuple[dict[str, Topic | None], list[str]]:
     """What the broker has for `topics`, and every problem against `topic_specs`."""
     specs = topic_specs(settings, topics)
-    admin = new_admin(settings.broker)
+    admin = new_admin(settings.kafka)
     try:
         await admin.start()
         states = await describe_topics(admin, topics, {k for s in specs for k in s.configs})
@@ -251,7 +253,7 @@ async def check_topics(
     return states, found
 
 
-async def worker_partitions(bootstrap: str) -> int:
+async def worker_partitions(bootstrap: clients.Target) -> int:
     """The partition count of kaizen.events on the broker, after checking the worker's
     topics exist and kaizen.replay.requests has the same count; TopicsError when not."""
     admin = new_admin(bootstrap)
@@ -282,7 +284,7 @@ def route_by_broker(settings: Settings, say: Callable[[str], None]) -> Settings:
         while True:
             attempt += 1
             try:
-                partitions = asyncio.run(worker_partitions(settings.broker))
+                partitions = asyncio.run(worker_partitions(settings.kafka))
                 break
             except KafkaError as exc:
                 say(f"{settings.broker} does not answer ({exc}); attempt {attempt}, retrying")
@@ -298,14 +300,14 @@ def route_by_broker(settings: Settings, say: Callable[[str], None]) -> Settings:
 
 
 async def ensure_topics(
-    bootstrap: str,
+    bootstrap: clients.Target,
     partitions: int,
     topics: Iterable[str] = ALL_TOPICS,
     timeout: float = 30.0,
 ) -> None:
     """Create every missing topic as `topic_specs` says, with `partitions` partitions and
     the default settings otherwise (tests, `kaizen-stream broker`); existing ones are kept."""
-    specs = topic_specs(Settings(broker=bootstrap, partitions=partitions), topics)
+    specs = topic_specs(Settings(partitions=partitions), topics)
     deadline = time.monotonic() + timeout
     while True:
         admin = new_admin(bootstrap, request_timeout_ms=5000)

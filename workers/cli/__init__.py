@@ -72,13 +72,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         name = args[0]
         module_name, help_text = COMMANDS[name]
         module = importlib.import_module(f"workers.cli.{module_name}")
-        parser = _Parser(prog=f"{PROG} {name}", description=help_text)
+        # no abbreviations: `--sasl-password X` must not pass for --sasl-password-file
+        parser = _Parser(prog=f"{PROG} {name}", description=help_text, allow_abbrev=False)
         module.add_arguments(parser)
         parsed = parser.parse_args(args[1:])
         code: int = module.run(parsed)
         return code
     except CliError as exc:
         print(f"{PROG}: {exc.message}", file=sys.stderr)
+        # the line is the whole story: asyncio's report of a TLS connection torn down by
+        # that failure (at loop close or garbage collection) would only repeat it
+        import logging
+
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         return exc.code
     except KeyboardInterrupt:
         return 130

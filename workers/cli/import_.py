@@ -14,34 +14,39 @@ import os
 from typing import Any
 
 from workers.cli.errors import CliError
-from workers.settings import EVENTS_TOPIC, Settings, SettingsError
+from workers.cli.options import add_kafka_arguments, settings_from
+from workers.kafka.config import KafkaConnection
+from workers.settings import EVENTS_TOPIC
 
 CHUNK = 2_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="transcript files or directories")
-    parser.add_argument("--broker", help="bootstrap servers (default $KAIZEN_BROKER)")
+    add_kafka_arguments(parser)
     parser.add_argument("--agent", choices=("claude", "codex"), help="skip format detection")
     parser.add_argument("--topic", default=EVENTS_TOPIC)
     parser.add_argument("--dry-run", action="store_true", help="map and count, send nothing")
 
 
-async def _import(args: argparse.Namespace, files: list[str], broker: str) -> tuple[int, int]:
+async def _import(
+    args: argparse.Namespace, files: list[str], broker: KafkaConnection
+) -> tuple[int, int]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from workers.hooks.redact import Redactor
     from workers.importer.transcripts import transcript_events
-    from workers.shipper.producer import new_producer
+    from workers.shipper.producer import start_producer
 
     redactor = Redactor.from_config()
-    producer = None if args.dry_run else new_producer(broker)
-    if producer is not None:
+    producer = None
+    if not args.dry_run:
         try:
-            await producer.start()
+            producer = await start_producer(broker, "import")
         except Exception as exc:
-            await producer.stop()
-            raise CliError(f"cannot reach the broker at {broker}: {exc}") from None
+            from workers.kafka.errors import explain
+
+            raise CliError(await explain(exc, broker), 1) from None
     total = sessions = 0
     try:
         with Progress(
@@ -81,17 +86,14 @@ async def _send(producer: Any, chunk: list[dict[str, Any]], topic: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from workers.importer.transcripts import find_transcripts
 
-    try:
-        settings = Settings.from_env().override(broker=args.broker)
-    except SettingsError as exc:
-        raise CliError(str(exc)) from None
+    settings = settings_from(args)
     missing = [p for p in args.paths if not os.path.exists(p)]
     if missing:
         raise CliError(f"no such file or directory: {missing[0]}")
     files = find_transcripts(args.paths)
     if not files:
         raise CliError("no .jsonl transcripts found under the given paths")
-    total, sessions = asyncio.run(_import(args, files, settings.broker))
+    total, sessions = asyncio.run(_import(args, files, settings.kafka))
     verb = "mapped" if args.dry_run else "imported"
     print(f"{verb} {total} events of {sessions} sessions from {len(files)} files")
     return 0

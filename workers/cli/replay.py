@@ -27,7 +27,8 @@ import sys
 from typing import IO, Any
 
 from workers.cli.errors import CliError
-from workers.settings import REPLAY_TOPIC, Settings, SettingsError
+from workers.cli.options import add_kafka_arguments, settings_from
+from workers.settings import REPLAY_TOPIC, Settings
 
 EXIT_NOT_FOUND = 1
 EXIT_TIMEOUT = 3
@@ -57,16 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=30.0,
         help="seconds of silence before giving up (default %(default)s)",
     )
-    parser.add_argument("--broker", help="bootstrap servers host:port (default $KAIZEN_BROKER)")
+    add_kafka_arguments(parser)
 
 
 def settings_of(args: argparse.Namespace) -> Settings:
-    try:
-        settings = Settings.from_env().override(broker=args.broker)
-        settings.broker_host_port  # noqa: B018 -- validates the broker string
-    except SettingsError as exc:
-        raise CliError(str(exc)) from None
-    return settings
+    return settings_from(args)
 
 
 def request_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -141,13 +137,15 @@ async def _replay(
 
     from workers.codec.errors import DecodeError
     from workers.codec.event import decode_event
+    from workers.kafka.config import SecurityError
+    from workers.kafka.errors import explain
     from workers.replay.client import ReplayClient, Replayed, ReplayResult, ReplyTimeout
     from workers.replay.formats import STATUS_NOT_FOUND, STATUS_OK, STATUS_PARTIAL
     from workers.replay.render import render
 
     progress = _Progress() if sys.stderr.isatty() else None
     try:
-        async with ReplayClient(settings.broker, args.topic, args.timeout) as client:
+        async with ReplayClient(settings.kafka, args.topic, args.timeout) as client:
             request = client.request(args.session, **options)
             result: ReplayResult | None = None
             try:
@@ -174,12 +172,8 @@ async def _replay(
         ) from None
     except BrokenPipeError:
         raise  # the reader went away: the dispatcher ends quietly
-    except (KafkaConnectionError, KafkaError, OSError) as exc:
-        raise CliError(
-            f"cannot reach the broker at {settings.broker} ({type(exc).__name__}): is it running? "
-            "start it with `kaizen-stream broker` or `kaizen-stream up`",
-            1,
-        ) from None
+    except (KafkaConnectionError, KafkaError, OSError, SecurityError) as exc:
+        raise CliError(await explain(exc, settings.kafka), 1) from None
     assert result is not None
     end = result.end
     if end.status == STATUS_NOT_FOUND:

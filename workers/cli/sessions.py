@@ -19,6 +19,7 @@ from workers.analytics.views import SORT_KEYS
 from workers.cli.errors import CliError
 from workers.cli.options import add_settings_arguments, positive_int, settings_from
 from workers.hotlog import layout
+from workers.kafka.config import KafkaConnection
 from workers.settings import EVENTS_TOPIC, SESSIONS_TOPIC
 from workers.state import PartitionStore
 from workers.state.store import INDEX_DIR
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if args.team:
         return _list(
-            _team_rows(settings.broker, args), args, f"{SESSIONS_TOPIC} at {settings.broker}"
+            _team_rows(settings.kafka, args), args, f"{SESSIONS_TOPIC} at {settings.broker}"
         )
     dirs = list(partition_dirs(settings.hotlog_dir))
     if not dirs:
@@ -199,7 +200,7 @@ def _rows(dirs: list[tuple[int, Path]], args: argparse.Namespace) -> list[Any]:
     return _sorted(out, args.sort)
 
 
-def _team_rows(bootstrap: str, args: argparse.Namespace) -> list[Any]:
+def _team_rows(bootstrap: KafkaConnection, args: argparse.Namespace) -> list[Any]:
     """Rows of every session any worker published to kaizen.sessions, filtered, sorted."""
     import asyncio
 

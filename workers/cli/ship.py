@@ -12,16 +12,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import fcntl
+import logging
 import os
 import sys
 
 from workers.cli.errors import CliError
+from workers.cli.options import add_kafka_arguments, settings_from
 from workers.hooks.spool import Spool
-from workers.settings import EVENTS_TOPIC, Settings, SettingsError
+from workers.kafka.config import KafkaSecurity, SecurityError
+from workers.settings import EVENTS_TOPIC
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--broker", help="bootstrap servers (default $KAIZEN_BROKER)")
+    add_kafka_arguments(parser)
     parser.add_argument("--spool-dir", help="spool directory (default $KAIZEN_SPOOL_DIR)")
     parser.add_argument("--follow", action="store_true", help="keep running, ship as events come")
     parser.add_argument(
@@ -52,13 +55,30 @@ def _try_lock(path: str) -> int | None:
     return fd
 
 
+def check_credentials(security: KafkaSecurity) -> None:
+    """On a laptop the SASL password sits in a file only its owner can read: CliError
+    (saying how to fix it) for a password from the environment or a file others can read."""
+    if not security.sasl:
+        return
+    if not security.password_file:
+        raise CliError(
+            "the shipper reads the SASL password from a file only you can read: write it to "
+            "a file, run `chmod 600 FILE`, set KAIZEN_SASL_PASSWORD_FILE=FILE and unset "
+            "KAIZEN_SASL_PASSWORD"
+        )
+    try:
+        security.sasl_password()
+    except SecurityError as exc:
+        raise CliError(str(exc)) from None
+
+
 def run(args: argparse.Namespace) -> int:
     from workers.shipper.shipper import Shipper, status_json
 
-    try:
-        settings = Settings.from_env().override(broker=args.broker)
-    except SettingsError as exc:
-        raise CliError(str(exc)) from None
+    settings = settings_from(args)
+    check_credentials(settings.security)
+    # the shipper logs why it cannot deliver, once per cause; aiokafka would log every retry
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     if args.max_batch < 1:
         raise CliError("--max-batch must be at least 1")
     spool = Spool(args.spool_dir)
@@ -74,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     shipped = 0
     while True:
         shipper = Shipper(
-            spool, settings.broker, topic=args.topic, max_batch=args.max_batch, quiet=args.quiet
+            spool, settings.kafka, topic=args.topic, max_batch=args.max_batch, quiet=args.quiet
         )
         try:
             asyncio.run(shipper.run(follow=args.follow, linger=args.linger, give_up=args.give_up))

@@ -1,22 +1,29 @@
 """`kaizen-stream stats --by model|agent|workspace|host|day`: totals over the local sessions.
 
-Reads every partition's session summaries in the data dir (read-only while a
-worker runs) and prices their tokens at read time (workers/analytics/prices.py).
-Tokens and cost split exactly by model and by day; sessions, tool calls and
-failures go to a session's main model and first day. Tokens of models no price
-source knows are shown apart, never priced at zero.
+Reads every partition's rollup for the grouping asked (read-only while a
+worker runs; workers/analytics/store.py), or with --since the stats rows of
+every session (workers/analytics/digest.py), never the full summaries; and
+prices the tokens at read time (workers/analytics/prices.py). Tokens and cost split
+exactly by model and by day; sessions, tool calls and failures go to a
+session's main model and first day. Tokens of models no price source knows are
+shown apart, never priced at zero.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from workers.analytics.views import GROUP_KEYS
 from workers.cli.errors import CliError
 from workers.cli.options import add_settings_arguments, settings_from
 from workers.cli.sessions import partition_dirs
 from workers.settings import SESSIONS_TOPIC
+
+if TYPE_CHECKING:
+    from workers.analytics.digest import StatsRow
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from workers.analytics.prices import PriceBook, PricesFileError
     from workers.analytics.store import SummaryStore
-    from workers.analytics.views import totals_by
+    from workers.analytics.views import Rollup, price_rollup, rollup_rows
     from workers.replay.timespec import parse_time_ms
 
     try:
@@ -44,23 +51,34 @@ def run(args: argparse.Namespace) -> int:
     if args.team:
         import asyncio
 
+        from workers.analytics.digest import digest
         from workers.analytics.team import read_team
 
         try:
-            found = list(asyncio.run(read_team(settings.broker)).values())
+            team = asyncio.run(read_team(settings.kafka)).values()
         except Exception as exc:
             raise CliError(f"cannot read {SESSIONS_TOPIC} from {settings.broker}: {exc}") from None
+        rows: Iterable[StatsRow] | None = map(digest, team)
         where = f"{SESSIONS_TOPIC} at {settings.broker}"
     else:
-        dirs = list(partition_dirs(settings.hotlog_dir))
+        dirs = [d for _, d in partition_dirs(settings.hotlog_dir)]
         if not dirs:
             raise CliError(
                 f"no partitions in {settings.hotlog_dir}; has a worker run with this data dir?"
             )
-        found = [s for _, d in dirs for s in SummaryStore.read_all(d)]
+        # without --since the stored rollups answer: no session is read at all
+        rows = (r for d in dirs for r in SummaryStore.read_rows(d)) if since is not None else None
         where = str(settings.data_dir)
-    summaries = [s for s in found if since is None or (s.last_ts or 0) >= since]
-    groups = totals_by(summaries, args.by, book)
+    if rows is None:
+        rollup = Rollup()
+        for d in dirs:
+            rollup.add(SummaryStore.read_rollup(d, args.by))
+    else:
+        rollup = rollup_rows(
+            (r for r in rows if since is None or (r.last_ts or 0) >= since), args.by
+        )
+    groups = price_rollup(rollup, args.by, book)
+    sessions = sum(t.sessions for t in groups.values())
     order = sorted(groups, key=lambda g: (-groups[g].cost_usd, -groups[g].tokens, g))
     if args.json:
         for g in order:
@@ -69,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{len(summaries)} sessions in {where}, by {args.by}")
+    table = Table(title=f"{sessions} sessions in {where}, by {args.by}")
     for col in (args.by, "sessions", "events", "tokens", "cost", "unpriced tokens"):
         table.add_column(col, justify="left" if col == args.by else "right", no_wrap=True)
     for col in ("tool calls", "failures"):

@@ -30,6 +30,7 @@ import sys
 from typing import IO, Any
 
 from workers.cli.errors import CliError
+from workers.cli.options import add_kafka_arguments
 from workers.cli.replay import (
     EXIT_TIMEOUT,
     partial_message,
@@ -60,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--topic", default=REPLAY_TOPIC, help="reply topic (default %(default)s)")
     parser.add_argument("--timeout", type=float, default=30.0, help="replay answer timeout (s)")
-    parser.add_argument("--broker", help="bootstrap servers host:port (default $KAIZEN_BROKER)")
+    add_kafka_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
 async def _tail(settings: Settings, args: argparse.Namespace, fmt: str, out: IO[str]) -> int:
     from aiokafka.errors import KafkaError
 
+    from workers.kafka.config import SecurityError
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -89,7 +92,7 @@ async def _tail(settings: Settings, args: argparse.Namespace, fmt: str, out: IO[
     try:
         from workers.replay.client import open_follower
 
-        follower = await open_follower(settings.broker, EVENTS_TOPIC)
+        follower = await open_follower(settings.kafka, EVENTS_TOPIC)
         await _rewind(follower, args.lookback if not args.all else 0)
         printer = _Printer(out, fmt)
         work = (
@@ -110,12 +113,10 @@ async def _tail(settings: Settings, args: argparse.Namespace, fmt: str, out: IO[
         return 0
     except BrokenPipeError:
         raise  # the reader went away: the dispatcher ends quietly
-    except (KafkaError, OSError) as exc:
-        raise CliError(
-            f"cannot reach the broker at {settings.broker} ({type(exc).__name__}): is it running? "
-            "start it with `kaizen-stream broker` or `kaizen-stream up`",
-            1,
-        ) from None
+    except (KafkaError, OSError, SecurityError) as exc:
+        from workers.kafka.errors import explain
+
+        raise CliError(await explain(exc, settings.kafka), 1) from None
     finally:
         if follower is not None:
             await follower.stop()
@@ -191,7 +192,7 @@ async def _follow_session(
     try:
         from workers.replay.client import ReplayClient
 
-        async with ReplayClient(settings.broker, args.topic, args.timeout) as client:
+        async with ReplayClient(settings.kafka, args.topic, args.timeout) as client:
 
             async def replay(**options: Any) -> None:
                 async for item in client.replay(client.request(session, **options)):

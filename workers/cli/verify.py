@@ -36,6 +36,7 @@ from workers.hotlog.verify import (
     repaired_partitions,
     verify_all,
 )
+from workers.kafka.config import KafkaConnection
 from workers.settings import EVENTS_TOPIC, Settings, SettingsError
 
 
@@ -73,7 +74,7 @@ def _rebuild_index(directories: list[Path], console: Console) -> None:
         console.print(f"index rebuilt: {directory.name}")
 
 
-def _heal(verdicts: list[PartitionVerdict], broker: str, console: Console) -> None:
+def _heal(verdicts: list[PartitionVerdict], broker: KafkaConnection, console: Console) -> None:
     """Heal each stopped partition's unhealed middle ranges from the source topic."""
     import asyncio
 
@@ -138,7 +139,7 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
     verdicts = verify_all(hotlog_dir, repair=args.repair)
     console = Console(width=max(Console().width, 120))
     if args.repair:
-        _heal(verdicts, settings.broker, console)
+        _heal(verdicts, settings.kafka, console)
     table = Table(title=f"hot log {hotlog_dir}")
     for col in ("partition", "segments", "frames", "bytes", "bad ranges", "status"):
         table.add_column(col, justify="right" if col in ("segments", "frames", "bytes") else "left")

@@ -9,13 +9,15 @@ commits what it has ingested, then exits 0.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
+import time
 
 from workers.cli.errors import CliError
 from workers.cli.options import add_settings_arguments, positive_int, settings_from
-from workers.settings import Settings
+from workers.settings import EVENTS_TOPIC, REPLAY_REQUESTS_TOPIC, Settings
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +52,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
 
 
+def check_kafka(settings: Settings) -> None:
+    """Wait until a broker answers (one line per attempt); CliError naming the cause when
+    the credentials, TLS settings or ACLs cannot work (no traceback, no Faust start)."""
+    # the check reports trouble in one line; aiokafka's own log lines would repeat it
+    aiokafka_log = logging.getLogger("aiokafka")
+    level = aiokafka_log.level
+    aiokafka_log.setLevel(logging.CRITICAL)
+    try:
+        _wait_for_kafka(settings)
+    finally:
+        aiokafka_log.setLevel(level)
+
+
+def _wait_for_kafka(settings: Settings) -> None:
+    from workers.app import APP_ID
+    from workers.kafka.errors import KafkaAccessError, KafkaTransient, check_access
+
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            asyncio.run(
+                check_access(
+                    settings.kafka, read=(EVENTS_TOPIC, REPLAY_REQUESTS_TOPIC), group=APP_ID
+                )
+            )
+            return
+        except KafkaTransient as exc:
+            print(f"kaizen-stream worker: {exc} (attempt {attempt}; retrying)", file=sys.stderr)
+            time.sleep(min(2.0 * attempt, 10.0))
+        except KafkaAccessError as exc:
+            raise CliError(f"worker: {exc}", 1) from None
+
+
 def static_instance_id(settings: Settings, web_port: int) -> str | None:
     """The worker's ``group.instance.id``, or None where the broker mishandles static members."""
     import asyncio
 
     from workers.broker.cluster import cluster_id, static_membership_works
 
-    cluster = asyncio.run(cluster_id(settings.broker))
+    cluster = asyncio.run(cluster_id(settings.kafka))
     if not static_membership_works(cluster):
         log.info("the embedded broker: joining the group as a dynamic member")
         return None
@@ -73,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args).override(worker_id=args.worker_id)
     if args.session_timeout <= 1.0:
         raise CliError("--session-timeout must be more than 1 second")
+    check_kafka(settings)
     from workers.broker.topics import TopicsError, route_by_broker
 
     try:

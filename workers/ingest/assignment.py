@@ -70,7 +70,7 @@ class PartitionManager(Service):
         self._states: dict[int, PartitionState] = {}
         self._handoffs: dict[int, asyncio.Task[None]] = {}
         self._assigned: set[int] = set()
-        self.catchup = CatchUp(settings.broker, topic, group_id, self.config)
+        self.catchup = CatchUp(settings.kafka, topic, group_id, self.config)
         #: set by the app: sends one session summary to kaizen.sessions (key, value)
         self.publish_summary: Publish | None = None
         #: set by the ingest agent: processes one held message of a ready partition

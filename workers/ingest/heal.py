@@ -42,13 +42,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from workers.hotlog import BadRange, CorruptFrame, Location, PartitionLog
 from workers.hotlog.segment import HEADER_SIZE
 from workers.hotlog.verify import mark_healed
 from workers.ingest.decode import Decoded, LeanDecoder
 from workers.ingest.partition import PartitionState
+from workers.kafka import clients
 from workers.state import PartitionStore
 
 log = logging.getLogger(__name__)
@@ -157,15 +158,16 @@ def apply(log_: PartitionLog, store: PartitionStore, events: Sequence[Decoded]) 
 
 
 async def fetch(
-    bootstrap: str, topic: str, partition: int, first: int, last: int
+    bootstrap: clients.Target, topic: str, partition: int, first: int, last: int
 ) -> tuple[list[bytes | None], int]:
     """Values of the source messages at Kafka offsets ``first..last``, and the first offset read.
 
     The first offset read is above ``first`` when retention deleted the start of the span.
     """
     tp = TopicPartition(topic, partition)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+    consumer = clients.new_consumer(
+        bootstrap,
+        role="heal",
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -204,7 +206,7 @@ async def collect(
     decoder: LeanDecoder,
     damaged: Iterable[tuple[int, int]],
     *,
-    bootstrap: str,
+    bootstrap: clients.Target,
     topic: str,
     report: HealReport,
 ) -> list[Decoded]:
@@ -243,7 +245,7 @@ async def collect(
         except Exception as exc:  # a KafkaError: unreachable broker, unknown topic, ...
             report.problems.append(
                 f"offsets {first}..{last} of {topic}: {type(exc).__name__} "
-                f"(is the broker at {bootstrap} reachable?)"
+                f"(is the broker at {clients.connection(bootstrap).servers} reachable?)"
             )
             continue
         if start > first:
@@ -256,7 +258,7 @@ async def collect(
 
 
 async def heal_state(
-    state: PartitionState, damaged: Iterable[tuple[int, int]], *, bootstrap: str
+    state: PartitionState, damaged: Iterable[tuple[int, int]], *, bootstrap: clients.Target
 ) -> HealReport:
     """Heal a worker's ready partition: read without its lock, append under it."""
     report = HealReport()
@@ -293,7 +295,7 @@ async def heal_directory(
     partition: int,
     damaged: Iterable[tuple[int, int]],
     *,
-    bootstrap: str,
+    bootstrap: clients.Target,
 ) -> HealReport:
     """Heal a partition directory no worker holds (``verify --repair``); the report says what.
 

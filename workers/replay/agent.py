@@ -27,6 +27,7 @@ from typing import Any
 import faust
 from mode import Service
 
+from workers.kafka.config import KafkaConnection
 from workers.replay.interfaces import ManagerLike
 from workers.replay.service import ReplayService
 from workers.settings import REPLAY_REQUESTS_TOPIC
@@ -36,8 +37,11 @@ AGENT_NAME = "kaizen-replay"
 log = logging.getLogger(__name__)
 
 
-def bootstrap_of(app: faust.App) -> str:
-    """The app's brokers as aiokafka bootstrap servers (host:port,...)."""
+def bootstrap_of(app: faust.App) -> KafkaConnection | str:
+    """The app's Kafka connection (workers/app.py sets it), else its brokers as host:port,..."""
+    connection: KafkaConnection | None = getattr(app, "kaizen_connection", None)
+    if connection is not None:
+        return connection
     servers = []
     for url in app.conf.broker:
         servers.append(f"{url.host or '127.0.0.1'}:{url.port or 9092}")

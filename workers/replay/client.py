@@ -34,6 +34,7 @@ from workers.codec import batch as batches
 from workers.codec.errors import DecodeError
 from workers.codec.event import Event, decode_event
 from workers.errors import ReplayError
+from workers.kafka import clients
 from workers.replay import formats
 from workers.replay.formats import EndMarker, ReplayRequest, SeqChecksum
 from workers.settings import REPLAY_REQUESTS_TOPIC, REPLAY_TOPIC
@@ -65,7 +66,7 @@ class ReplayResult:
 
 
 async def open_follower(
-    bootstrap: str,
+    bootstrap: clients.Target,
     topic: str | Sequence[str],
     *,
     from_beginning: bool = False,
@@ -73,8 +74,9 @@ async def open_follower(
 ) -> AIOKafkaConsumer:
     """A group-less consumer of every partition of `topic` (or topics), at its end (or start)."""
     topics = [topic] if isinstance(topic, str) else list(topic)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+    consumer = clients.new_consumer(
+        bootstrap,
+        role="replay-client",
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",
@@ -91,8 +93,8 @@ async def open_follower(
             while not partitions:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"topic {name} does not exist on {bootstrap}")
-                await consumer.topics()  # refreshes the metadata
-                partitions = consumer.partitions_for_topic(name)
+                # TopicAuthorizationFailedError when an ACL hides the topic
+                partitions = await clients.topic_partitions(consumer._client, name)
                 if not partitions:
                     await asyncio.sleep(0.2)
             tps += [TopicPartition(name, p) for p in sorted(partitions)]
@@ -109,14 +111,8 @@ async def open_follower(
     return consumer
 
 
-async def start_producer(bootstrap: str) -> AIOKafkaProducer:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
-    try:
-        await producer.start()
-    except BaseException:
-        await producer.stop()
-        raise
-    return producer
+async def start_producer(bootstrap: clients.Target) -> AIOKafkaProducer:
+    return await clients.start_producer(bootstrap, "replay-client")
 
 
 async def send_request(producer: AIOKafkaProducer, request: ReplayRequest) -> None:
@@ -166,7 +162,7 @@ class ReplayClient:
 
     def __init__(
         self,
-        bootstrap: str,
+        bootstrap: clients.Target,
         target_topic: str = REPLAY_TOPIC,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:

@@ -49,13 +49,14 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from workers.codec.errors import DecodeError
 from workers.hotlog import CorruptFrame, Location
 from workers.ingest import heal
 from workers.ingest.dlq import dead_letter
+from workers.kafka import clients
 from workers.replay import formats, pacing
 from workers.replay.formats import ReplayRequest, SeqChecksum
 from workers.replay.interfaces import ManagerLike
@@ -95,7 +96,7 @@ def readable_events(
 class ReplayService:
     def __init__(
         self,
-        bootstrap: str,
+        bootstrap: clients.Target,
         manager: ManagerLike,
         *,
         ready_timeout: float = READY_TIMEOUT,
@@ -131,16 +132,13 @@ class ReplayService:
             self._start_lock = asyncio.Lock()
         async with self._start_lock:
             if self._producer is None:
-                producer = AIOKafkaProducer(
-                    bootstrap_servers=self.bootstrap,
-                    acks="all",
-                    enable_idempotence=False,
+                self._producer = await clients.start_producer(
+                    self.bootstrap,
+                    "replay",
                     linger_ms=2,
                     max_batch_size=1 << 20,
                     max_request_size=8 << 20,
                 )
-                await producer.start()
-                self._producer = producer
         return self._producer
 
     async def stop(self) -> None:
@@ -246,8 +244,9 @@ class ReplayService:
         anything from before this consumer was positioned), and the request id
         dedupe makes sure each request is answered once by this worker.
         """
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+        consumer = clients.new_consumer(
+            self.bootstrap,
+            role="replay",
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="latest",

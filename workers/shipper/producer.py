@@ -4,8 +4,9 @@ Invariants:
 - Events of one session go in seq order into batch messages of at most
   `max_batch` events and `max_message_bytes` bytes, keyed by session_id, so
   one session lands on one partition in order.
-- acks="all" and no idempotent producer (the embedded broker rejects it); a
-  resend after a failure is safe because the worker dedupes on (session_id, seq).
+- The producer comes from workers/kafka/clients.py: acks=all, idempotent
+  where the broker allows it, compressed; a resend after a failure is safe
+  because the worker dedupes on (session_id, seq).
 - `send_events` returns only when every message is acknowledged, or raises.
 - `deliver` also reports the lowest acknowledged offset per partition, so the
   shipper can check that the acked records are really in the topic (see
@@ -24,22 +25,15 @@ from aiokafka import AIOKafkaProducer
 
 from workers.codec.batch import join
 from workers.codec.event import complete_event, encode_event
+from workers.kafka import clients
 from workers.settings import EVENTS_TOPIC
 
 MAX_MESSAGE_BYTES = 900_000  # under the broker's default 1 MiB message limit
 
 
-def new_producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:
-    config: dict[str, Any] = {
-        "bootstrap_servers": bootstrap,
-        "acks": "all",
-        "enable_idempotence": False,
-        "linger_ms": 5,
-        "max_request_size": 1 << 20,
-        "request_timeout_ms": 10_000,
-    }
-    config.update(overrides)
-    return AIOKafkaProducer(**config)
+async def start_producer(target: clients.Target, role: str = "shipper") -> AIOKafkaProducer:
+    """A started producer for batch messages (see workers/kafka/clients.py)."""
+    return await clients.start_producer(target, role, max_request_size=1 << 20)
 
 
 def batches(
@@ -110,15 +104,14 @@ async def send_events(
 
 
 async def produce_events(
-    bootstrap: str,
+    bootstrap: clients.Target,
     events: Iterable[dict[str, Any]],
     *,
     topic: str = EVENTS_TOPIC,
     max_batch: int = 128,
 ) -> int:
     """Encode, group per session into batch messages, send with acks=all; events sent."""
-    producer = new_producer(bootstrap)
-    await producer.start()
+    producer = await start_producer(bootstrap, "producer")
     try:
         return await send_events(producer, events, topic=topic, max_batch=max_batch)
     finally:

@@ -36,9 +36,11 @@ from workers.codec.event import complete_event, encode_event
 from workers.durable import fsync_dir
 from workers.errors import KaizenError
 from workers.hooks.spool import HEAD_SIZE, Frame, Spool, max_bytes
+from workers.kafka import clients
+from workers.kafka.errors import explain
 from workers.settings import EVENTS_TOPIC
 from workers.shipper.capture import capture_pending
-from workers.shipper.producer import MAX_MESSAGE_BYTES, Delivery, deliver, new_producer
+from workers.shipper.producer import MAX_MESSAGE_BYTES, Delivery, deliver, start_producer
 
 LANDED_TIMEOUT_S = 10.0
 QUARANTINE = "quarantine.jsonl"
@@ -53,7 +55,7 @@ class Shipper:
     def __init__(
         self,
         spool: Spool,
-        bootstrap: str,
+        bootstrap: clients.Target,
         *,
         topic: str = EVENTS_TOPIC,
         max_batch: int = 128,
@@ -89,7 +91,9 @@ class Shipper:
         if not delivery.first_offsets:
             return
         if self._consumer is None:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+            consumer = clients.new_consumer(
+                self.bootstrap, role="shipper", enable_auto_commit=False
+            )
             try:
                 await consumer.start()
             except BaseException:
@@ -150,13 +154,7 @@ class Shipper:
             else:
                 events.append(fields)
         if self._producer is None:
-            producer = new_producer(self.bootstrap)
-            try:
-                await producer.start()
-            except BaseException:
-                await producer.stop()
-                raise
-            self._producer = producer
+            self._producer = await start_producer(self.bootstrap)
         delivery = await deliver(self._producer, events, topic=self.topic, max_batch=self.max_batch)
         await self._check_landed(delivery)
         if bad:
@@ -175,6 +173,7 @@ class Shipper:
         """Ship until idle for `linger` seconds (forever with follow); the events shipped."""
         idle_since = time.monotonic()
         failing_since: float | None = None
+        last_cause: str | None = None
         backoff = 0.2
         try:
             while True:
@@ -184,11 +183,11 @@ class Shipper:
                     now = time.monotonic()
                     if failing_since is None:
                         failing_since = now
-                        self.log(
-                            f"cannot deliver to {self.bootstrap} ({type(exc).__name__}: "
-                            f"{exc}); keeping events in {self.spool.path}"
-                        )
                     await self._close()
+                    cause = await explain(exc, clients.connection(self.bootstrap))
+                    if cause != last_cause:  # once per cause, not once per retry
+                        last_cause = cause
+                        self.log(f"cannot deliver: {cause}; keeping events in {self.spool.path}")
                     self._check_size()
                     if not follow and give_up and now - failing_since > give_up:
                         self.gave_up = True
@@ -198,7 +197,7 @@ class Shipper:
                     continue
                 if failing_since is not None:
                     self.log("delivering again")
-                failing_since = None
+                failing_since, last_cause = None, None
                 backoff = 0.2
                 if n:
                     idle_since = time.monotonic()

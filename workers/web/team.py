@@ -30,9 +30,11 @@ from workers.analytics import views
 from workers.analytics.prices import PriceBook, PricesFileError
 from workers.analytics.team import read_team
 from workers.codec.event import decode_event
+from workers.kafka.clients import Target
 from workers.replay.interfaces import ManagerLike
 from workers.replay.timespec import parse_time_ms
-from workers.web.views import MAX_LIMIT, TOKEN_ENV, authorized
+from workers.web.security import authorized, unauthorized
+from workers.web.views import MAX_LIMIT, TOKEN_ENV
 
 
 def _query(query: Mapping[str, str]) -> tuple[dict[str, Any], PriceBook]:
@@ -55,14 +57,14 @@ PAGE_DIR = Path(__file__).resolve().parent / "page"
 ASSETS = {"app.js": "application/javascript", "app.css": "text/css"}
 
 
-def register_team_views(app: faust.App, bootstrap: str, manager: ManagerLike) -> None:
+def register_team_views(app: faust.App, bootstrap: Target, manager: ManagerLike) -> None:
     token = os.environ.get(TOKEN_ENV) or None
 
     class _Base(web.View):
         def denied(self, request: web.Request) -> web.Response | None:
             if authorized(request.headers, token):
                 return None
-            return self.json({"error": "missing or wrong bearer token"}, status=401)
+            return unauthorized(self)
 
     class TeamSessions(_Base):
         async def get(self, request: web.Request) -> web.Response:

@@ -21,7 +21,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import os
 from collections.abc import Mapping
@@ -36,20 +35,10 @@ from workers.replay.interfaces import ManagerLike
 from workers.replay.service import ReplayService, now_ms
 from workers.replay.timespec import parse_time_ms
 from workers.settings import REPLAY_TOPIC
+from workers.web.security import authorized, unauthorized
 
 TOKEN_ENV = "KAIZEN_API_TOKEN"
 MAX_LIMIT = 10_000
-
-
-def authorized(headers: Mapping[str, str], token: str | None) -> bool:
-    """True when no token is configured, or the request carries it as a bearer token."""
-    if not token:
-        return True
-    given = headers.get("Authorization") or headers.get("authorization") or ""
-    scheme, _, value = given.partition(" ")
-    if scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(value.strip().encode(), token.encode())
 
 
 def _int_or_none(value: Any, name: str) -> int | None:
@@ -119,11 +108,7 @@ def register_views(app: faust.App, manager: ManagerLike, service: ReplayService)
         def denied(self, request: web.Request) -> web.Response | None:
             if authorized(request.headers, token):
                 return None
-            return self.json(
-                {"error": "missing or wrong bearer token"},
-                status=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+            return unauthorized(self)
 
     class SessionList(_Base):
         async def get(self, request: web.Request) -> web.Response:

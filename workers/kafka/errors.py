@@ -1,0 +1,287 @@
+"""One line that names why a Kafka client cannot work: credentials, TLS, listener, ACL.
+
+aiokafka hides why a bootstrap failed (it logs the cause and raises "Unable to
+bootstrap"), so `explain` connects once more itself, host by host, and reads
+the real error: a refused TCP connection, a SASL authentication failure, a
+certificate that does not verify, a listener that speaks TLS when the client
+does not (or the reverse). Authorization errors name the principal and the
+topic or group. Pure mapping (`describe_*`) is separate from the probing.
+
+`explained(conn)` turns any of these failures inside its block into a
+`KafkaAccessError` whose message is that line: commands print it (no
+traceback), the worker logs it, the shipper logs it and keeps its spool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from collections.abc import AsyncIterator, Iterable
+
+from aiokafka import TopicPartition
+from aiokafka.conn import create_conn
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    GroupCoordinatorNotAvailableError,
+    KafkaConnectionError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
+)
+
+from workers.errors import KaizenError
+from workers.kafka import clients
+from workers.kafka.clients import auth_config
+from workers.kafka.config import KafkaConnection, KafkaSecurity, SecurityError
+
+PROBE_TIMEOUT_S = 10.0
+COORDINATOR_WAIT_S = 30.0
+ACL_HINT = "ask the Kafka operator for the ACLs in docs/OPERATIONS.md (Security)"
+
+
+class KafkaAccessError(KaizenError, RuntimeError):
+    """Kafka cannot be used as configured; the message is one line naming the cause."""
+
+
+class KafkaTransient(KafkaAccessError):
+    """No broker answers (not started yet, down, a wrong address), or an error that a
+    fresh connection does not explain: worth a retry."""
+
+
+def _who(security: KafkaSecurity) -> str:
+    if security.sasl:
+        return f"user {security.username!r}"
+    if security.certfile:
+        return f"the client certificate {security.certfile}"
+    return "this client (no credentials)"
+
+
+def describe_authorization(exc: KafkaError, security: KafkaSecurity) -> str | None:
+    """The line for an authorization error, None for any other error."""
+    what = ", ".join(str(a) for a in exc.args if a) if exc.args else ""
+    if isinstance(exc, TopicAuthorizationFailedError):
+        target = f"topic {what}" if what else "a topic it needs"
+        return f"{_who(security)} is not authorized for {target} (missing ACL): {ACL_HINT}"
+    if isinstance(exc, GroupAuthorizationFailedError):
+        target = f"consumer group {what}" if what else "its consumer group"
+        return f"{_who(security)} is not authorized for {target} (missing ACL): {ACL_HINT}"
+    if isinstance(exc, ClusterAuthorizationFailedError):
+        return (
+            f"{_who(security)} lacks a cluster permission, or Write on any topic for a "
+            f"producer (missing ACL): {ACL_HINT}"
+        )
+    return None
+
+
+def describe_sasl_failure(host: str, security: KafkaSecurity) -> str:
+    source = (
+        f"KAIZEN_SASL_PASSWORD_FILE {security.password_file}"
+        if security.password_file
+        else "KAIZEN_SASL_PASSWORD"
+    )
+    return (
+        f"SASL {security.mechanism} authentication as {security.username!r} failed at {host}: "
+        f"wrong password or unknown user (check KAIZEN_SASL_USERNAME and {source})"
+    )
+
+
+def describe_certificate(host: str, exc: ssl.SSLCertVerificationError) -> str:
+    reason = exc.verify_message or str(exc)
+    if "hostname" in reason.lower() or "ip address mismatch" in reason.lower():
+        return (
+            f"the TLS certificate of {host} does not name that host ({reason}): connect by a "
+            "name the certificate holds"
+        )
+    return (
+        f"the TLS certificate of {host} is not trusted ({reason}): set KAIZEN_SSL_CAFILE to "
+        "the CA certificate that signed the broker's"
+    )
+
+
+def describe_listener(host: str, security: KafkaSecurity, speaks_tls: bool | None) -> str | None:
+    """The line when the client's protocol does not match the listener's, else None."""
+    if speaks_tls is None:
+        return None
+    if speaks_tls and not security.tls:
+        return (
+            f"{host} is a TLS listener but KAIZEN_SECURITY_PROTOCOL is {security.protocol}: "
+            "set it to SSL or SASL_SSL (with KAIZEN_SSL_CAFILE), or use the broker's "
+            "plaintext port"
+        )
+    if not speaks_tls and security.tls:
+        return (
+            f"{host} does not speak TLS (a PLAINTEXT or SASL_PLAINTEXT listener) but "
+            f"KAIZEN_SECURITY_PROTOCOL is {security.protocol}: use the broker's TLS port, "
+            "or set it to PLAINTEXT or SASL_PLAINTEXT"
+        )
+    if security.tls:
+        return (
+            f"{host} closed the connection after the TLS handshake: its listener wants "
+            f"{'no SASL (SSL)' if security.sasl else 'SASL (SASL_SSL)'} or a client certificate "
+            "(KAIZEN_SSL_CERTFILE, KAIZEN_SSL_KEYFILE); check KAIZEN_SECURITY_PROTOCOL"
+        )
+    return (
+        f"{host} closed the connection: its listener may want SASL "
+        f"(KAIZEN_SECURITY_PROTOCOL=SASL_PLAINTEXT) where this client sends {security.protocol}"
+    )
+
+
+def _split(host: str) -> tuple[str, int]:
+    name, _, port = host.rpartition(":")
+    return name or "127.0.0.1", int(port)
+
+
+async def _speaks_tls(host: str, port: int) -> bool | None:
+    """Does the listener complete a TLS handshake (certificate not checked)? None: no answer."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=context), PROBE_TIMEOUT_S
+        )
+    except ssl.SSLError as exc:
+        # a TLS listener that wants a client certificate ends the handshake with an alert;
+        # a plaintext one answers a ClientHello with bytes that are no TLS record
+        return "alert" in str(exc).lower()
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
+    return True
+
+
+async def probe(conn: KafkaConnection) -> KafkaAccessError | None:
+    """Connect to each bootstrap host as the clients do; the error naming the first failure,
+    None when a host accepts the connection and its credentials."""
+    security = conn.security
+    try:
+        auth = auth_config(security)
+    except SecurityError as exc:
+        return KafkaAccessError(str(exc))
+    lines: list[str] = []
+    unreachable: list[str] = []
+    for host in conn.bootstrap:
+        name, port = _split(host)
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(name, port), PROBE_TIMEOUT_S)
+            writer.close()
+        except (OSError, TimeoutError) as exc:
+            unreachable.append(
+                f"cannot reach the broker at {host} "
+                f"({getattr(exc, 'strerror', None) or 'timed out'}): is it running? start it "
+                "with `kaizen-stream broker` or `kaizen-stream up`, or fix KAIZEN_BROKER"
+            )
+            continue
+        try:
+            kafka_conn = await asyncio.wait_for(
+                create_conn(name, port, request_timeout_ms=int(PROBE_TIMEOUT_S * 1000), **auth),
+                PROBE_TIMEOUT_S,
+            )
+        except SaslAuthenticationFailed:
+            lines.append(describe_sasl_failure(host, security))
+            continue
+        except ssl.SSLCertVerificationError as exc:
+            lines.append(describe_certificate(host, exc))
+            continue
+        except (KafkaError, OSError, TimeoutError) as exc:
+            line = describe_listener(host, security, await _speaks_tls(name, port))
+            lines.append(line or f"cannot use {host}: {type(exc).__name__} {exc}")
+            continue
+        kafka_conn.close()
+        return None
+    if lines:
+        return KafkaAccessError(lines[0])
+    return KafkaTransient(unreachable[0]) if unreachable else None
+
+
+async def diagnose(exc: BaseException, conn: KafkaConnection) -> KafkaAccessError:
+    """The KafkaAccessError naming why `exc` happened (probing the brokers when it is a
+    connection error)."""
+    if isinstance(exc, KafkaAccessError):
+        return exc
+    if isinstance(exc, SecurityError):
+        return KafkaAccessError(str(exc))
+    if isinstance(exc, KafkaError):
+        line = describe_authorization(exc, conn.security)
+        if line is not None:
+            return KafkaAccessError(line)
+        if isinstance(exc, SaslAuthenticationFailed):
+            return KafkaAccessError(describe_sasl_failure(conn.servers, conn.security))
+    if isinstance(exc, KafkaConnectionError | OSError | TimeoutError | KafkaError):
+        found = await probe(conn)
+        if found is not None:
+            return found
+    return KafkaTransient(
+        f"Kafka at {conn.servers} ({conn.security.describe()}): {type(exc).__name__} {exc}"
+    )
+
+
+async def explain(exc: BaseException, conn: KafkaConnection) -> str:
+    """One line naming why `exc` happened."""
+    return str(await diagnose(exc, conn))
+
+
+@contextlib.asynccontextmanager
+async def explained(conn: KafkaConnection) -> AsyncIterator[None]:
+    """Kafka, TLS and credential failures inside the block become a one-line KafkaAccessError."""
+    try:
+        yield
+    except (KafkaError, ssl.SSLError, SecurityError) as exc:
+        raise await diagnose(exc, conn) from None
+
+
+async def check_access(
+    conn: KafkaConnection, *, read: Iterable[str] = (), group: str | None = None
+) -> None:
+    """KafkaAccessError naming the cause unless the brokers take this connection, each
+    existing topic in `read` can be read (a fetch at its end) and `group` described."""
+    async with explained(conn):
+        topics = list(read)
+        if topics:
+            await _check_reads(conn, topics)
+        if group is not None:
+            await _check_group(conn, group)
+
+
+async def _check_reads(conn: KafkaConnection, topics: list[str]) -> None:
+    consumer = clients.new_consumer(conn, role="check", group_id=None, enable_auto_commit=False)
+    try:
+        await consumer.start()
+        for topic in topics:
+            partitions = await clients.topic_partitions(consumer._client, topic)
+            if not partitions:
+                continue  # a missing topic is for the topics check to report
+            tp = TopicPartition(topic, min(partitions))
+            consumer.assign([tp])
+            await consumer.seek_to_end(tp)
+            await consumer.getmany(tp, timeout_ms=100)  # Read is checked on fetch
+    finally:
+        await consumer.stop()
+
+
+async def _check_group(conn: KafkaConnection, group: str) -> None:
+    """GroupAuthorizationFailedError when the principal may not use `group`. Anything else
+    (a coordinator not elected yet on a new cluster, the embedded broker closing the
+    connection for an unknown group) is left for the group join to report."""
+    admin = clients.new_admin(conn, role="check")
+    try:
+        await admin.start()
+        deadline = time.monotonic() + COORDINATOR_WAIT_S
+        while time.monotonic() < deadline:
+            try:
+                await asyncio.wait_for(admin.list_consumer_group_offsets(group), PROBE_TIMEOUT_S)
+                return
+            except GroupAuthorizationFailedError:
+                raise
+            except GroupCoordinatorNotAvailableError:
+                # a new cluster creates __consumer_offsets on the first group lookup
+                await asyncio.sleep(0.5)
+            except (KafkaError, TimeoutError):
+                return
+    finally:
+        await admin.close()
