@@ -33,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from aiokafka.errors import CommitFailedError  # noqa: E402
 from bench_ingest import commit_offsets, produce, scrape  # noqa: E402
 from worker_process import running_worker, worker_env  # noqa: E402
 
@@ -60,11 +61,24 @@ async def replay_latencies(conn: KafkaConnection, sessions: list[str], expect: i
     return out
 
 
+def reset_group(bootstrap: str, timeout: float = 120.0) -> None:
+    """The worker group's offsets back to 0, once the last run's (static) member is gone."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            asyncio.run(commit_offsets(bootstrap, dict.fromkeys(range(PARTITIONS), 0)))
+            return
+        except CommitFailedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
 def run(
     kafka: SecuredKafka, name: str, total: int, sessions: list[str], per_session: int, work: Path
 ) -> tuple[float, float, float]:
     """(events/s, replay p50 s, replay p99 s) of one worker over listener `name`."""
-    asyncio.run(commit_offsets(kafka.plain_bootstrap, dict.fromkeys(range(PARTITIONS), 0)))
+    reset_group(kafka.plain_bootstrap)
     if name == "PLAINTEXT":
         env = worker_env(kafka.plain_bootstrap, work / f"data-{name}", PARTITIONS)
         client = KafkaConnection((kafka.plain_bootstrap,))
