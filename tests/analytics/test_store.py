@@ -126,13 +126,18 @@ def test_folding_in_slices_across_reopens(tmp_path: Path) -> None:
     state.close()
 
 
-def test_a_store_without_rows_gets_rows_and_rollups_when_opened_for_writing(tmp_path: Path) -> None:
+def folded_samples(tmp_path: Path) -> tuple[SummaryStore, dict[str, dict[str, Any]]]:
+    """A store holding the samples' summaries, and those summaries."""
     state = opened(tmp_path)
     ingest(state, sample_messages())
     state.fold_summaries(10**6)
     state.close()
     store = SummaryStore.open(tmp_path)
-    want = summaries(store)
+    return store, summaries(store)
+
+
+def test_a_store_without_rows_gets_rows_and_rollups_when_opened_for_writing(tmp_path: Path) -> None:
+    store, want = folded_samples(tmp_path)
     store._db.delete_range(ROW, ROW_END)  # as written before stats rows and rollups existed
     store._db.delete_range(ROLLUP, ROLLUP_END)
     store._db.delete(ROWS_KEY)
@@ -145,6 +150,21 @@ def test_a_store_without_rows_gets_rows_and_rollups_when_opened_for_writing(tmp_
     assert len(list(store._range(ROW, ROW_END))) == len(want)
     assert len(list(store._range(ROLLUP, ROLLUP_END))) > len(GROUP_KEYS)
     assert summaries(store) == want
+    store.close()
+
+
+def test_rows_of_another_layout_are_rebuilt_not_misread(tmp_path: Path) -> None:
+    store, want = folded_samples(tmp_path)
+    sid = next(iter(want)).encode()
+    store._db.put(ROW + sid, b'[0,"an older layout"]')
+    store._db.put(ROLLUP + b"model\x00h\x00stale", b"[1,2,3,4,5]")
+    store._db.put(ROWS_KEY, b"0")
+    store.close()
+    reader = SummaryStore.open(tmp_path, read_only=True)
+    assert summaries(reader) == want
+    reader.close()
+    store = SummaryStore.open(tmp_path)
+    assert summaries(store) == want and "stale" not in store.rollup("model").homes
     store.close()
 
 

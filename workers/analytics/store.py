@@ -32,7 +32,8 @@ Invariants:
   move from the session's old row to its new one in that batch too: so the
   rollups always equal the rollup of the stored rows (exactly once, like the
   summaries). A store that predates rows gets rows and rollups in one batch
-  (with the ``00 rows`` mark) when first opened for writing; until then
+  (with the ``00 rows`` mark, the row layout's version) when first opened for
+  writing, and so does a store whose rows have another layout; until then
   readers derive both from the summaries.
 - Rebuildable: deleting the directory (or `reset`) refolds from the log start.
 - Decoupled from the ingest's group commit: folding costs ~20 µs an event in
@@ -54,7 +55,7 @@ from rocksdict import AccessType, Options, Rdict, ReadOptions, WriteBatch
 
 from workers.analytics.aggregate import SessionSummary
 from workers.analytics.counters import UsageCounters
-from workers.analytics.digest import StatsRow, decode, digest, encode
+from workers.analytics.digest import ROW_VERSION, StatsRow, decode, digest, encode
 from workers.analytics.views import GROUP_KEYS, Rollup, rollup_rows
 from workers.hotlog import Location
 
@@ -69,7 +70,9 @@ ROW = b"\x04"
 ROW_END = b"\x05"
 ROLLUP = b"\x05"
 ROLLUP_END = b"\x06"
-ROWS_KEY = b"\x00rows"  # every summary has its stats row, and the rollups count them all
+# every summary has its stats row in this layout, and the rollups count them all
+ROWS_KEY = b"\x00rows"
+ROWS_MARK = str(ROW_VERSION).encode()
 
 
 def _rollup_prefix(by: str) -> bytes:
@@ -92,12 +95,16 @@ class SummaryStore:
         raw = db.get(CURSOR_KEY)
         self._cursor: bytes = bytes(raw) if raw is not None else b""
         self.counters = UsageCounters()  # this process's folds, for /metrics
-        if not read_only and db.get(ROWS_KEY) is None:
+        if not read_only and not self._has_rows():
             self._add_rows()
 
     def _add_rows(self) -> None:
         """Give every summary its stats row and the rollups over them all, in one batch
         with the mark that all have them."""
+        # rows and rollups of another layout, if any: gone before the rollups are summed
+        # anew (a crash in between leaves the mark wrong, so the next open redoes this)
+        self._db.delete_range(ROW, ROW_END)
+        self._db.delete_range(ROLLUP, ROLLUP_END)
         wb = WriteBatch(raw_mode=True)
         rows = []
         for k, v in self._range(SUMMARY, UNPUBLISHED):
@@ -105,8 +112,11 @@ class SummaryStore:
             wb.put(ROW + k[1:], encode(rows[-1]))
         for by in GROUP_KEYS:
             self._put_rollup(wb, by, rollup_rows(rows, by))
-        wb.put(ROWS_KEY, b"1")
+        wb.put(ROWS_KEY, ROWS_MARK)
         self._db.write(wb)
+
+    def _has_rows(self) -> bool:
+        return self._db.get(ROWS_KEY) == ROWS_MARK
 
     def _put_rollup(self, wb: WriteBatch, by: str, delta: Rollup) -> None:
         """Add `delta` to the stored rollup `by`, cell by cell, into the batch."""
@@ -125,7 +135,7 @@ class SummaryStore:
 
     def rollup(self, by: str) -> Rollup:
         """The totals of every session grouped `by`, unpriced (views.price_rollup prices them)."""
-        if self._db.get(ROWS_KEY) is None:
+        if not self._has_rows():
             return rollup_rows(self.rows(), by)
         prefix = _rollup_prefix(by)
         out = Rollup()
@@ -177,7 +187,7 @@ class SummaryStore:
 
     def rows(self) -> Iterator[StatsRow]:
         """Every session's stats row (derived from the summaries in a store that has none)."""
-        if self._db.get(ROWS_KEY) is None:
+        if not self._has_rows():
             yield from (digest(s) for s in self.all())
             return
         for _k, v in self._range(ROW, ROW_END):

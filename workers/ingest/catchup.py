@@ -10,7 +10,10 @@ Invariants:
   local data, from the start of the topic when it has none, read with a raw aiokafka
   consumer at the client's speed.  Until then the ingest agent holds the partition's messages
   (``PartitionManager.hold``) and ``wait_ready`` (replay) waits; nothing is served from a
-  partition that is behind, and each partition catches up in its own task;
+  partition that is behind, and each partition catches up in its own task. With no
+  committed offset (a new group) it reads to the end offset Apache Kafka reports when it
+  begins (exact); the embedded broker's end offsets are the start of the last batch + 1,
+  so there it reads until polls come back empty (``workers.broker.cluster`` tells them apart);
 * a new broker incarnation (the group has no committed offset while the partition has
   local data, or the probe message recorded for the epoch is no longer what the broker has
   at that offset) starts a new epoch (``PartitionState.new_epoch``);
@@ -30,6 +33,7 @@ import time
 import crc32c
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from workers.broker.cluster import cluster_id, is_embedded
 from workers.ingest.config import IngestConfig
 from workers.ingest.partition import PartitionState
 from workers.kafka import clients
@@ -37,7 +41,8 @@ from workers.settings import DLQ_TOPIC
 
 log = logging.getLogger(__name__)
 
-#: catching up "to the end" stops after this many empty polls (500 ms each) in a row
+#: on the embedded broker, whose end offsets are not exact, catching up "to the end" stops
+#: after this many empty polls (500 ms each) in a row
 EMPTY_POLLS = 2
 
 
@@ -51,6 +56,7 @@ class CatchUp:
         self.topic = topic
         self.group_id = group_id
         self.config = config
+        self._exact_ends: bool | None = None
 
     async def handoff(self, state: PartitionState) -> None:
         """Open the partition, settle its epoch and read what it lacks (the partition
@@ -73,9 +79,12 @@ class CatchUp:
         if committed is None:
             # A new group (or one the broker forgot): Faust starts from the earliest
             # offset, so without this a replay would see the partition half ingested.
-            # Read what the topic holds first; "the end" is where polls come back empty
-            # (tansu's end offsets are the start of the last batch + 1).
-            state.next_offset = await self.read(state, start, None)
+            # Read what the topic holds first, to the end offset the broker reports now
+            # (an exact snapshot on Apache Kafka, so producers writing on never keep the
+            # partition catching up); on the embedded broker, whose end offsets are the
+            # start of the last batch + 1, "the end" is where polls come back empty.
+            to_snapshot = await self.exact_end_offsets()
+            state.next_offset = await self.read(state, start, None, to_snapshot=to_snapshot)
         else:
             if start < committed:
                 await self.read(state, start, committed)
@@ -87,6 +96,12 @@ class CatchUp:
             state.store.watermark,
             committed,
         )
+
+    async def exact_end_offsets(self) -> bool:
+        """Are the broker's end offsets exact? Not on the embedded broker (see above)."""
+        if self._exact_ends is None:
+            self._exact_ends = not is_embedded(await cluster_id(self.bootstrap))
+        return self._exact_ends
 
     async def committed_offset(self, partition: int) -> int | None:
         """The group's committed offset of the partition (exact), None when it has none."""
@@ -142,10 +157,13 @@ class CatchUp:
         finally:
             await consumer.stop()
 
-    async def read(self, state: PartitionState, start: int, end: int | None) -> int:
+    async def read(
+        self, state: PartitionState, start: int, end: int | None, *, to_snapshot: bool = False
+    ) -> int:
         """Read [start, end) of the source topic into the log at the client's raw speed.
 
-        With end None, read until EMPTY_POLLS polls in a row come back empty. Returns the
+        With end None, read to the end offset the broker reports at the start when
+        `to_snapshot`, else until EMPTY_POLLS polls in a row come back empty. Returns the
         next offset to read. Up to a committed offset, whoever processed those offsets first
         sent their dead letters; to the end (no committed offset), nobody did, so this does,
         and each group commit waits for their delivery as the agent's does.
@@ -154,7 +172,7 @@ class CatchUp:
         tp = TopicPartition(self.topic, p)
         consumer = self._consumer()
         dlq: AIOKafkaProducer | None = None
-        if end is None:
+        if end is None:  # nobody sent the dead letters of these offsets yet
             dlq = await clients.start_producer(self.bootstrap, "dlq")
         await consumer.start()
         t0 = time.monotonic()
@@ -172,6 +190,8 @@ class CatchUp:
                     earliest - 1,
                 )
                 start = earliest
+            if end is None and to_snapshot:
+                end = (await consumer.end_offsets([tp]))[tp]
             consumer.seek(tp, start)
             upto = "the end" if end is None else str(end - 1)
             log.info("partition %d: catching up offsets %d..%s", p, start, upto)
@@ -184,6 +204,9 @@ class CatchUp:
                 if not records:
                     empty += 1
                     if end is None and empty >= EMPTY_POLLS:
+                        break
+                    if end is not None and await consumer.position(tp) >= end:
+                        position = end  # the offsets left were no records (control batches)
                         break
                     if time.monotonic() - last_progress > self.config.catchup_stall_s:
                         raise RuntimeError(
