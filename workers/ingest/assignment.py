@@ -113,6 +113,7 @@ class PartitionManager(Service):
         mine = {tp.partition for tp in assigned if tp.topic == self.topic}
         self._assigned = mine
         gone = sorted(p for p in self._states if p not in mine)
+        kept = sorted(p for p in self._states if p in mine)
         new = sorted(mine - self._states.keys())
         # one line per rebalance this worker takes part in: how operators (and the static
         # membership test) see that a restart within the session timeout caused none
@@ -131,6 +132,14 @@ class PartitionManager(Service):
             )
             self._states[p] = state
             self._handoffs[p] = asyncio.ensure_future(self._handoff(state))
+        # A kept partition may have been another member's meanwhile (this worker stalled
+        # past its session timeout and was never told): Faust now resumes it from the
+        # group's committed offset, past what this log holds. Not ready until checked.
+        for p in kept:
+            state = self._states[p]
+            if state.ready.is_set() and not state.closed:
+                state.ready.clear()
+                self._handoffs[p] = asyncio.ensure_future(self._handoff(state, kept=True))
         for p in gone:
             await self._close_partition(p)
 
@@ -192,10 +201,14 @@ class PartitionManager(Service):
                 await self.process_held(state, event)
         state.ready.set()
 
-    async def _handoff(self, state: PartitionState) -> None:
+    async def _handoff(self, state: PartitionState, kept: bool = False) -> None:
         """Catch the partition up in the background: the other partitions keep flowing."""
         try:
-            await self.catchup.handoff(state)
+            if kept:
+                async with state.lock:
+                    await self.catchup.rejoin(state)
+            else:
+                await self.catchup.handoff(state)
             await self._release_held(state)
             log.info("partition %d: ready", state.partition)
         except asyncio.CancelledError:

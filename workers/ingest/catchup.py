@@ -14,6 +14,9 @@ Invariants:
   committed offset (a new group) it reads to the end offset Apache Kafka reports when it
   begins (exact); the embedded broker's end offsets are the start of the last batch + 1,
   so there it reads until polls come back empty (``workers.broker.cluster`` tells them apart);
+* a partition kept across a rebalance is not ready again until the group's committed
+  offset is checked: past its log, another member owned it meanwhile, and the offsets
+  between are read first (``rejoin``);
 * a new broker incarnation (the group has no committed offset while the partition has
   local data, or the probe message recorded for the epoch is no longer what the broker has
   at that offset) starts a new epoch (``PartitionState.new_epoch``);
@@ -96,6 +99,27 @@ class CatchUp:
             state.store.watermark,
             committed,
         )
+
+    async def rejoin(self, state: PartitionState) -> None:
+        """A partition kept across a rebalance: read what the group committed past its log.
+
+        That happens when another member owned it meanwhile (this worker stalled past its
+        session timeout, was evicted and rejoined claiming it): Faust resumes it from the
+        committed offset, and without this read the log would miss the offsets between.
+        """
+        p = state.partition
+        committed = await self.committed_offset(p)
+        start = state.next_kafka_offset
+        if committed is not None and start < committed:
+            log.warning(
+                "partition %d: the group committed offsets %d..%d while another member had "
+                "it; reading them before this worker ingests on",
+                p,
+                start,
+                committed - 1,
+            )
+            await self.read(state, start, committed)
+            state.next_offset = committed
 
     async def exact_end_offsets(self) -> bool:
         """Are the broker's end offsets exact? Not on the embedded broker (see above)."""
