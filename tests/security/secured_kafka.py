@@ -7,6 +7,11 @@ Listeners, all on 127.0.0.1:
 - PLAINTEXT: principal ANONYMOUS, which holds no ACL unless `open_plaintext`
   makes it a super user (the benchmark compares it with SASL_SSL).
 
+The JVMs run with C1 only (-XX:TieredStopAtLevel=1): they start faster, which
+is what tests want. C1 has no AES-GCM intrinsics, so a C1 broker encrypts TLS
+traffic many times slower than a production broker (full tiered JIT);
+`full_jit=True` runs the broker itself with the default JIT (the benchmark).
+
 `admin` is a super user (SCRAM); every other user gets only the ACLs a test
 grants, through Kafka's own kafka-acls tool (org.apache.kafka.tools.AclCommand).
 SCRAM users are added at format time (kafka-storage format --add-scram).
@@ -101,8 +106,10 @@ class SecuredKafka:
         *,
         open_plaintext: bool = False,
         partitions: int = 2,
+        full_jit: bool = False,
     ) -> None:
         self.directory = directory
+        self.full_jit = full_jit
         self.partitions = partitions  # of the project's topics; KAIZEN_PARTITIONS in `env`
         self.open_plaintext = open_plaintext
         self.pki = CertificateAuthority(directory / "pki")
@@ -221,9 +228,12 @@ class SecuredKafka:
             ]
         )
 
-    def _java(self, main: str, *args: str, heap: str = "-Xmx256m") -> list[str]:
+    def _java(
+        self, main: str, *args: str, heap: str = "-Xmx256m", c1_only: bool = True
+    ) -> list[str]:
+        jit = ["-XX:TieredStopAtLevel=1"] if c1_only else []
         return [
-            "java", heap, "-XX:TieredStopAtLevel=1", "-Xshare:auto",
+            "java", heap, *jit, "-Xshare:auto",
             "-Dlog4j2.level=WARN", "-cp", f"{libs()}/*", main, *args,
         ]  # fmt: skip
 
@@ -243,7 +253,7 @@ class SecuredKafka:
         subprocess.run(self._java(*storage, *scram), check=True, capture_output=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
         self.process = subprocess.Popen(
-            self._java("kafka.Kafka", str(props), heap="-Xmx512m"),
+            self._java("kafka.Kafka", str(props), heap="-Xmx512m", c1_only=not self.full_jit),
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         log.close()
