@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from tests.analytics.test_retro import Session
+from tests.brokers import Broker
 from tests.conftest import TEST_PARTITIONS
 from tests.ingest.harness import end_offsets, produce, start_worker, wait_committed
-from workers.broker.embedded import EmbeddedBroker
 from workers.codec import batch
 from workers.codec.event import complete_event, encode_event
 
@@ -43,7 +43,7 @@ def sessions() -> list[Session]:
     return out
 
 
-def test_page_renders_in_chromium(fresh_broker: EmbeddedBroker, tmp_path: Path) -> None:
+def test_page_renders_in_chromium(fresh_broker: Broker, tmp_path: Path) -> None:
     assert CHROMIUM is not None, "CI must have chromium (.ci/run installs it)"
     bootstrap = fresh_broker.bootstrap
     messages = [

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from workers.broker.embedded import free_port, port_in_use
@@ -36,6 +37,7 @@ async def _partitions(bootstrap: str) -> dict[str, int]:
         await admin.close()
 
 
+@pytest.mark.tansu  # `kaizen-stream broker` is the embedded broker
 def test_broker_starts_detached_creates_topics_and_stops(tmp_path: Path) -> None:
     port = free_port()
     env = {"KAIZEN_BROKER": f"127.0.0.1:{port}", "KAIZEN_DATA_DIR": str(tmp_path)}

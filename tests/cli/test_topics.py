@@ -1,7 +1,7 @@
 """`kaizen-stream topics create|check` and the worker's topic check, on a real broker.
 
-Each test starts an embedded broker of its own with no topics, so that it decides
-how they are created. The worker tests run `kaizen-stream worker` as a process.
+Each test starts a broker of its own with no topics (`bare_broker`), so that it
+decides how they are created. The worker tests run `kaizen-stream worker` as a process.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import json
 import random
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.brokers import Broker
 from tests.e2e.test_end_to_end import as_messages, kaizen_env, make_sessions, produce, replay
 from tests.procs import stop
 from workers.broker import topics
@@ -29,14 +29,6 @@ from workers.settings import (
     Settings,
     SettingsError,
 )
-
-
-@pytest.fixture
-def bare_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    """A broker without the project's topics."""
-    b = EmbeddedBroker(port=free_port(), log=tmp_path / "tansu.log").start()
-    yield b
-    b.stop()
 
 
 def test_specs_follow_the_settings() -> None:
@@ -80,7 +72,7 @@ def test_problems_name_each_difference() -> None:
 
 
 def kaizen(
-    broker: EmbeddedBroker, tmp_path: Path, *args: str, timeout: float = 120
+    broker: Broker, tmp_path: Path, *args: str, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "workers", *args],
@@ -100,7 +92,7 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-def test_create_twice_then_check(bare_broker: EmbeddedBroker, tmp_path: Path) -> None:
+def test_create_twice_then_check(bare_broker: Broker, tmp_path: Path) -> None:
     first = kaizen(bare_broker, tmp_path, "topics", "create", "--partitions", "3")
     assert first.returncode == 0, first.stderr
     assert [f"{name}: created" for name in ALL_TOPICS] == first.stdout.splitlines()[:-1]
@@ -118,9 +110,7 @@ def test_create_twice_then_check(bare_broker: EmbeddedBroker, tmp_path: Path) ->
     assert "message.timestamp.type=LogAppendTime" in lines[ALL_TOPICS.index(REPLAY_REQUESTS_TOPIC)]
 
 
-def test_create_reports_a_mismatch_and_changes_nothing(
-    bare_broker: EmbeddedBroker, tmp_path: Path
-) -> None:
+def test_create_reports_a_mismatch_and_changes_nothing(bare_broker: Broker, tmp_path: Path) -> None:
     assert kaizen(bare_broker, tmp_path, "topics", "create", "--partitions", "3").returncode == 0
     line = one_line_error(
         kaizen(
@@ -134,7 +124,7 @@ def test_create_reports_a_mismatch_and_changes_nothing(
     assert check.returncode == 0, check.stderr
 
 
-def test_check_names_a_missing_topic(bare_broker: EmbeddedBroker, tmp_path: Path) -> None:
+def test_check_names_a_missing_topic(bare_broker: Broker, tmp_path: Path) -> None:
     settings = Settings(broker=bare_broker.bootstrap, partitions=2)
     present = [t for t in ALL_TOPICS if t != REPLAY_REQUESTS_TOPIC]
     asyncio.run(topics.create_topics(settings, present))
@@ -152,7 +142,7 @@ def test_unreachable_broker_is_one_line(tmp_path: Path) -> None:
 
 
 def test_min_insync_above_replication_factor_is_refused(
-    bare_broker: EmbeddedBroker, tmp_path: Path
+    bare_broker: Broker, tmp_path: Path
 ) -> None:
     result = kaizen(
         bare_broker, tmp_path, "topics", "create", "--replication-factor", "2",
@@ -163,7 +153,7 @@ def test_min_insync_above_replication_factor_is_refused(
 
 
 def test_worker_refuses_events_and_requests_with_other_counts(
-    bare_broker: EmbeddedBroker, tmp_path: Path
+    bare_broker: Broker, tmp_path: Path
 ) -> None:
     others = [t for t in ALL_TOPICS if t != REPLAY_REQUESTS_TOPIC]
     asyncio.run(topics.create_topics(Settings(broker=bare_broker.bootstrap, partitions=4), others))
@@ -179,7 +169,7 @@ def test_worker_refuses_events_and_requests_with_other_counts(
     assert f"{EVENTS_TOPIC} has 4 partitions but {REPLAY_REQUESTS_TOPIC} has 6" in check
 
 
-def test_worker_refuses_a_missing_topic(bare_broker: EmbeddedBroker, tmp_path: Path) -> None:
+def test_worker_refuses_a_missing_topic(bare_broker: Broker, tmp_path: Path) -> None:
     settings = Settings(broker=bare_broker.bootstrap, partitions=4)
     asyncio.run(topics.create_topics(settings, [EVENTS_TOPIC, REPLAY_REQUESTS_TOPIC]))
     line = one_line_error(kaizen(bare_broker, tmp_path, "worker", "--web-port", str(free_port())))
@@ -188,7 +178,7 @@ def test_worker_refuses_a_missing_topic(bare_broker: EmbeddedBroker, tmp_path: P
 
 
 def test_replays_route_by_the_brokers_partition_count(
-    bare_broker: EmbeddedBroker, tmp_path: Path, unique: str
+    bare_broker: Broker, tmp_path: Path, unique: str
 ) -> None:
     """Topics with 6 partitions, KAIZEN_PARTITIONS=4 (kaizen_env): every session replays.
     Routing by KAIZEN_PARTITIONS would look for most sessions on a partition that does

@@ -20,15 +20,16 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from tests.brokers import Broker
 from tests.conftest import TEST_PARTITIONS
 from tests.procs import stop
-from workers.broker.embedded import EmbeddedBroker, free_port, port_in_use
+from workers.broker.embedded import free_port, port_in_use
 from workers.codec import batch
 from workers.codec.event import complete_event, encode_event
 from workers.settings import EVENTS_TOPIC
 
 
-def kaizen_env(broker: EmbeddedBroker, data_dir: Path) -> dict[str, str]:
+def kaizen_env(broker: Broker, data_dir: Path) -> dict[str, str]:
     return {
         **os.environ,
         "KAIZEN_BROKER": broker.bootstrap,
@@ -38,9 +39,7 @@ def kaizen_env(broker: EmbeddedBroker, data_dir: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def worker(
-    broker: EmbeddedBroker, tmp_path: Path, unique: str
-) -> Iterator[subprocess.Popen[bytes]]:
+def worker(broker: Broker, tmp_path: Path, unique: str) -> Iterator[subprocess.Popen[bytes]]:
     log = (tmp_path / "worker.log").open("wb")
     env = kaizen_env(broker, tmp_path / "data")
     proc = subprocess.Popen(
@@ -107,7 +106,7 @@ def as_messages(
 
 
 def replay(
-    broker: EmbeddedBroker, data_dir: Path, session_id: str, *flags: str
+    broker: Broker, data_dir: Path, session_id: str, *flags: str
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "workers", "replay", session_id, "--format", "jsonl", *flags],
@@ -120,7 +119,7 @@ def replay(
 
 
 def replay_until_complete(
-    broker: EmbeddedBroker, data_dir: Path, session_id: str, expected: int, deadline: float
+    broker: Broker, data_dir: Path, session_id: str, expected: int, deadline: float
 ) -> list[dict[str, object]]:
     while True:
         result = replay(broker, data_dir, session_id)
@@ -135,7 +134,7 @@ def replay_until_complete(
 
 
 def test_every_session_replays_exactly_as_produced(
-    broker: EmbeddedBroker, worker: subprocess.Popen[bytes], tmp_path: Path, unique: str
+    broker: Broker, worker: subprocess.Popen[bytes], tmp_path: Path, unique: str
 ) -> None:
     rng = random.Random(unique)
     sessions = make_sessions(f"e2e-{unique}", 40, rng)
@@ -161,7 +160,7 @@ def test_every_session_replays_exactly_as_produced(
 
 
 def test_a_new_group_answers_its_first_replays_in_full(
-    fresh_broker: EmbeddedBroker, tmp_path: Path, unique: str
+    fresh_broker: Broker, tmp_path: Path, unique: str
 ) -> None:
     """History already in the topic, then a worker of a group that has never committed:
     its partitions catch up to the end of the topic before any replay is answered, so the
@@ -188,7 +187,7 @@ def test_a_new_group_answers_its_first_replays_in_full(
 
 
 def test_unknown_session_exits_1_with_one_line(
-    broker: EmbeddedBroker, worker: subprocess.Popen[bytes], tmp_path: Path, unique: str
+    broker: Broker, worker: subprocess.Popen[bytes], tmp_path: Path, unique: str
 ) -> None:
     # A known session first, so that the worker is surely serving.
     sessions = make_sessions(f"known-{unique}", 1, random.Random(1))

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.brokers import Broker
 from tests.hooks.secrets_corpus import CORPUS
 from tests.hooks.util import (
     consume_raw,
@@ -18,7 +19,6 @@ from tests.hooks.util import (
     spool_bytes,
     spooled_fields,
 )
-from workers.broker.embedded import EmbeddedBroker
 from workers.hooks.hook import record
 from workers.hooks.redact import Redactor
 from workers.hooks.spool import Spool
@@ -114,9 +114,7 @@ def test_config_extra_and_allow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert r.text("TOML-42 a@b.example") == "[REDACTED:custom] a@b.example"
 
 
-def test_no_secret_reaches_spool_or_kafka(
-    tmp_path: Path, broker: EmbeddedBroker, unique: str
-) -> None:
+def test_no_secret_reaches_spool_or_kafka(tmp_path: Path, broker: Broker, unique: str) -> None:
     spool = Spool(str(tmp_path / "spool"))
     redactor = Redactor(home="/home/dev")
     prefix = f"secrets-{unique}-"

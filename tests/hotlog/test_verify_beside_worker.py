@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+from tests.brokers import Broker
 from tests.conftest import TEST_PARTITIONS
 from tests.ingest.harness import (
     Worker,
@@ -24,7 +25,6 @@ from tests.ingest.harness import (
     start_worker,
     wait_committed,
 )
-from workers.broker.embedded import EmbeddedBroker
 from workers.hotlog.verify import verify_all
 from workers.ingest import metrics
 
@@ -44,9 +44,7 @@ def _wait_ready(worker: Worker, timeout: float) -> None:
         time.sleep(0.3)
 
 
-def test_verify_never_disturbs_a_running_worker(
-    fresh_broker: EmbeddedBroker, tmp_path: Path
-) -> None:
+def test_verify_never_disturbs_a_running_worker(fresh_broker: Broker, tmp_path: Path) -> None:
     bootstrap = fresh_broker.bootstrap
     data = tmp_path / "data"
     sessions = {f"v-{i}": 600 for i in range(16)}

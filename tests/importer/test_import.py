@@ -9,8 +9,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from tests.brokers import Broker
 from tests.hooks.util import consume_events
-from workers.broker.embedded import EmbeddedBroker
 from workers.hooks.redact import Redactor
 from workers.hooks.samples import SAMPLES_DIR
 from workers.hooks.usage import USAGE_SEQ_BASE
@@ -60,7 +60,7 @@ def test_codex_transcript() -> None:
     assert "wJalrXUtnFEMI" not in "".join(e["payload"] for e in evs)
 
 
-def test_import_twice_changes_nothing(tmp_path: Path, broker: EmbeddedBroker, unique: str) -> None:
+def test_import_twice_changes_nothing(tmp_path: Path, broker: Broker, unique: str) -> None:
     # the sample transcripts under a fresh session id, so this test reads only its own events
     src = TRANSCRIPTS / "claude-7f3c2a91-5d4e-4b8a-9c1f-2e6d8b0a4c17.jsonl"
     session = f"imp-{unique}"

@@ -19,6 +19,7 @@ from typing import IO
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotAvailableError
 
 from tests.procs import stop
 from workers.broker.embedded import free_port
@@ -54,11 +55,19 @@ def session_messages(sid: str, seqs: Iterable[int], sizes: list[int]) -> list[tu
 
 
 async def produce(
-    bootstrap: str, messages: list[tuple[str, bytes]], topic: str = EVENTS_TOPIC
+    bootstrap: str,
+    messages: list[tuple[str, bytes]],
+    topic: str = EVENTS_TOPIC,
+    compression: str | None = None,
 ) -> dict[int, int]:
-    """Produce in order; returns partition -> number of messages produced there."""
+    """Produce in order (batches compressed with `compression`, if given); returns
+    partition -> number of messages produced there."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", max_request_size=16 << 20, linger_ms=5
+        bootstrap_servers=bootstrap,
+        acks="all",
+        max_request_size=16 << 20,
+        linger_ms=5,
+        compression_type=compression,
     )
     await producer.start()
     try:
@@ -129,6 +138,8 @@ async def committed(bootstrap: str, partitions: int, group: str = GROUP) -> dict
         tps = [TopicPartition(EVENTS_TOPIC, p) for p in range(partitions)]
         # tansu cannot answer OffsetFetch for "all partitions": name them
         offsets = await admin.list_consumer_group_offsets(group, partitions=tps)
+    except (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError):
+        return {}  # Apache Kafka, just started: its offsets topic is still being made
     finally:
         await admin.close()
     return {
@@ -168,6 +179,11 @@ class Worker:
         """Each metric summed over the worker's partitions."""
         return metrics.totals(self.scrape())
 
+    def ready_partitions(self) -> set[int]:
+        """The partitions this worker owns and serves (caught up), from its /metrics."""
+        ready = metrics.parse(self.scrape()).get("kaizen_partition_ready", {})
+        return {p for p, flag in ready.items() if flag == 1}
+
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
@@ -188,6 +204,20 @@ class Worker:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def wait_owned(workers: list[Worker], partitions: int, timeout: float = 120) -> None:
+    """Until the workers' ready partitions split all `partitions` between them, each with
+    some: the group has settled, so no partition moves while a test produces."""
+    deadline = time.monotonic() + timeout
+    while True:
+        owned = [w.ready_partitions() for w in workers]
+        everyone = set().union(*owned)
+        if all(owned) and everyone == set(range(partitions)) and sum(map(len, owned)) == partitions:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the group did not settle: ready partitions {owned}")
+        time.sleep(0.5)
 
 
 def start_worker(

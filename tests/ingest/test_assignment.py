@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 from faust.types import TP
 
-from workers.broker.embedded import EmbeddedBroker
+from tests.brokers import Broker
 from workers.ingest import testpoint
 from workers.ingest.assignment import PartitionManager
 from workers.settings import EVENTS_TOPIC, Settings
 
 
 def test_new_partition_has_its_state_while_a_gone_one_closes(
-    broker: EmbeddedBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(testpoint, "ARMED", testpoint.CLOSE_SLOWLY)
 

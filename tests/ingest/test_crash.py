@@ -12,6 +12,7 @@ import random
 import time
 from pathlib import Path
 
+from tests.brokers import Broker
 from tests.conftest import TEST_PARTITIONS
 from tests.ingest.harness import (
     committed,
@@ -24,10 +25,9 @@ from tests.ingest.harness import (
     start_worker,
     wait_committed,
 )
-from workers.broker.embedded import EmbeddedBroker
 
 
-def test_kill_dash_nine_while_ingesting(fresh_broker: EmbeddedBroker, tmp_path: Path) -> None:
+def test_kill_dash_nine_while_ingesting(fresh_broker: Broker, tmp_path: Path) -> None:
     rng = random.Random(7)
     bootstrap = fresh_broker.bootstrap
     expected: dict[str, int] = {}

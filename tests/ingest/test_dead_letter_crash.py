@@ -14,6 +14,7 @@ import asyncio
 import time
 from pathlib import Path
 
+from tests.brokers import Broker
 from tests.conftest import TEST_PARTITIONS
 from tests.ingest.harness import (
     committed,
@@ -26,7 +27,6 @@ from tests.ingest.harness import (
     start_worker,
     wait_committed,
 )
-from workers.broker.embedded import EmbeddedBroker
 from workers.ingest import testpoint
 from workers.ingest.assignment import partition_for_key
 from workers.settings import DLQ_TOPIC
@@ -44,7 +44,7 @@ def _letters_of(bootstrap: str, partition: int, offset: int) -> int:
 
 
 def test_dead_letter_survives_kill_before_commit(
-    fresh_broker: EmbeddedBroker, tmp_path: Path, unique: str
+    fresh_broker: Broker, tmp_path: Path, unique: str
 ) -> None:
     bootstrap = fresh_broker.bootstrap
     sid = f"dlq-{unique}"

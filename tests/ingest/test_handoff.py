@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.brokers import Broker, new_broker
 from tests.ingest.harness import (
-    Worker,
     end_offsets,
     indexed,
     log_events,
@@ -25,16 +25,7 @@ from tests.ingest.harness import (
     start_worker,
     wait_committed,
 )
-from workers.broker.embedded import EmbeddedBroker, free_port
-from workers.broker.topics import ensure_topics
-from workers.ingest import metrics
 from workers.ingest.assignment import partition_for_key
-
-
-def ready_partitions(worker: Worker) -> set[int]:
-    ready = metrics.parse(worker.scrape()).get("kaizen_partition_ready", {})
-    return {p for p, flag in ready.items() if flag == 1}
-
 
 # Six partitions: three workers hold two each; when one dies the other two hold three each,
 # and Faust's assignor (capacity ceil(6/3) = 2 per member) must then hand two to the newcomer.
@@ -43,15 +34,17 @@ def ready_partitions(worker: Worker) -> set[int]:
 PARTITIONS = 6
 
 
+pytestmark = pytest.mark.broker
+
+
 @pytest.fixture
-def broker6(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    broker = EmbeddedBroker(port=free_port(), log=tmp_path / "tansu.log").start()
-    asyncio.run(ensure_topics(broker.bootstrap, PARTITIONS))
+def broker6(tmp_path: Path) -> Iterator[Broker]:
+    broker = new_broker(tmp_path / "broker", PARTITIONS)
     yield broker
     broker.stop()
 
 
-def test_kill_one_of_three_then_start_an_empty_one(broker6: EmbeddedBroker, tmp_path: Path) -> None:
+def test_kill_one_of_three_then_start_an_empty_one(broker6: Broker, tmp_path: Path) -> None:
     rng = random.Random(3)
     bootstrap = broker6.bootstrap
     expected = {f"h-{s}": rng.randrange(50, 400) for s in range(160)}
@@ -76,7 +69,7 @@ def test_kill_one_of_three_then_start_an_empty_one(broker6: EmbeddedBroker, tmp_
         while True:
             owners: dict[int, list[str]] = {}
             for name, w in workers.items():
-                for p in ready_partitions(w):
+                for p in w.ready_partitions():
                     owners.setdefault(p, []).append(name)
             settled = len(owners) == PARTITIONS and all(len(v) == 1 for v in owners.values())
             if settled and any(v == ["w4"] for v in owners.values()):
@@ -87,7 +80,7 @@ def test_kill_one_of_three_then_start_an_empty_one(broker6: EmbeddedBroker, tmp_
         # no rebalance may have moved anything meanwhile
         again: dict[int, list[str]] = {}
         for name, w in workers.items():
-            for p in ready_partitions(w):
+            for p in w.ready_partitions():
                 again.setdefault(p, []).append(name)
         assert again == owners
     finally:

@@ -1,4 +1,4 @@
-"""A restarted in-memory broker numbers offsets from 0 again: nothing new may be skipped.
+"""A broker restarted empty numbers offsets from 0 again: nothing new may be skipped.
 
 The worker's watermark says, e.g., 300 while the new broker's offsets start at 0;
 the worker must notice the new incarnation (the group has no committed offset but
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from tests.brokers import Broker
 from tests.conftest import TEST_PARTITIONS
 from tests.ingest.harness import (
     end_offsets,
@@ -19,11 +20,10 @@ from tests.ingest.harness import (
     start_worker,
     wait_committed,
 )
-from workers.broker.embedded import EmbeddedBroker
 from workers.broker.topics import ensure_topics
 
 
-def ingest_all(broker: EmbeddedBroker, data: Path, log: Path) -> None:
+def ingest_all(broker: Broker, data: Path, log: Path) -> None:
     worker = start_worker(broker.bootstrap, data, TEST_PARTITIONS, log)
     try:
         ends = asyncio.run(end_offsets(broker.bootstrap, TEST_PARTITIONS))
@@ -33,7 +33,7 @@ def ingest_all(broker: EmbeddedBroker, data: Path, log: Path) -> None:
     assert code == 0, worker.log_text()[-3000:]
 
 
-def test_new_broker_incarnation_loses_nothing(fresh_broker: EmbeddedBroker, tmp_path: Path) -> None:
+def test_new_broker_incarnation_loses_nothing(fresh_broker: Broker, tmp_path: Path) -> None:
     data = tmp_path / "data"
     first = []
     for s in range(16):
@@ -43,8 +43,7 @@ def test_new_broker_incarnation_loses_nothing(fresh_broker: EmbeddedBroker, tmp_
     before = indexed(data, TEST_PARTITIONS)
     assert all(len(seqs) == 300 for _, seqs in before.values())
 
-    fresh_broker.stop()  # memory storage: topics, offsets and the group are gone
-    fresh_broker.start()
+    fresh_broker.wipe()  # topics, offsets and the group are gone
     asyncio.run(ensure_topics(fresh_broker.bootstrap, TEST_PARTITIONS))
     second = []
     for s in range(16):

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.brokers import Broker
 from tests.conftest import TEST_PARTITIONS
 from tests.ingest.harness import (
     ROOT,
@@ -26,7 +27,6 @@ from tests.ingest.harness import (
     start_worker,
     wait_committed,
 )
-from workers.broker.embedded import EmbeddedBroker
 from workers.ingest.decode import MAX_KEY_BYTES
 from workers.settings import DLQ_TOPIC
 
@@ -54,7 +54,7 @@ def replay(bootstrap: str, data_dir: Path, session_id: str) -> list[dict[str, ob
 
 
 def test_a_long_session_id_is_dead_lettered_and_the_partition_moves_on(
-    fresh_broker: EmbeddedBroker, tmp_path: Path
+    fresh_broker: Broker, tmp_path: Path
 ) -> None:
     bootstrap = fresh_broker.bootstrap
     long_sid = "L" * 70_000

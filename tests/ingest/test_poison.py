@@ -6,6 +6,7 @@ import asyncio
 import time
 from pathlib import Path
 
+from tests.brokers import Broker
 from tests.conftest import TEST_PARTITIONS
 from tests.ingest.harness import (
     end_offsets,
@@ -17,13 +18,12 @@ from tests.ingest.harness import (
     start_worker,
     wait_committed,
 )
-from workers.broker.embedded import EmbeddedBroker
 from workers.codec import batch
 from workers.ingest.decode import DEFAULT_MAX_EVENT_BYTES
 from workers.settings import DLQ_TOPIC
 
 
-def test_poison_mix(fresh_broker: EmbeddedBroker, tmp_path: Path) -> None:
+def test_poison_mix(fresh_broker: Broker, tmp_path: Path) -> None:
     bootstrap = fresh_broker.bootstrap
     messages: list[tuple[str, bytes]] = []
     expected: dict[str, int] = {}

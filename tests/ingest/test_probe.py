@@ -7,15 +7,15 @@ from pathlib import Path
 
 import crc32c
 
+from tests.brokers import Broker
 from tests.ingest.harness import event, produce
-from workers.broker.embedded import EmbeddedBroker
 from workers.ingest import epoch as epochs
 from workers.ingest.assignment import PartitionManager
 from workers.ingest.partition import PartitionState
 from workers.settings import Settings
 
 
-def test_probe_tells_a_new_incarnation(broker: EmbeddedBroker, tmp_path: Path, unique: str) -> None:
+def test_probe_tells_a_new_incarnation(broker: Broker, tmp_path: Path, unique: str) -> None:
     sid = f"probe-{unique}"
     value = event(sid, 0)
     asyncio.run(produce(broker.bootstrap, [(sid, value)]))

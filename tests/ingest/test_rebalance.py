@@ -25,6 +25,7 @@ import signal
 import time
 from pathlib import Path
 
+from tests.brokers import Broker
 from tests.conftest import TEST_PARTITIONS
 from tests.ingest.harness import (
     Worker,
@@ -38,7 +39,6 @@ from tests.ingest.harness import (
     start_worker,
     wait_committed,
 )
-from workers.broker.embedded import EmbeddedBroker
 from workers.ingest import testpoint
 from workers.ingest.assignment import partition_for_key
 from workers.replay.client import ReplayClient
@@ -61,7 +61,7 @@ async def replay_all(bootstrap: str, sessions: list[str]) -> dict[str, list[int]
     return dict(zip(sessions, got, strict=True))
 
 
-def test_rebalance_while_ingesting(fresh_broker: EmbeddedBroker, tmp_path: Path) -> None:
+def test_rebalance_while_ingesting(fresh_broker: Broker, tmp_path: Path) -> None:
     rng = random.Random(12)
     bootstrap = fresh_broker.bootstrap
     expected = {f"rb-{s}": rng.randrange(50, 300) for s in range(120)}

@@ -28,7 +28,6 @@ from tests.ingest.harness import (
     start_worker,
     wait_committed,
 )
-from tests.ingest.test_handoff import ready_partitions
 from workers.broker.cluster import cluster_id, static_membership_works
 from workers.broker.topics import ensure_topics
 
@@ -54,7 +53,7 @@ def wait_owning(workers: list[Worker], timeout: float) -> list[set[int]]:
     """Each worker's ready partitions once together they hold every partition."""
     deadline = time.monotonic() + timeout
     while True:
-        owned = [ready_partitions(w) for w in workers]
+        owned = [w.ready_partitions() for w in workers]
         if set().union(*owned) == set(range(PARTITIONS)) and all(owned):
             return owned
         if time.monotonic() > deadline:

@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from tests.brokers import Broker
 from tests.conftest import TEST_PARTITIONS
 from tests.procs import stop
-from workers.broker.embedded import EmbeddedBroker, free_port
+from workers.broker.embedded import free_port
 from workers.codec import batch
 from workers.codec.event import complete_event, encode_event
 from workers.hotlog.segment import HEADER_SIZE
@@ -37,7 +38,7 @@ TARGET_PREFIX = "kaizen.replay.test."  # KAIZEN_REPLAY_TOPIC_PREFIX of the test 
 
 @dataclass
 class Worker:
-    broker: EmbeddedBroker
+    broker: Broker
     data_dir: Path
     web_port: int
     proc: subprocess.Popen[bytes]
@@ -64,7 +65,7 @@ class Worker:
         )
 
 
-def kaizen_env(broker: EmbeddedBroker, data_dir: Path) -> dict[str, str]:
+def kaizen_env(broker: Broker, data_dir: Path) -> dict[str, str]:
     return {
         **os.environ,
         "KAIZEN_BROKER": broker.bootstrap,
@@ -75,9 +76,7 @@ def kaizen_env(broker: EmbeddedBroker, data_dir: Path) -> dict[str, str]:
     }
 
 
-def start_worker(
-    broker: EmbeddedBroker, data_dir: Path, group: str, log: Path
-) -> subprocess.Popen[bytes]:
+def start_worker(broker: Broker, data_dir: Path, group: str, log: Path) -> subprocess.Popen[bytes]:
     """A worker process of its own (group, data dir, log file), not waited for."""
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -90,7 +89,7 @@ def start_worker(
 
 
 @pytest.fixture(scope="package")
-def worker(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+def worker(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     tmp = tmp_path_factory.mktemp("replay-worker")
     log = tmp / "worker.log"
     port = free_port()

@@ -7,15 +7,15 @@ import re
 import uuid
 from pathlib import Path
 
+from tests.brokers import Broker
 from tests.procs import stop
 from tests.replay.conftest import as_messages, make_events, produce, replay_until, start_worker
-from workers.broker.embedded import EmbeddedBroker
 from workers.codec.event import encode_event
 from workers.replay.client import ReplayClient
 
 
 def test_a_partition_catching_up_is_waited_for_then_answered_in_full(
-    fresh_broker: EmbeddedBroker, tmp_path: Path
+    fresh_broker: Broker, tmp_path: Path
 ) -> None:
     """Worker 1 ingests and stops; requests wait on the topic; worker 2, with an empty data
     dir in the same group, must catch its partitions up from kaizen.events to the group's

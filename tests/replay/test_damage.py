@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tests.brokers import Broker
 from tests.procs import stop
 from tests.replay.conftest import (
     ROOT,
@@ -30,7 +31,7 @@ from tests.replay.conftest import (
     replay_until,
     start_worker,
 )
-from workers.broker.embedded import EmbeddedBroker, free_port
+from workers.broker.embedded import free_port
 from workers.codec.event import encode_event
 from workers.replay.client import ReplayClient, Replayed, ReplayResult
 
@@ -117,9 +118,7 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_verify_repair_heals_from_the_source_topic(
-    fresh_broker: EmbeddedBroker, tmp_path: Path
-) -> None:
+def test_verify_repair_heals_from_the_source_topic(fresh_broker: Broker, tmp_path: Path) -> None:
     """A stopped worker's hot log with a damaged frame: verify reports it; --repair with the
     broker down says so in one line and heals nothing; with the broker up it re-reads the
     event from kaizen.events; the restarted worker then replays every seq exactly once."""

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from tests.brokers import Broker
 from tests.replay.conftest import (
     API_TOKEN,
     Worker,
@@ -19,7 +20,6 @@ from tests.replay.conftest import (
     produce,
     replay_until,
 )
-from workers.broker.embedded import EmbeddedBroker
 from workers.codec.event import encode_event
 from workers.ingest.dlq import header_dict
 from workers.replay import formats
@@ -162,9 +162,7 @@ def test_replay_cli_prints_schema_fields_and_ranges(
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
 
 
-def test_no_worker_times_out_with_a_hint(
-    worker: Worker, fresh_broker: EmbeddedBroker, unique: str
-) -> None:
+def test_no_worker_times_out_with_a_hint(worker: Worker, fresh_broker: Broker, unique: str) -> None:
     result = worker.cli(
         "replay", f"x-{unique}", "--timeout", "1", "--broker", fresh_broker.bootstrap
     )

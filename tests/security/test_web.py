@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.brokers import Broker
 from tests.procs import stop
 from tests.replay.conftest import kaizen_env
 from tests.security.kafka_io import ROOT
 from tests.security.pki import CertificateAuthority
-from workers.broker.embedded import EmbeddedBroker, free_port
+from workers.broker.embedded import free_port
 from workers.settings import Settings, SettingsError
 from workers.web.security import authorized
 
@@ -56,7 +57,7 @@ def _get(url: str, context: ssl.SSLContext | None, token: str | None = None) -> 
         return exc.code
 
 
-def test_https_and_a_token_on_metrics(broker: EmbeddedBroker, tmp_path: Path) -> None:
+def test_https_and_a_token_on_metrics(broker: Broker, tmp_path: Path) -> None:
     ca = CertificateAuthority(tmp_path / "pki")
     server = ca.issue("worker-web", server=True)
     port = free_port()

@@ -1,9 +1,9 @@
 """Hooks keep working with the broker down; once it is back every event arrives once.
 
 Real parts only: the installed lean hook command in subprocesses, the shipper
-it starts on demand (detached), and the embedded broker stopped and started
-again on the same port (tansu keeps memory only, so each broker run is read
-on its own and the union is checked).
+it starts on demand (detached), and the test broker stopped and started again
+on the same port (Apache Kafka keeps its log; tansu keeps memory only, so each
+broker run is read on its own and the union is checked).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import signal
 import time
 from pathlib import Path
 
+from tests.brokers import Broker
 from tests.hooks.util import consume_events, hook_env, run_hook
-from workers.broker.embedded import EmbeddedBroker
 from workers.broker.topics import ensure_topics
 from workers.hooks.samples import sample_payloads
 from workers.hooks.spool import Spool
@@ -44,7 +44,7 @@ def _shipper_pid(spool: Path) -> int | None:
     return None
 
 
-def test_broker_down_then_back(tmp_path: Path, fresh_broker: EmbeddedBroker, unique: str) -> None:
+def test_broker_down_then_back(tmp_path: Path, fresh_broker: Broker, unique: str) -> None:
     spool_dir = tmp_path / "spool"
     env = hook_env(spool_dir, KAIZEN_BROKER=fresh_broker.bootstrap, KAIZEN_HOOK_NO_SHIP="")
     payloads = sample_payloads("claude")
@@ -65,13 +65,15 @@ def test_broker_down_then_back(tmp_path: Path, fresh_broker: EmbeddedBroker, uni
     time.sleep(1.0)
     assert spool.pending()  # nothing can leave while the broker is down
 
-    again = EmbeddedBroker(port=fresh_broker.port, log=tmp_path / "tansu2.log").start()
+    fresh_broker.start()  # same port: what the shipper keeps retrying
     try:
-        asyncio.run(ensure_topics(again.bootstrap, PARTITIONS))
+        asyncio.run(ensure_topics(fresh_broker.bootstrap, PARTITIONS))
         assert wait_for(lambda: not spool.pending(), 60)
         deadline = time.monotonic() + 60
         while True:  # resends may stand beside the originals: read until every seq is seen
-            got2 = consume_events(again.bootstrap, 4 * len(second), timeout=3, sessions={session})
+            got2 = consume_events(
+                fresh_broker.bootstrap, 4 * len(second), timeout=3, sessions={session}
+            )
             if {e["seq"] for e in got2} >= set(range(len(first), len(payloads))):
                 break
             assert time.monotonic() < deadline, sorted(e["seq"] for e in got2)
@@ -90,4 +92,3 @@ def test_broker_down_then_back(tmp_path: Path, fresh_broker: EmbeddedBroker, uni
         pid = _shipper_pid(spool_dir)
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
-        again.stop()

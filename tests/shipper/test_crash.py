@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.brokers import Broker
 from tests.hooks.util import ENTRY, ROOT, consume_events, hook_env
-from workers.broker.embedded import EmbeddedBroker
 from workers.hooks.spool import HEAD_SIZE, Spool
 from workers.shipper.shipper import Shipper
 
 
 def test_crash_between_ack_and_commit_resends_the_same_keys(
-    tmp_path: Path, broker: EmbeddedBroker, unique: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, broker: Broker, unique: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     session = f"crash-{unique}"
     spool = Spool(str(tmp_path / "spool"))

@@ -8,8 +8,8 @@ import random
 from pathlib import Path
 from typing import Any
 
+from tests.brokers import Broker
 from tests.hooks.util import consume_raw, decode_all
-from workers.broker.embedded import EmbeddedBroker
 from workers.codec.batch import is_batch, split
 from workers.codec.event import complete_event, decode_event, encode_event
 from workers.hooks.samples import sample_events
@@ -75,7 +75,7 @@ def test_batches_split_at_the_message_size_limit() -> None:
 
 
 def test_shipper_splits_at_the_message_size_limit(
-    tmp_path: Path, broker: EmbeddedBroker, unique: str
+    tmp_path: Path, broker: Broker, unique: str
 ) -> None:
     """A backlog of big events leaves as several messages, each under the broker's limit."""
     session = f"big-{unique}"
@@ -91,7 +91,7 @@ def test_shipper_splits_at_the_message_size_limit(
     assert [e["seq"] for e in decode_all(raw)] == list(range(40))
 
 
-def test_produce_sample_events(broker: EmbeddedBroker, unique: str) -> None:
+def test_produce_sample_events(broker: Broker, unique: str) -> None:
     events = sample_events()
     for e in events:
         e["session_id"] = f"{unique}-{e['session_id']}"

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests.brokers import Broker
 from tests.hooks.util import ROOT, consume_events, hook_env, run_hook
-from workers.broker.embedded import EmbeddedBroker
 from workers.hooks.spool import Spool, encode_frame
 from workers.shipper.shipper import status
 
@@ -41,7 +41,7 @@ def good(session: str) -> dict[str, Any]:
 
 
 def test_unsendable_frames_are_quarantined_and_the_rest_ships(
-    tmp_path: Path, broker: EmbeddedBroker, unique: str
+    tmp_path: Path, broker: Broker, unique: str
 ) -> None:
     spool_dir = tmp_path / "spool"
     spool = Spool(str(spool_dir))
@@ -86,9 +86,7 @@ def test_unsendable_frames_are_quarantined_and_the_rest_ships(
     assert "cannot be sent" in (spool_dir / "warnings.log").read_text()
 
 
-def test_hook_payload_with_huge_numbers_ships(
-    tmp_path: Path, broker: EmbeddedBroker, unique: str
-) -> None:
+def test_hook_payload_with_huge_numbers_ships(tmp_path: Path, broker: Broker, unique: str) -> None:
     """Payload numbers out of their Avro range leave the field null and stay in payload."""
     spool_dir = tmp_path / "spool"
     env = hook_env(spool_dir)

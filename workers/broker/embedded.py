@@ -56,6 +56,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 class EmbeddedBroker:
     """One tansu process on host:port with memory storage."""
 
+    kind = "tansu"
+
     def __init__(self, host: str = "127.0.0.1", port: int = 9092, log: Path | None = None) -> None:
         self.host = host
         self.port = port
@@ -120,6 +122,11 @@ class EmbeddedBroker:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+
+    def wipe(self) -> None:
+        """The broker restarted empty: with memory storage, any restart is."""
+        self.stop()
+        self.start()
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()
