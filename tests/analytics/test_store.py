@@ -26,9 +26,9 @@ from tests.ingest.harness import (
     wait_owned,
 )
 from workers.analytics.aggregate import SessionSummary, fold_all
-from workers.analytics.digest import digest
+from workers.analytics.digest import StatsRow, digest
 from workers.analytics.store import ROLLUP, ROLLUP_END, ROW, ROW_END, ROWS_KEY, SummaryStore
-from workers.analytics.views import GROUP_KEYS, Rollup, rollup_rows
+from workers.analytics.views import GROUP_KEYS, Rollup, active_since, rollup_rows
 from workers.codec import batch
 from workers.codec.event import complete_event, encode_event
 from workers.hooks.samples import sample_events
@@ -36,6 +36,7 @@ from workers.ingest.partition import PartitionState
 from workers.settings import EVENTS_TOPIC
 
 ROOT = Path(__file__).resolve().parents[2]
+DAY_MS = 86_400_000
 
 
 def opened(directory: Path) -> PartitionState:
@@ -75,7 +76,29 @@ def summaries(store: SummaryStore) -> dict[str, dict[str, Any]]:
     assert {r.session_id: r for r in store.rows()} == {s.session_id: digest(s) for s in found}
     for by in GROUP_KEYS:  # the stored rollups count every row exactly once
         assert nonzero(store.rollup(by)) == nonzero(rollup_rows(map(digest, found), by)), by
+    assert_since_equals_rows(store)
     return {s.session_id: public(s) for s in found}
+
+
+def thresholds(rows: list[StatsRow]) -> list[int]:
+    """--since instants that cut every stored day: at, just after and just before each
+    session's last activity, its day's midnight, and before and after everything."""
+    out = {0, 10**15}
+    for r in rows:
+        t = r.last_ts or 0
+        out |= {t, t + 1, max(t - 1, 0), t - t % DAY_MS, t - t % DAY_MS + DAY_MS}
+    return sorted(out)
+
+
+def assert_since_equals_rows(store: SummaryStore) -> None:
+    """`stats --since` from the day-keyed rollups equals the row path, for every grouping
+    and every cut through the stored days."""
+    rows = list(store.rows())
+    for since in thresholds(rows):
+        active = [r for r in rows if active_since(r.last_ts, since)]
+        for by in GROUP_KEYS:
+            got = nonzero(store.rollup_since(by, since))
+            assert got == nonzero(rollup_rows(active, by)), (by, since)
 
 
 def expected() -> dict[str, dict[str, Any]]:
@@ -152,6 +175,65 @@ def test_a_store_without_rows_gets_rows_and_rollups_when_opened_for_writing(tmp_
     assert len(list(store._range(ROLLUP, ROLLUP_END))) > len(GROUP_KEYS)
     assert summaries(store) == want
     store.close()
+
+
+def synthetic(sid: str, last_ts: int, model: str, tokens: int) -> SessionSummary:
+    s = SessionSummary(sid, agent="claude")
+    s.first_ts, s.last_ts = last_ts - 60_000, last_ts
+    s.host = "dev-1"
+    s.usage[f"{model}\t{time.strftime('%Y-%m-%d', time.gmtime(last_ts / 1000))}\tS"] = [
+        tokens,
+        tokens // 2,
+        0,
+        tokens * 3,
+    ]
+    s.events = {"tool_call": 3}
+    s.tool_calls = {"Bash": 3}
+    return s
+
+
+def test_since_follows_sessions_across_days_as_they_are_updated(tmp_path: Path) -> None:
+    """A session's later activity moves it from its old last day to its new one (the
+    day-keyed rollups and the last-day index are kept in the summary's batch)."""
+    store = SummaryStore.open(tmp_path)
+    t0 = 1_760_000_000_000 - 1_760_000_000_000 % DAY_MS + 3_600_000  # 01:00 UTC
+    found = {
+        f"s{i}": synthetic(
+            f"s{i}", t0 + (i % 4) * DAY_MS + i * 60_000, "claude-sonnet-4-5", 100 + i
+        )
+        for i in range(12)
+    }
+    store._db.write(store.batch(found.values()))
+    summaries(store)
+    # s1 (day 1) becomes active on day 3 and s6 (day 2) later the same day, s3 moves on
+    # to day 5 with another model; each write goes through the batch the worker writes
+    for sid, later, model in (
+        ("s1", 2 * DAY_MS, "claude-opus-4-1"),
+        ("s6", 3_600_000, "claude-sonnet-4-5"),
+        ("s3", 2 * DAY_MS, "gpt-5.1-codex"),
+    ):
+        s = found[sid]
+        s.last_ts = (s.last_ts or 0) + later
+        s.usage[f"{model}\t{time.strftime('%Y-%m-%d', time.gmtime(s.last_ts / 1000))}\tS"] = [
+            7,
+            8,
+            9,
+            10,
+        ]
+        s.events["tool_call"] += 1
+        store._db.write(store.batch([s]))
+        summaries(store)
+    # the old days no longer hold the moved sessions: a since just after day 2 starts
+    day2 = t0 - 3_600_000 + 2 * DAY_MS
+    got = store.rollup_since("model", day2)
+    assert sum(v[0] for v in got.homes.values()) == sum(
+        1 for s in found.values() if (s.last_ts or 0) >= day2
+    )
+    store.close()
+    # and a read-only reader (what the command opens) sees the same
+    assert nonzero(SummaryStore.read_rollup_since(tmp_path, "day", day2)) == nonzero(
+        rollup_rows([digest(s) for s in found.values() if (s.last_ts or 0) >= day2], "day")
+    )
 
 
 def test_rows_of_another_layout_are_rebuilt_not_misread(tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ import pytest
 from tests.analytics.test_retro import Session
 from workers.analytics.aggregate import SessionSummary
 from workers.analytics.prices import PriceBook
-from workers.analytics.views import totals_by
+from workers.analytics.store import SummaryStore
+from workers.analytics.views import totals_by, totals_of_rows
 from workers.cli import main as cli_main
 from workers.codec import batch
 from workers.codec.event import complete_event, encode_event
@@ -96,6 +97,31 @@ def test_stats_by(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert {r["model"]: r["sessions"] for r in lines(capsys)} == {SONNET: 2, "acme-9000": 1}
     assert cli_main(["stats", "--data-dir", d, "--json", "--since", "2099-01-01"]) == 0
     assert lines(capsys) == []
+
+
+def test_stats_since_equals_the_row_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`stats --since` (day-keyed rollups + the rows of since's day) prints what rolling up
+    every stats row active since then prints, for cuts on, around and between the days."""
+    d = data_dir(tmp_path)
+    rows = SummaryStore.read_rows(d / "hotlog" / "kaizen.events-0")
+    cuts = {1}
+    for r in rows:
+        t = r.last_ts or 0
+        cuts |= {t, t + 1, t - 1, t - t % DAY, t - t % DAY + DAY, t + 3 * DAY}
+    book = PriceBook.from_env()
+    for since in sorted(cuts):
+        for by in ("model", "day", "host"):
+            argv = ["stats", "--by", by, "--data-dir", str(d), "--json", "--since", str(since)]
+            assert cli_main(argv) == 0
+            got = {r.pop(by): r for r in lines(capsys)}
+            active = [r for r in rows if (r.last_ts or 0) >= since]
+            want = {g: t.to_json() for g, t in totals_of_rows(active, by, book).items()}
+            # cost equal up to float summation order, everything else exactly
+            cost = {g: r.pop("cost_usd") for g, r in got.items()}
+            assert cost == pytest.approx({g: r.pop("cost_usd") for g, r in want.items()})
+            assert got == want, (since, by)
 
 
 def test_long_context_requests_priced_at_the_long_context_tier() -> None:

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.brokers import Broker
+from tests.brokers import TEST_PARTITIONS, Broker
 from tests.e2e.test_end_to_end import as_messages, kaizen_env, make_sessions, produce, replay
 from tests.procs import stop
 from workers.broker import topics
+from workers.broker.apache import KafkaCluster
 from workers.broker.embedded import EmbeddedBroker, free_port
 from workers.settings import (
     ALL_TOPICS,
@@ -205,3 +206,26 @@ def test_replays_route_by_the_brokers_partition_count(
         finally:
             stop(proc)
     assert "sessions are routed by 6" in log_path.read_text()
+
+
+def test_create_and_check_on_a_three_broker_cluster(
+    kafka_cluster: KafkaCluster, tmp_path: Path
+) -> None:
+    """Replication factor 3 on three Apache Kafka nodes: min.insync.replicas follows (2),
+    a second create is fine, and a check that wants another replication factor names it."""
+    created = kaizen(kafka_cluster, tmp_path, "topics", "create", "--replication-factor", "3")
+    assert created.returncode == 0, created.stderr
+    assert [f"{name}: created" for name in ALL_TOPICS] == created.stdout.splitlines()[:-1]
+    again = kaizen(kafka_cluster, tmp_path, "topics", "create", "--replication-factor", "3")
+    assert again.returncode == 0 and "created" not in again.stdout, again.stderr
+    check = kaizen(kafka_cluster, tmp_path, "topics", "check", "--replication-factor", "3")
+    assert check.returncode == 0, check.stderr
+    assert len(check.stdout.splitlines()) == len(ALL_TOPICS)
+    for line in check.stdout.splitlines():
+        assert f"{TEST_PARTITIONS} partitions, replication factor 3," in line, line
+        assert "min.insync.replicas=2" in line and "unclean.leader.election.enable=false" in line
+    line = one_line_error(
+        kaizen(kafka_cluster, tmp_path, "topics", "check", "--replication-factor", "2")
+    )
+    assert f"{EVENTS_TOPIC} has replication factor 3, want 2" in line
+    assert f"{EVENTS_TOPIC} min.insync.replicas=2, want 1" in line

@@ -10,8 +10,12 @@ fold needs; `SessionSummary.split_bytes`), ``04 <session_id>`` (its stats row,
 workers/analytics/digest.py: what `stats --since` reads instead of the
 summary), ``05 <by> 00 <h|b> 00 <name>`` (one cell of the rollup of every row
 grouped by model, agent, workspace, host or day: views.Rollup, unpriced, what
-`stats` reads without --since) and ``00 rows`` (present once every summary has
-its stats row and the rollups count them all).
+`stats` reads without --since), ``06 <by> 00 <day> 00 <h|b> 00 <name>`` (the
+same cell over only the sessions last active on UTC day <day>: what `stats
+--since` reads for the days after the one it starts in), ``07 <day> 00
+<session_id>`` (the sessions last active on <day>: the rows `stats --since`
+reads for the day it starts in) and ``00 rows`` (present once every summary has
+its stats row and the rollups count them all, in this key layout).
 
 Invariants:
 
@@ -31,7 +35,10 @@ Invariants:
 - A stats row is written in the same batch as its summary, and the rollups
   move from the session's old row to its new one in that batch too: so the
   rollups always equal the rollup of the stored rows (exactly once, like the
-  summaries). A store that predates rows gets rows and rollups in one batch
+  summaries). Likewise the day-keyed rollups and the last-day index: each
+  session sits in exactly the day of its current row's last_ts
+  (views.last_day), so `rollup_since` equals the rollup of the rows with
+  last_ts >= since. A store that predates rows gets rows and rollups in one batch
   (with the ``00 rows`` mark, the row layout's version) when first opened for
   writing, and so does a store whose rows have another layout; until then
   readers derive both from the summaries.
@@ -56,7 +63,14 @@ from rocksdict import AccessType, Options, Rdict, ReadOptions, WriteBatch
 from workers.analytics.aggregate import SessionSummary
 from workers.analytics.counters import UsageCounters
 from workers.analytics.digest import ROW_VERSION, StatsRow, decode, digest, encode
-from workers.analytics.views import GROUP_KEYS, Rollup, rollup_rows
+from workers.analytics.views import (
+    GROUP_KEYS,
+    Rollup,
+    active_since,
+    last_day,
+    last_day_of_ms,
+    rollup_rows,
+)
 from workers.hotlog import Location
 
 T = TypeVar("T")
@@ -70,13 +84,22 @@ ROW = b"\x04"
 ROW_END = b"\x05"
 ROLLUP = b"\x05"
 ROLLUP_END = b"\x06"
+DAY_ROLLUP = b"\x06"
+LAST_DAY = b"\x07"
+DAYS_END = b"\x08"
 # every summary has its stats row in this layout, and the rollups count them all
 ROWS_KEY = b"\x00rows"
-ROWS_MARK = str(ROW_VERSION).encode()
+ROWS_MARK = f"{ROW_VERSION}.days".encode()
 
 
-def _rollup_prefix(by: str) -> bytes:
-    return ROLLUP + by.encode() + b"\x00"
+def _rollup_prefix(by: str, day: str | None = None) -> bytes:
+    if day is None:
+        return ROLLUP + by.encode() + b"\x00"
+    return DAY_ROLLUP + by.encode() + b"\x00" + day.encode() + b"\x00"
+
+
+def _last_day_key(row: StatsRow) -> bytes:
+    return LAST_DAY + last_day(row).encode() + b"\x00" + row.session_id.encode()
 
 
 def _options() -> Options:
@@ -104,27 +127,32 @@ class SummaryStore:
         # rows and rollups of another layout, if any: gone before the rollups are summed
         # anew (a crash in between leaves the mark wrong, so the next open redoes this)
         self._db.delete_range(ROW, ROW_END)
-        self._db.delete_range(ROLLUP, ROLLUP_END)
+        self._db.delete_range(ROLLUP, DAYS_END)
         wb = WriteBatch(raw_mode=True)
         rows = []
+        days: dict[str, list[StatsRow]] = {}
         for k, v in self._range(SUMMARY, UNPUBLISHED):
             rows.append(digest(SessionSummary.from_bytes(v)))
             wb.put(ROW + k[1:], encode(rows[-1]))
+            wb.put(_last_day_key(rows[-1]), b"")
+            days.setdefault(last_day(rows[-1]), []).append(rows[-1])
         for by in GROUP_KEYS:
-            self._put_rollup(wb, by, rollup_rows(rows, by))
+            self._put_rollup(wb, _rollup_prefix(by), rollup_rows(rows, by))
+            for day, on_day in days.items():
+                self._put_rollup(wb, _rollup_prefix(by, day), rollup_rows(on_day, by))
         wb.put(ROWS_KEY, ROWS_MARK)
         self._db.write(wb)
 
     def _has_rows(self) -> bool:
         return self._db.get(ROWS_KEY) == ROWS_MARK
 
-    def _put_rollup(self, wb: WriteBatch, by: str, delta: Rollup) -> None:
-        """Add `delta` to the stored rollup `by`, cell by cell, into the batch."""
+    def _put_rollup(self, wb: WriteBatch, prefix: bytes, delta: Rollup) -> None:
+        """Add `delta` to the stored rollup under `prefix`, cell by cell, into the batch."""
         for tag, cells in ((b"h", delta.homes), (b"b", delta.buckets)):
             for name, vals in cells.items():
                 if not any(vals):
                     continue
-                key = _rollup_prefix(by) + tag + b"\x00" + name.encode()
+                key = prefix + tag + b"\x00" + name.encode()
                 raw = self._db.get(key)
                 if raw is not None:
                     vals = [a + b for a, b in zip(json.loads(bytes(raw)), vals, strict=True)]
@@ -143,6 +171,29 @@ class SummaryStore:
             tag, name = k[len(prefix) :].split(b"\x00", 1)
             (out.homes if tag == b"h" else out.buckets)[name.decode()] = json.loads(v)
         return out
+
+    def rollup_since(self, by: str, since_ms: int) -> Rollup:
+        """The totals grouped `by` of the sessions active since `since_ms` (last_ts >= it):
+        the day-keyed rollups of the days after since's UTC day, plus the rows of the
+        sessions last active on that day, filtered; never every row."""
+        if not self._has_rows():
+            return rollup_rows((r for r in self.rows() if active_since(r.last_ts, since_ms)), by)
+        first = last_day_of_ms(since_ms)
+        prefix = DAY_ROLLUP + by.encode() + b"\x00"
+        out = Rollup()
+        # days are fixed-width, so "<day> 01" sorts after every key of that day and
+        # before every key of the next
+        lower = prefix + first.encode() + b"\x01"
+        for k, v in self._range(lower, prefix[:-1] + b"\x01"):
+            _day, tag, name = k[len(prefix) :].split(b"\x00", 2)
+            out.add_cell(tag == b"h", name.decode(), json.loads(v))
+        on_day = LAST_DAY + first.encode() + b"\x00"
+        boundary = []
+        for k, _ in self._range(on_day, on_day[:-1] + b"\x01"):
+            raw = self._db.get(ROW + k[len(on_day) :])
+            if raw is not None:
+                boundary.append(decode(bytes(raw)))
+        return rollup_rows((r for r in boundary if active_since(r.last_ts, since_ms)), by, into=out)
 
     @classmethod
     def open(cls, partition_dir: Path, *, read_only: bool = False) -> SummaryStore:
@@ -251,22 +302,32 @@ class SummaryStore:
         """A batch writing each summary (of distinct sessions), its fold state and stats row,
         marked unpublished; and the rollups moved from each session's old row to its new."""
         wb = WriteBatch(raw_mode=True)
-        deltas = {by: Rollup() for by in GROUP_KEYS}
+        # rollup key prefix -> its delta: the whole rollups and the day-keyed ones
+        deltas: dict[bytes, Rollup] = {}
         for summary in summaries:
             key = summary.session_id.encode()
             public, state = summary.split_bytes()
             row = digest(summary)
-            old = self._db.get(ROW + key)
-            for by, delta in deltas.items():
+            raw = self._db.get(ROW + key)
+            old = decode(bytes(raw)) if raw is not None else None
+            for by in GROUP_KEYS:
+                whole = deltas.setdefault(_rollup_prefix(by), Rollup())
                 if old is not None:
-                    rollup_rows([decode(bytes(old))], by, -1, delta)
-                rollup_rows([row], by, 1, delta)
+                    rollup_rows([old], by, -1, whole)
+                    was = deltas.setdefault(_rollup_prefix(by, last_day(old)), Rollup())
+                    rollup_rows([old], by, -1, was)
+                rollup_rows([row], by, 1, whole)
+                now = deltas.setdefault(_rollup_prefix(by, last_day(row)), Rollup())
+                rollup_rows([row], by, 1, now)
+            if old is not None:
+                wb.delete(_last_day_key(old))
             wb.put(SUMMARY + key, public)
             wb.put(STATE + key, state)
             wb.put(UNPUBLISHED + key, b"")
             wb.put(ROW + key, encode(row))
-        for by, delta in deltas.items():
-            self._put_rollup(wb, by, delta)
+            wb.put(_last_day_key(row), b"")
+        for prefix, delta in deltas.items():
+            self._put_rollup(wb, prefix, delta)
         return wb
 
     def close(self) -> None:
@@ -290,6 +351,17 @@ class SummaryStore:
         store = cls.open(partition_dir, read_only=True)
         try:
             return store.rollup(by)
+        finally:
+            store.close()
+
+    @classmethod
+    def read_rollup_since(cls, partition_dir: Path, by: str, since_ms: int) -> Rollup:
+        """The rollup `by` of the sessions active since `since_ms`, read-only; empty if none."""
+        if not (Path(partition_dir) / SUMMARIES_DIR).is_dir():
+            return Rollup()
+        store = cls.open(partition_dir, read_only=True)
+        try:
+            return store.rollup_since(by, since_ms)
         finally:
             store.close()
 

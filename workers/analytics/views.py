@@ -102,7 +102,13 @@ def keep(
         return False
     if host and r.host != host:
         return False
-    return not (since_ms is not None and (r.last_ts or 0) < since_ms)
+    return since_ms is None or active_since(r.last_ts, since_ms)
+
+
+def active_since(last_ts: int | None, since_ms: int) -> bool:
+    """What every --since means for a session: active at or after since_ms (a session
+    without a timestamp counts as last active at the epoch)."""
+    return (last_ts or 0) >= since_ms
 
 
 def sort_rows(rows: list[SessionRow], key: str) -> list[SessionRow]:
@@ -147,6 +153,16 @@ def _day(ts: int | None) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime((ts or 0) / 1000))
 
 
+def last_day(r: StatsRow) -> str:
+    """The UTC day a session was last active on (where the day-keyed rollups file it)."""
+    return _day(r.last_ts)
+
+
+def last_day_of_ms(ts_ms: int) -> str:
+    """The UTC day of an instant: the first day `--since ts_ms` reads."""
+    return _day(ts_ms)
+
+
 def totals_by(summaries: Iterable[SessionSummary], by: str, book: PriceBook) -> dict[str, Totals]:
     """Totals per group (`by` one of GROUP_KEYS), over every summary given."""
     return totals_of_rows((digest(s) for s in summaries), by, book)
@@ -172,6 +188,10 @@ class Rollup:
         for mine, theirs in ((self.homes, other.homes), (self.buckets, other.buckets)):
             for k, vals in theirs.items():
                 _add_into(mine, k, vals, sign)
+
+    def add_cell(self, home: bool, name: str, vals: list[int]) -> None:
+        """Add one stored cell: a group's counts (home) or a usage bucket."""
+        _add_into(self.homes if home else self.buckets, name, vals, 1)
 
 
 def _add_into(into: dict[str, list[int]], key: str, vals: list[int], sign: int) -> None:

@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from workers.analytics.cost import session_cost
     from workers.analytics.prices import PriceBook, PricesFileError
     from workers.analytics.retro import Context, main_model, retro
+    from workers.analytics.views import active_since
     from workers.replay.timespec import parse_time_ms
 
     since = None
@@ -82,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
         model = main_model(s)
         if model is not None and report.complete:
             costs.setdefault(model, []).append(report.usd)
-        wanted = s.session_id == args.session if args.session else (s.last_ts or 0) >= (since or 0)
+        wanted = (
+            s.session_id == args.session if args.session else active_since(s.last_ts, since or 0)
+        )
         if wanted:
             chosen.append((p, d, s, report.usd if report.complete else None))
     if args.session and not chosen:  # not summarised (yet): find it through the indexes

@@ -1,8 +1,10 @@
 """`kaizen-stream stats --by model|agent|workspace|host|day`: totals over the local sessions.
 
 Reads every partition's rollup for the grouping asked (read-only while a
-worker runs; workers/analytics/store.py), or with --since the stats rows of
-every session (workers/analytics/digest.py), never the full summaries; and
+worker runs; workers/analytics/store.py), with --since (sessions last active
+at or after it) the day-keyed rollups of the later days plus the stats rows
+(workers/analytics/digest.py) of the sessions last active on since's day,
+never the full summaries; and
 prices the tokens at read time (workers/analytics/prices.py). Tokens and cost split
 exactly by model and by day; sessions, tool calls and failures go to a
 session's main model and first day. Tokens of models no price source knows are
@@ -39,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from workers.analytics.prices import PriceBook, PricesFileError
     from workers.analytics.store import SummaryStore
-    from workers.analytics.views import Rollup, price_rollup, rollup_rows
+    from workers.analytics.views import Rollup, active_since, price_rollup, rollup_rows
     from workers.replay.timespec import parse_time_ms
 
     try:
@@ -66,16 +68,19 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(
                 f"no partitions in {settings.hotlog_dir}; has a worker run with this data dir?"
             )
-        # without --since the stored rollups answer: no session is read at all
-        rows = (r for d in dirs for r in SummaryStore.read_rows(d)) if since is not None else None
+        # the stored rollups answer: only the rows of sessions last active on since's day
+        rows = None
         where = str(settings.data_dir)
     if rows is None:
         rollup = Rollup()
         for d in dirs:
-            rollup.add(SummaryStore.read_rollup(d, args.by))
+            if since is None:
+                rollup.add(SummaryStore.read_rollup(d, args.by))
+            else:
+                rollup.add(SummaryStore.read_rollup_since(d, args.by, since))
     else:
         rollup = rollup_rows(
-            (r for r in rows if since is None or (r.last_ts or 0) >= since), args.by
+            (r for r in rows if since is None or active_since(r.last_ts, since)), args.by
         )
     groups = price_rollup(rollup, args.by, book)
     sessions = sum(t.sessions for t in groups.values())

@@ -107,7 +107,7 @@ def register_team_views(app: faust.App, bootstrap: Target, manager: ManagerLike)
             summaries = [
                 s
                 for s in (await read_team(bootstrap)).values()
-                if keep["since_ms"] is None or (s.last_ts or 0) >= keep["since_ms"]
+                if keep["since_ms"] is None or views.active_since(s.last_ts, keep["since_ms"])
             ]
             groups = views.totals_by(summaries, by, book)
             return self.json({"by": by, "groups": {g: t.to_json() for g, t in groups.items()}})
