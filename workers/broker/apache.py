@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from workers.broker.embedded import BrokerError, free_port, port_in_use
+from workers.broker.embedded import BrokerError, end_process, free_port, port_in_use
 
 KAFKA_VERSION = "4.1.1"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -250,14 +250,8 @@ class KafkaNode:
 
     def _end(self, sig: signal.Signals, timeout: float) -> None:
         proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(sig)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            end_process(proc, sig, timeout)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

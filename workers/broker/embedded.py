@@ -53,6 +53,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def end_process(proc: subprocess.Popen[bytes], sig: signal.Signals, timeout: float) -> None:
+    """Send `sig` to a running `proc`, wait up to `timeout` s, then SIGKILL; reaped either way."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class EmbeddedBroker:
     """One tansu process on host:port with memory storage."""
 
@@ -111,14 +123,8 @@ class EmbeddedBroker:
 
     def stop(self, timeout: float = 5.0) -> None:
         proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            end_process(proc, signal.SIGTERM, timeout)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
