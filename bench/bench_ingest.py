@@ -140,15 +140,9 @@ async def produce(
     return messages
 
 
-async def raw_read(bootstrap: str, messages: int) -> float:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        fetch_max_bytes=64 << 20,
-        max_partition_fetch_bytes=32 << 20,
-    )
+async def read_through(consumer: AIOKafkaConsumer, messages: int) -> float:
+    """Start `consumer`, read `messages` of kaizen.events from the start of every partition
+    (no group), stop it; the seconds from the seek to the last message."""
     await consumer.start()
     try:
         tps = [TopicPartition(EVENTS_TOPIC, p) for p in range(PARTITIONS)]
@@ -163,6 +157,18 @@ async def raw_read(bootstrap: str, messages: int) -> float:
         return time.perf_counter() - t0
     finally:
         await consumer.stop()
+
+
+async def raw_read(bootstrap: str, messages: int) -> float:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_bytes=64 << 20,
+        max_partition_fetch_bytes=32 << 20,
+    )
+    return await read_through(consumer, messages)
 
 
 NOOP_APP = """

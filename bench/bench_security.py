@@ -40,9 +40,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from aiokafka import TopicPartition  # noqa: E402
 from aiokafka.errors import CommitFailedError  # noqa: E402
-from bench_ingest import commit_offsets, produce, scrape  # noqa: E402
+from bench_ingest import commit_offsets, produce, read_through, scrape  # noqa: E402
 from worker_process import running_worker, worker_env  # noqa: E402
 
 from tests.security.secured_kafka import SecuredKafka  # noqa: E402
@@ -51,7 +50,6 @@ from workers.broker.topics import ensure_topics  # noqa: E402
 from workers.kafka import clients  # noqa: E402
 from workers.kafka.config import KafkaConnection  # noqa: E402
 from workers.replay.client import ReplayClient, ReplayResult  # noqa: E402
-from workers.settings import EVENTS_TOPIC  # noqa: E402
 
 PARTITIONS = 4
 
@@ -73,20 +71,10 @@ async def replay_latencies(conn: KafkaConnection, sessions: list[str], expect: i
 
 async def read_all(conn: KafkaConnection, messages: int) -> None:
     """Read every message of the events topic once, outside any group (a warm-up)."""
-    consumer = clients.new_consumer(
-        conn, role="bench-warmup", group_id=None, enable_auto_commit=False
+    await read_through(
+        clients.new_consumer(conn, role="bench-warmup", group_id=None, enable_auto_commit=False),
+        messages,
     )
-    await consumer.start()
-    try:
-        tps = [TopicPartition(EVENTS_TOPIC, p) for p in range(PARTITIONS)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        seen = 0
-        while seen < messages:
-            got = await consumer.getmany(timeout_ms=1000, max_records=2000)
-            seen += sum(len(records) for records in got.values())
-    finally:
-        await consumer.stop()
 
 
 def reset_group(bootstrap: str, timeout: float = 120.0) -> None:
