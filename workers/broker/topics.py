@@ -53,6 +53,7 @@ BIG_MESSAGE_TOPICS = (EVENTS_TOPIC, DLQ_TOPIC, REPLAY_TOPIC)
 WORKER_TOPICS = ALL_TOPICS
 
 _ADMIN_TIMEOUT_MS = 10_000
+_READ_BACK_S = 15.0  # how long created topics may take to show in the metadata
 
 
 class TopicsError(BrokerError):
@@ -229,11 +230,27 @@ async def create_topics(
         if missing:
             await _create(admin, missing)
             # read back: a broker may keep other values than those asked for
-            states.update(await describe_topics(admin, [s.name for s in missing], keys))
+            states.update(await _read_back(admin, [s.name for s in missing], keys))
         found = {s.name: problems(s, states[s.name]) for s in specs}
         return [s.name for s in missing], {name: p for name, p in found.items() if p}
     finally:
         await admin.close()
+
+
+async def _read_back(
+    admin: AIOKafkaAdminClient, names: Sequence[str], keys: Iterable[str]
+) -> dict[str, Topic | None]:
+    """`describe_topics` of topics just created, once the broker's metadata shows them all.
+
+    Apache Kafka acks CreateTopics when the controller has the topics; the broker that
+    answers metadata learns of them a little later (KRaft propagates asynchronously), so
+    a read-back at once can find them missing."""
+    deadline = time.monotonic() + _READ_BACK_S
+    while True:
+        states = await describe_topics(admin, names, keys)
+        if all(states.values()) or time.monotonic() >= deadline:
+            return states
+        await asyncio.sleep(0.1)
 
 
 async def check_topics(
@@ -318,6 +335,7 @@ async def ensure_topics(
             if missing:
                 with contextlib.suppress(TopicAlreadyExistsError):
                     await _create(admin, missing)
+                await _read_back(admin, [s.name for s in missing], ())
             return
         except KafkaError:
             if time.monotonic() > deadline:
