@@ -40,7 +40,13 @@ def hold_for_worker(hotlog_dir: Path) -> int:
 
 def lock_for_repair(hotlog_dir: Path) -> int | None:
     """The exclusive worker lock of ``hotlog_dir`` as an open fd, or None if a worker runs."""
-    fd = os.open(hotlog_dir / WORKERS_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    return try_exclusive(hotlog_dir / WORKERS_LOCK)
+
+
+def try_exclusive(path: Path) -> int | None:
+    """An exclusive flock on ``path`` (created if missing) as an open fd, or None when another
+    process holds it; never waits."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

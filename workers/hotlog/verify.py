@@ -24,7 +24,6 @@ exclusive worker lock (:func:`workers.hotlog.owner.lock_for_repair`).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from workers.durable import atomic_write, fsync_dir
 from workers.hotlog import frame, segment
 from workers.hotlog.layout import parse_dir_name, partition_dirs
 from workers.hotlog.log import LOCK_NAME
-from workers.hotlog.owner import flock_held
+from workers.hotlog.owner import flock_held, try_exclusive
 from workers.hotlog.policy import BadRange
 from workers.hotlog.segment import HEADER_SIZE
 
@@ -71,13 +70,7 @@ class PartitionVerdict:
 
 def _lock(directory: Path) -> int | None:
     """The directory's lock fd (exclusive), or None when a running writer holds it."""
-    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
+    return try_exclusive(directory / LOCK_NAME)
 
 
 def verify_partition(directory: Path, *, repair: bool = False) -> PartitionVerdict:
