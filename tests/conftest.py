@@ -33,7 +33,7 @@ from workers.broker.apache import KafkaCluster, missing_requirements
 __all__ = ["TEST_PARTITIONS"]
 
 #: fixtures that need Apache Kafka whatever KAIZEN_TEST_BROKER says (`secured`: tests/security)
-KAFKA_FIXTURES = frozenset({"kafka_cluster", "secured"})
+KAFKA_FIXTURES = frozenset({"kafka_cluster", "kafka_cluster_module", "secured"})
 BROKER_FIXTURES = frozenset({"broker", "fresh_broker", "bare_broker"}) | KAFKA_FIXTURES
 
 settings.register_profile("kaizen", deadline=None)
@@ -87,6 +87,15 @@ def bare_broker(tmp_path: Path) -> Iterator[Broker]:
     b.stop()
 
 
+def _cluster(directory: Path) -> Iterator[KafkaCluster]:
+    problem = missing_requirements()
+    if problem:
+        pytest.skip(problem)
+    cluster = KafkaCluster(directory).start()
+    yield cluster
+    cluster.kill()  # its data is thrown away: no controlled shutdowns to wait for
+
+
 @pytest.fixture
 def kafka_cluster(tmp_path: Path) -> Iterator[KafkaCluster]:
     """Three Apache Kafka nodes (small heaps), min.insync.replicas=2, no topics yet.
@@ -94,12 +103,14 @@ def kafka_cluster(tmp_path: Path) -> Iterator[KafkaCluster]:
     Skipped with the one-line reason on a machine without Apache Kafka when the suite
     runs on tansu (on kafka, `pytest_collection_finish` has stopped the run already).
     """
-    problem = missing_requirements()
-    if problem:
-        pytest.skip(problem)
-    cluster = KafkaCluster(tmp_path / "cluster").start()
-    yield cluster
-    cluster.stop()
+    yield from _cluster(tmp_path / "cluster")
+
+
+@pytest.fixture(scope="module")
+def kafka_cluster_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    """`kafka_cluster` shared by a module's tests (a cluster start is the slowest part of
+    a failover test): each test leaves every node running, and keeps its sessions unique."""
+    yield from _cluster(tmp_path_factory.mktemp("cluster"))
 
 
 @pytest.fixture

@@ -257,3 +257,34 @@ def test_up_runs_everything_and_ctrl_c_leaves_nothing_behind(tmp_path: Path) -> 
     time.sleep(0.5)
     assert not port_in_use("127.0.0.1", port)
     assert [pid for pid in children if alive(pid)] == []
+
+
+def test_a_worker_whose_first_bootstrap_host_is_down_starts(
+    broker: Broker, tmp_path: Path, unique: str
+) -> None:
+    """KAIZEN_BROKER lists a host where nothing listens first: the worker (Faust and every
+    client it builds) still starts through the next host, ingests and answers replays
+    (the failover tests start every worker so, on the three-broker cluster)."""
+    rng = random.Random(unique)
+    sessions = make_sessions(f"first-down-{unique}", 3, rng)
+    asyncio.run(produce(broker.bootstrap, as_messages(sessions, rng)))
+    env = kaizen_env(broker, tmp_path / "data")
+    env["KAIZEN_BROKER"] = f"127.0.0.1:{free_port()},{broker.bootstrap}"
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "workers", "worker", "--web-port", str(free_port())],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 180
+            for sid, produced in sessions.items():
+                replayed = replay_until_complete(
+                    broker, tmp_path / "data", sid, len(produced), deadline
+                )
+                assert replayed == produced, sid
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+        finally:
+            stop(proc)

@@ -101,3 +101,16 @@ def consume_events(
     if sessions is not None:
         events = [e for e in events if e["session_id"] in sessions]
     return events
+
+
+def shipper_pid(spool: Path) -> int | None:
+    """The pid of the shipper a hook started for `spool` (None: none runs)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"--lock-fd" in cmd and str(spool).encode() in cmd:
+                return int(entry.name)
+    return None

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from tests.brokers import Broker
-from tests.hooks.util import consume_events, hook_env, run_hook
+from tests.hooks.util import consume_events, hook_env, run_hook, shipper_pid
 from workers.broker.topics import ensure_topics
 from workers.hooks.samples import sample_payloads
 from workers.hooks.spool import Spool
@@ -30,18 +30,6 @@ def wait_for(pred, timeout: float) -> bool:  # type: ignore[no-untyped-def]
             return True
         time.sleep(0.2)
     return pred()
-
-
-def _shipper_pid(spool: Path) -> int | None:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmd = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"--lock-fd" in cmd and str(spool).encode() in cmd:
-                return int(entry.name)
-    return None
 
 
 def test_broker_down_then_back(tmp_path: Path, fresh_broker: Broker, unique: str) -> None:
@@ -89,6 +77,6 @@ def test_broker_down_then_back(tmp_path: Path, fresh_broker: Broker, unique: str
             p.get("tool_use_id") for p in second
         ]
     finally:
-        pid = _shipper_pid(spool_dir)
+        pid = shipper_pid(spool_dir)
         if pid is not None:
             os.kill(pid, signal.SIGTERM)

@@ -12,14 +12,19 @@ settings, the compression and a client id. Invariants:
   (tansu, the embedded broker) gets acks=all without idempotence, said once
   in a log line per bootstrap address (`start_producer`);
 - timeouts outlast a leader election (the controller moves leadership within
-  a few seconds; a request waits 30 s, a send is retried for 2 min).
+  a few seconds; a request waits 30 s, a send is retried for 2 min);
+- a record batch queued with `queue_batch` waits for its place behind the
+  partition's other batches as long as a send may take, never failing while
+  earlier batches drain (aiokafka gives up on the place sooner, see there).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
+import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -29,8 +34,10 @@ from aiokafka.cluster import ClusterMetadata
 from aiokafka.errors import (
     ClusterAuthorizationFailedError,
     KafkaError,
+    KafkaTimeoutError,
     TopicAuthorizationFailedError,
 )
+from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.protocol.metadata import MetadataRequest
 
 from workers.kafka.config import KafkaConnection, KafkaSecurity
@@ -161,6 +168,30 @@ async def start_producer(
         await producer.stop()
         raise
     return producer
+
+
+async def queue_batch(
+    producer: AIOKafkaProducer, batch: BatchBuilder, topic: str, partition: int
+) -> asyncio.Future[Any]:
+    """`producer.send_batch`, asked again while the batch finds no place on its partition.
+
+    aiokafka waits for the partition's previous batch to drain, and raises
+    KafkaTimeoutError before enqueuing anything once its request timeout is used up
+    (counted too fast: each wait subtracts all the time since the first). Many
+    concurrent senders to one partition (replays answered at once, or a leader
+    election holding the queue) meet that while every earlier batch is still being
+    delivered. Nothing was enqueued, so asking again sends nothing twice; past the
+    delivery timeout the error is raised."""
+    deadline = time.monotonic() + DELIVERY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            future: asyncio.Future[Any] = await producer.send_batch(
+                batch, topic, partition=partition
+            )
+            return future
+        except KafkaTimeoutError:
+            if time.monotonic() > deadline:
+                raise
 
 
 def new_consumer(

@@ -370,7 +370,7 @@ class ReplayService:
                             # Send what is due before waiting for the next event's time.
                             if batch.record_count():
                                 pending.append(
-                                    await producer.send_batch(batch, topic, partition=target)
+                                    await clients.queue_batch(producer, batch, topic, target)
                                 )
                                 batch = producer.create_batch()
                             await asyncio.sleep(delay)
@@ -380,7 +380,7 @@ class ReplayService:
                 )
                 first = False
                 if batch.append(key=key, value=data, timestamp=None, headers=headers) is None:
-                    pending.append(await producer.send_batch(batch, topic, partition=target))
+                    pending.append(await clients.queue_batch(producer, batch, topic, target))
                     batch = producer.create_batch()
                     batch.append(key=key, value=data, timestamp=None, headers=headers)
                 checksum.add(seq)
@@ -388,7 +388,7 @@ class ReplayService:
                 await asyncio.gather(*pending)
                 pending.clear()
         if batch.record_count():
-            pending.append(await producer.send_batch(batch, topic, partition=target))
+            pending.append(await clients.queue_batch(producer, batch, topic, target))
         if pending:
             await asyncio.gather(*pending)
         if missing:
