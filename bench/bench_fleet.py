@@ -18,6 +18,13 @@ hook code at a human pace. Measured, per hook call:
                               POLL_S once one of its awaited events is on the topic
   hook -> replayed            freshness; goal p99 <= 2 s with default settings
 
+Freshness is measured on the sessions of every `--watch`-th machine (default
+every 10th): polling every session of 200 machines would be a replay load no
+real fleet puts on its workers (a few people tail a few sessions), and on 2
+shared cores it would slow the very ingest it measures. Every machine's events
+take the same path, and every one of them counts in the other rows and in the
+loss count.
+
 Beside it, in the same run and on the same cluster, the floor: a plain aiokafka
 producer (acks=all) sending to a topic of its own (RF 3, min.insync 2) and a
 plain aiokafka consumer, send call -> record received.
@@ -66,12 +73,14 @@ from workers.replay.client import (  # noqa: E402
     live_events,
     open_follower,
 )
-from workers.replay.formats import STATUS_NOT_FOUND  # noqa: E402
+from workers.replay.formats import STATUS_ERROR, STATUS_NOT_FOUND  # noqa: E402
 from workers.settings import EVENTS_TOPIC, Settings  # noqa: E402
 
 GOAL_P99_S = 2.0
 POLL_S = 0.05  # between two replays of one session while an event of it is awaited
 MAX_INFLIGHT = 32  # replay requests in flight at once
+VERIFY_INFLIGHT = 8
+VERIFY_ATTEMPTS = 5
 FLOOR_TOPIC = "bench.fleet.floor"
 FLOOR_EVERY_S = 0.05
 DRAIN_TIMEOUT_S = 120.0
@@ -101,6 +110,12 @@ class Fleet:
     shipped: int = 0
     replays: list[float] = field(default_factory=list)  # request -> end marker, seconds
     measure_from: float = 0.0
+    #: per machines process: shipper round p50, p99; event loop lag p50, p99 (seconds)
+    processes: list[tuple[float, ...]] = field(default_factory=list)
+    watch: int = 10  # poll the sessions of every watch-th machine
+
+    def watched(self, session: str) -> bool:
+        return int(session.split("-")[1][1:]) % self.watch == 0
 
 
 async def read_machines(
@@ -123,6 +138,8 @@ async def read_machines(
                 call.t_call, call.measured = t_call, measured
         elif kind == "D":
             fleet.hooks_done += 1
+        elif kind == "S":
+            fleet.processes.append(tuple(float(x) for x in rest))
         elif kind == "E":
             fleet.drained += 1
             fleet.shipped += int(rest[0])
@@ -148,6 +165,8 @@ async def follow_topic(bootstrap: str, fleet: Fleet, client: ReplayClient) -> No
                         call = fleet.calls[key] = Call(now)
                     if call.t_topic is None:
                         call.t_topic = now
+                        if not fleet.watched(key[0]):
+                            continue
                         fleet.awaited.setdefault(key[0], set()).add(key[1])
                         task = fleet.pollers.get(key[0])
                         if task is None or task.done():
@@ -269,16 +288,22 @@ async def verify(bootstrap: str, fleet: Fleet) -> tuple[int, int, int, int]:
     for session, seq in fleet.calls:
         expected.setdefault(session, set()).add(seq)
     once = lost = dup = extra = 0
-    sem = asyncio.Semaphore(MAX_INFLIGHT)
+    sem = asyncio.Semaphore(VERIFY_INFLIGHT)
     async with ReplayClient(bootstrap, timeout=30) as client:
 
         async def one(session: str, want: set[int]) -> None:
             nonlocal once, lost, dup, extra
-            async with sem:
-                events, result = await client.collect(session)
+            for attempt in range(VERIFY_ATTEMPTS):
+                async with sem:
+                    with contextlib.suppress(ReplyTimeout):
+                        events, result = await client.collect(session)
+                        if result.complete and result.end.status != STATUS_ERROR:
+                            break
+                # a worker starved of CPU may time out producing a reply: ask again
+                await asyncio.sleep(1 + attempt)
+            else:
+                raise SystemExit(f"no complete replay of {session} in {VERIFY_ATTEMPTS} attempts")
             seqs = [e.seq for e in events]
-            if not result.complete:
-                raise SystemExit(f"replay of {session} incomplete: {result}")
             once += len(want & set(seqs))
             lost += len(want - set(seqs))
             dup += len(seqs) - len(set(seqs))
@@ -302,7 +327,7 @@ def workers(bootstrap: str, tmp: Path, count: int, partitions: int) -> Iterator[
 async def run_fleet(
     args: argparse.Namespace, bootstrap: str, tmp: Path
 ) -> tuple[Fleet, list[float], tuple[int, int, int, int], float]:
-    fleet = Fleet()
+    fleet = Fleet(watch=args.watch)
     start_at = time.time() + 5  # the machine processes import and start their shippers
     fleet.measure_from = start_at + args.warmup
     wake = asyncio.Event()
@@ -338,9 +363,7 @@ async def run_fleet(
                     stop_floor.set()
             # every spool drained: wait for the last events to replay
             deadline = time.monotonic() + DRAIN_TIMEOUT_S
-            while time.monotonic() < deadline and any(
-                c.t_replayed is None for c in fleet.calls.values()
-            ):
+            while time.monotonic() < deadline and any(fleet.awaited.values()):
                 await asyncio.sleep(0.2)
         finally:
             stop_floor.set()
@@ -386,10 +409,15 @@ def main() -> int:
     parser.add_argument("--workers", type=int, help="worker processes (default 2, quick 1)")
     parser.add_argument("--partitions", type=int, default=PARTITIONS)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--watch", type=int, default=10, help="poll every N-th machine's sessions")
+    parser.add_argument("--keep", action="store_true", help="keep the logs and data (tmp dir)")
     args = parser.parse_args()
     args.seconds = args.seconds or (30.0 if args.quick else 120.0)
     args.workers = args.workers or (1 if args.quick else 2)
-    if min(args.machines, args.procs, args.workers, args.partitions) < 1 or args.seconds <= 0:
+    if (
+        min(args.machines, args.procs, args.workers, args.partitions, args.watch) < 1
+        or args.seconds <= 0
+    ):
         raise SystemExit(
             "bench_fleet: --machines, --procs, --workers, --partitions, --seconds must be positive"
         )
@@ -412,7 +440,10 @@ def main() -> int:
                 fleet, floor_times, counts, rate = asyncio.run(run_fleet(args, bootstrap, tmp))
         return report(console, args, fleet, floor_times, counts, rate)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if args.keep:
+            console.print(f"logs and data kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def report(
@@ -430,7 +461,11 @@ def report(
         for c in measured
         if c.t_topic is not None and c.t_replayed is not None
     ]
-    fresh = [c.t_replayed - c.t_call for c in measured if c.t_replayed is not None]
+    watched = [
+        c for (session, _), c in fleet.calls.items() if c.measured and fleet.watched(session)
+    ]
+    fresh = [c.t_replayed - c.t_call for c in watched if c.t_replayed is not None]
+    unreplayed = len(watched) - len(fresh)  # never came back to a poll: counts as a miss
     floor99 = pct(floor_times, 0.99) if floor_times else float("nan")
     table = Table(
         title=f"fleet: {args.machines} machines, 3 brokers (RF 3, min.insync 2), "
@@ -443,7 +478,7 @@ def report(
     table.add_row(*stats_row("on kaizen.events -> replayed (worker, replay)", ingested, floor99))
     table.add_row(*stats_row("replay request -> end marker", fleet.replays, floor99))
     p99 = pct(fresh, 0.99) if fresh else float("inf")
-    met = p99 <= GOAL_P99_S
+    met = p99 <= GOAL_P99_S and unreplayed == 0
     goal = f"p99 <= {GOAL_P99_S:.0f} s: " + ("[green]yes" if met else "[red]no")
     table.add_row(*stats_row("hook -> replayed (freshness)", fresh, floor99, goal))
     console.print(table)
@@ -455,8 +490,18 @@ def report(
         f"pace: a hook every {mean_gap(sample_payloads('claude')):.1f} s per session on average); "
         f"replayed once {once}, [{'green' if lost == 0 else 'red'}]lost {lost}[/], "
         f"duplicated {dup}, unexpected {extra}, dropped by a full spool {fleet.full_spool}; "
-        f"shipped by the shippers {fleet.shipped}"
+        f"shipped by the shippers {fleet.shipped}; freshness measured on "
+        f"{len(watched)} events of every {args.watch}th machine ({unreplayed} never polled back), "
+        f"{len(fleet.replays)} replay requests"
     )
+    if fleet.processes:
+        worst = [max(p[i] for p in fleet.processes) * 1000 for i in range(4)]
+        console.print(
+            "machines processes (worst of {}): a shipper round that sent takes {:.0f} ms p50, "
+            "{:.0f} ms p99; the event loop wakes {:.0f} ms late p50, {:.0f} ms p99".format(
+                len(fleet.processes), *worst
+            )
+        )
     return 0 if ok else 1
 
 

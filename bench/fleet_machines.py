@@ -28,6 +28,8 @@ Output, one line each on stdout (parsed by bench_fleet.py):
 
     H <session> <seq> <t_call_ns>    a hook call and the seq it spooled (- when the spool was full)
     D <hooks>                        hooks stopped (start_at + warmup + seconds)
+    S <p50> <p99> <lag p50> <lag p99>  seconds: a shipper round that sent events; how late
+                                     this process's event loop woke from a 50 ms sleep
     E <shipped>                      every spool drained; the process exits
 """
 
@@ -48,6 +50,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench_hook import pct  # noqa: E402
 
 from workers.hooks.hook import record, spawn_shipper  # noqa: E402
 from workers.hooks.samples import sample_payloads  # noqa: E402
@@ -87,6 +91,29 @@ def mean_gap(payloads: list[dict[str, Any]]) -> float:
     return total / len(names)
 
 
+class TimedShipper(Shipper):
+    """The real shipper; the wall time of each round that sent events is noted."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rounds: list[float] = []
+
+    async def round(self) -> int:
+        t0 = time.monotonic()
+        n = await super().round()
+        if n:
+            self.rounds.append(time.monotonic() - t0)
+        return n
+
+
+async def loop_lag(lags: list[float], every: float = 0.05) -> None:
+    """How late the event loop wakes (blocking calls and CPU starvation both show here)."""
+    while True:
+        t0 = time.monotonic()
+        await asyncio.sleep(every)
+        lags.append(time.monotonic() - t0 - every)
+
+
 class Machine:
     """One developer machine: a spool, its shipper, the current agent session."""
 
@@ -97,7 +124,7 @@ class Machine:
         # held like `kaizen-stream ship` holds it, so the hooks' probe finds a shipper
         self.lock = os.open(self.spool.shipper_lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self.shipper = Shipper(self.spool, broker, quiet=True)
+        self.shipper = TimedShipper(self.spool, broker)
         self.session_no = 0
         self.step = 0
 
@@ -147,7 +174,11 @@ def run_hooks(
 
 async def ship_until_drained(machines: list[Machine], hooks_done: threading.Event) -> int:
     """Run every machine's shipper; once the hooks stopped and every spool is empty, stop."""
-    tasks = [asyncio.ensure_future(m.shipper.run(follow=True)) for m in machines]
+    lags: list[float] = []
+    tasks: list[asyncio.Future[Any]] = [
+        asyncio.ensure_future(m.shipper.run(follow=True)) for m in machines
+    ]
+    tasks.append(asyncio.ensure_future(loop_lag(lags)))
     try:
         while not hooks_done.is_set() or any(m.spool.pending() for m in machines):
             await asyncio.sleep(0.5)
@@ -155,6 +186,11 @@ async def ship_until_drained(machines: list[Machine], hooks_done: threading.Even
                 if task.done():
                     task.result()  # a shipper died: raise why
     finally:
+        rounds = [r for m in machines for r in m.shipper.rounds] or [0.0]
+        lags = lags or [0.0]
+        sys.stdout.write(
+            f"S {pct(rounds, 0.5)} {pct(rounds, 0.99)} {pct(lags, 0.5)} {pct(lags, 0.99)}\n"
+        )
         for task in tasks:
             task.cancel()
         for task in tasks:
