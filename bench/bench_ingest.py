@@ -14,10 +14,15 @@ run and on the same broker:
   -<name> with `--shares`: the same worker with one speed-up off
           (KAIZEN_PURE_PYTHON=<name>, one row per `workers.speedups.NAMES`), to show
           each one's share
+  single  item 5 of issue 13: a tenth as many events (--single), ONE plain
+          single-object event per message as any Avro-capable producer writes,
+          on a fresh broker of its own: the no-op agent and the worker over them
+          (`--no-single` skips it, `--only-single` runs only it)
 
 and prints events/s and Kafka messages/s of each, with the ratios, a table per
 broker and a summary line per broker. Goals, on each broker: worker >= 100k
-events/s, and >= 10x the no-op agent's message rate (on the same broker) in events.
+events/s, and >= 10x the no-op agent's message rate (on the same broker) in events;
+one event per message: the worker's messages/s >= the no-op agent's.
 
     .venv/bin/python bench/bench_ingest.py                   # 1M events, both brokers
     .venv/bin/python bench/bench_ingest.py --quick           # 200k events
@@ -69,8 +74,13 @@ def _zigzag(n: int) -> bytes:
     return bytes(out)
 
 
+CALL_ID = "toolu_%010d"
+
+
 def event_factory(session_id: str) -> Any:
-    """Fast encoder for one session: header + session_id + seq + a fixed 200-byte-ish rest."""
+    """Fast encoder for one session: header + session_id + seq + a fixed 200-byte-ish rest,
+    whose tool call id is the seq in 10 digits (every call its own, as in a real session:
+    the summaries keep one entry per call id)."""
     template = encode_event(
         complete_event(
             {
@@ -83,7 +93,7 @@ def event_factory(session_id: str) -> Any:
                 "workspace": "~/src/project",
                 "host": "devbox",
                 "tool": "Bash",
-                "tool_call_id": "toolu_0123456789",
+                "tool_call_id": CALL_ID % 0,
                 "tokens_in": 1234,
                 "tokens_out": 56,
                 "cost_usd_e6": 4321,
@@ -95,9 +105,10 @@ def event_factory(session_id: str) -> Any:
     sid = session_id.encode()
     head = template[:10] + _zigzag(len(sid)) + sid
     rest = template[len(head) + 1 :]  # seq 0 is one byte
+    before, after = rest.split((CALL_ID % 0).encode())  # a fixed width: no length changes
 
     def make(seq: int) -> bytes:
-        return head + _zigzag(seq) + rest
+        return head + _zigzag(seq) + before + (CALL_ID % seq).encode() + after
 
     return make
 
@@ -243,6 +254,57 @@ async def commit_offsets(bootstrap: str, offsets: dict[int, int]) -> None:
         await consumer.stop()
 
 
+async def produce_single(bootstrap: str, total: int, sessions: int) -> int:
+    """`total` events of `sessions` sessions `single-00000`..., ONE plain single-object event
+    per Kafka message (key = session id), by a plain aiokafka producer with its defaults, as
+    any Avro-capable producer writes them; interleaved across sessions, seq order within
+    each; the messages sent (= `total`)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        per_session = total // sessions
+        keys = [f"single-{s:05d}".encode() for s in range(sessions)]
+        makers = [event_factory(key.decode()) for key in keys]
+        futures = []
+        for seq in range(per_session):
+            for key, make in zip(keys, makers, strict=True):
+                futures.append(await producer.send(EVENTS_TOPIC, make(seq), key=key))
+            if len(futures) > 20_000:
+                await asyncio.gather(*futures)
+                futures = []
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return per_session * sessions
+
+
+def single_object_row(
+    bootstrap: str, total: int, sessions: int, workdir: Path
+) -> tuple[float, float, dict[str, int]]:
+    """Item 5's row, on a fresh broker with the topics: `total` events one per message; the
+    seconds of the no-op Faust agent and of the worker over them, and the worker's metrics."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    messages = asyncio.run(produce_single(bootstrap, total, sessions))
+    noop_s = noop_faust(bootstrap, messages, workdir)
+    asyncio.run(commit_offsets(bootstrap, dict.fromkeys(range(PARTITIONS), 0)))
+    worker_s, m = worker_run(bootstrap, total, workdir)
+    return noop_s, worker_s, m
+
+
+def report_single(total: int, noop_s: float, worker_s: float, m: dict[str, int]) -> None:
+    """The one-event-per-message row beside the no-op agent, and their ratio (goal >= 1)."""
+    print()
+    print(f"one single-object event per message: {total:,} messages")
+    print(f"{'path':44} {'seconds':>8} {'msgs/s':>10}")
+    print(f"{'no-op Faust agent':44} {noop_s:8.2f} {total / noop_s:10,.0f}")
+    print(f"{'kaizen worker (fsync, durable)':44} {worker_s:8.2f} {total / worker_s:10,.0f}")
+    print(f"worker msgs/s / no-op agent msgs/s:   {noop_s / worker_s:6.2f}x  (goal >= 1x)")
+    dead = m.get("kaizen_ingest_dead_lettered_total", 0)
+    dups = m.get("kaizen_ingest_duplicates_total", 0)
+    flushes = m.get("kaizen_ingest_flushes_total", 0)
+    print(f"dead-lettered {dead}, duplicates {dups}, flushes {flushes}")
+
+
 def worker_run(
     bootstrap: str, total: int, workdir: Path, *, off: str = ""
 ) -> tuple[float, dict[str, int]]:
@@ -279,6 +341,10 @@ def worker_run(
         raise RuntimeError("worker did not finish")
 
 
+#: the one-event-per-message row: (events, no-op agent s, worker s, worker metrics)
+SingleRow = tuple[int, float, float, dict[str, int]]
+
+
 @dataclass
 class BrokerRun:
     """What one broker's run measured: the Kafka messages, events, and seconds of each path."""
@@ -292,6 +358,8 @@ class BrokerRun:
     worker_s: float
     metrics: dict[str, int]
     others: list[tuple[str, float]] = field(default_factory=list)
+    #: the one-event-per-message row: (events, no-op agent s, worker s, worker metrics)
+    single: SingleRow | None = None
 
     @property
     def worker_events(self) -> float:
@@ -305,6 +373,39 @@ class BrokerRun:
     @property
     def met(self) -> bool:
         return self.worker_events >= 100_000 and self.ratio >= 10
+
+    @property
+    def single_ratio(self) -> float | None:
+        """One event per message: the worker's messages/s over the no-op agent's (goal >= 1)."""
+        return None if self.single is None else self.single[1] / self.single[2]
+
+
+def single_total(args: argparse.Namespace) -> int:
+    """Events of the one-event-per-message row (--single, default a tenth of the main run)."""
+    total: int = args.single or (args.events or (200_000 if args.quick else 1_000_000)) // 10
+    return total - total % args.sessions
+
+
+def single_on(
+    kind: str, args: argparse.Namespace, workdir: Path
+) -> tuple[int, float, float, dict[str, int]]:
+    """The one-event-per-message row on a fresh broker of `kind` of its own."""
+    total = single_total(args)
+    with running_broker(kind, workdir, PARTITIONS) as bootstrap:
+        return (total, *single_object_row(bootstrap, total, args.sessions, workdir / "single"))
+
+
+def only_single(args: argparse.Namespace, kinds: list[str]) -> None:
+    """The one-event-per-message row alone (`--only-single`), on each broker."""
+    workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    try:
+        rows = [(kind, load_average(), single_on(kind, args, workdir / kind)) for kind in kinds]
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    for kind, load, row in rows:
+        print(f"\n{LABELS[kind]} (load {load})", end="")
+        report_single(*row)
 
 
 def run_on(kind: str, args: argparse.Namespace, total: int, workdir: Path) -> BrokerRun:
@@ -335,6 +436,8 @@ def run_on(kind: str, args: argparse.Namespace, total: int, workdir: Path) -> Br
             asyncio.run(produce(bootstrap, total, args.sessions))
             asyncio.run(commit_offsets(bootstrap, start))
             run.others.append((label, worker_run(bootstrap, total, workdir / kind, off=off)[0]))
+    if not args.no_single:
+        run.single = single_on(kind, args, workdir / kind)
     return run
 
 
@@ -365,6 +468,8 @@ def report(run: BrokerRun) -> None:
         f"duplicates {m.get('kaizen_ingest_duplicates_total', 0)}, "
         f"flushes {m.get('kaizen_ingest_flushes_total', 0)}"
     )
+    if run.single is not None:
+        report_single(*run.single)
 
 
 def main() -> int:
@@ -379,9 +484,17 @@ def main() -> int:
     parser.add_argument(
         "--shares", action="store_true", help="a worker row per speed-up switched off alone"
     )
+    parser.add_argument(
+        "--single", type=int, help="events of the one-event-per-message row (default: a tenth)"
+    )
+    parser.add_argument("--no-single", action="store_true", help="skip that row")
+    parser.add_argument("--only-single", action="store_true", help="only that row")
     add_broker_flag(parser)
     args = parser.parse_args()
     kinds = broker_kinds(args.broker)
+    if args.only_single:
+        only_single(args, kinds)
+        return 0
     total = args.events or (200_000 if args.quick else 1_000_000)
     total -= total % args.sessions
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
@@ -393,11 +506,16 @@ def main() -> int:
     for run in runs:
         report(run)
     print()
-    print(f"{'broker':26} {'worker events/s':>16} {'x no-op agent':>14} {'load':>16}  goal")
+    head = f"{'worker events/s':>16} {'x no-op agent':>14} {'1/msg x no-op':>14} {'load':>16}"
+    print(f"{'broker':26} {head}  goals")
     for run in runs:
+        single = "-" if run.single_ratio is None else f"{run.single_ratio:.2f}x"
+        goals = "met" if run.met else "NOT met"
+        if run.single_ratio is not None:
+            goals += ", 1/msg " + ("met" if run.single_ratio >= 1 else "NOT met")
         print(
             f"{LABELS[run.kind]:26} {run.worker_events:16,.0f} {run.ratio:13.1f}x "
-            f"{run.load:>16}  {'met' if run.met else 'NOT met'}"
+            f"{single:>14} {run.load:>16}  {goals}"
         )
     return 0
 
