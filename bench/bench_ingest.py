@@ -66,8 +66,13 @@ def _zigzag(n: int) -> bytes:
     return bytes(out)
 
 
+CALL_ID = "toolu_%010d"
+
+
 def event_factory(session_id: str) -> Any:
-    """Fast encoder for one session: header + session_id + seq + a fixed 200-byte-ish rest."""
+    """Fast encoder for one session: header + session_id + seq + a fixed 200-byte-ish rest,
+    whose tool call id is the seq in 10 digits (every call its own, as in a real session:
+    the summaries keep one entry per call id)."""
     template = encode_event(
         complete_event(
             {
@@ -80,7 +85,7 @@ def event_factory(session_id: str) -> Any:
                 "workspace": "~/src/project",
                 "host": "devbox",
                 "tool": "Bash",
-                "tool_call_id": "toolu_0123456789",
+                "tool_call_id": CALL_ID % 0,
                 "tokens_in": 1234,
                 "tokens_out": 56,
                 "cost_usd_e6": 4321,
@@ -92,9 +97,10 @@ def event_factory(session_id: str) -> Any:
     sid = session_id.encode()
     head = template[:10] + _zigzag(len(sid)) + sid
     rest = template[len(head) + 1 :]  # seq 0 is one byte
+    before, after = rest.split((CALL_ID % 0).encode())  # a fixed width: no length changes
 
     def make(seq: int) -> bytes:
-        return head + _zigzag(seq) + rest
+        return head + _zigzag(seq) + before + (CALL_ID % seq).encode() + after
 
     return make
 
