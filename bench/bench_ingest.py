@@ -246,6 +246,57 @@ async def commit_offsets(bootstrap: str, offsets: dict[int, int]) -> None:
         await consumer.stop()
 
 
+async def produce_single(bootstrap: str, total: int, sessions: int) -> int:
+    """`total` events of `sessions` sessions `single-00000`..., ONE plain single-object event
+    per Kafka message (key = session id), by a plain aiokafka producer with its defaults, as
+    any Avro-capable producer writes them; interleaved across sessions, seq order within
+    each; the messages sent (= `total`)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        per_session = total // sessions
+        keys = [f"single-{s:05d}".encode() for s in range(sessions)]
+        makers = [event_factory(key.decode()) for key in keys]
+        futures = []
+        for seq in range(per_session):
+            for key, make in zip(keys, makers, strict=True):
+                futures.append(await producer.send(EVENTS_TOPIC, make(seq), key=key))
+            if len(futures) > 20_000:
+                await asyncio.gather(*futures)
+                futures = []
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return per_session * sessions
+
+
+def single_object_row(
+    bootstrap: str, total: int, sessions: int, workdir: Path
+) -> tuple[float, float, dict[str, int]]:
+    """Item 5's row, on a fresh broker with the topics: `total` events one per message; the
+    seconds of the no-op Faust agent and of the worker over them, and the worker's metrics."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    messages = asyncio.run(produce_single(bootstrap, total, sessions))
+    noop_s = noop_faust(bootstrap, messages, workdir)
+    asyncio.run(commit_offsets(bootstrap, dict.fromkeys(range(PARTITIONS), 0)))
+    worker_s, m = worker_run(bootstrap, total, workdir)
+    return noop_s, worker_s, m
+
+
+def report_single(total: int, noop_s: float, worker_s: float, m: dict[str, int]) -> None:
+    """The one-event-per-message row beside the no-op agent, and their ratio (goal >= 1)."""
+    print()
+    print(f"one single-object event per message: {total:,} messages")
+    print(f"{'path':44} {'seconds':>8} {'msgs/s':>10}")
+    print(f"{'no-op Faust agent':44} {noop_s:8.2f} {total / noop_s:10,.0f}")
+    print(f"{'kaizen worker (fsync, durable)':44} {worker_s:8.2f} {total / worker_s:10,.0f}")
+    print(f"worker msgs/s / no-op agent msgs/s:   {noop_s / worker_s:6.2f}x  (goal >= 1x)")
+    dead = m.get("kaizen_ingest_dead_lettered_total", 0)
+    dups = m.get("kaizen_ingest_duplicates_total", 0)
+    flushes = m.get("kaizen_ingest_flushes_total", 0)
+    print(f"dead-lettered {dead}, duplicates {dups}, flushes {flushes}")
+
+
 def worker_run(
     bootstrap: str, total: int, workdir: Path, *, off: str = ""
 ) -> tuple[float, dict[str, int]]:
@@ -292,6 +343,20 @@ def running_broker(log: Path) -> Iterator[str]:
         broker.stop()
 
 
+def only_single(args: argparse.Namespace) -> None:
+    """The one-event-per-message row alone (`--only-single`)."""
+    total = args.single or (args.events or (200_000 if args.quick else 1_000_000)) // 10
+    total -= total % args.sessions
+    workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    try:
+        with running_broker(workdir / "tansu-single.log") as bootstrap:
+            row = single_object_row(bootstrap, total, args.sessions, workdir / "single")
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    report_single(total, *row)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="200k events instead of 1M")
@@ -304,7 +369,14 @@ def main() -> None:
     parser.add_argument(
         "--shares", action="store_true", help="a worker row per speed-up switched off alone"
     )
+    parser.add_argument(
+        "--single", type=int, help="events of the one-event-per-message row (default: a tenth)"
+    )
+    parser.add_argument("--only-single", action="store_true", help="only that row")
     args = parser.parse_args()
+    if args.only_single:
+        only_single(args)
+        return
     total = args.events or (200_000 if args.quick else 1_000_000)
     total -= total % args.sessions
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))

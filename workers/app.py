@@ -18,6 +18,7 @@ connects through workers/kafka/clients.py with the same settings.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 import faust
@@ -90,10 +91,9 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
     if ingest_config.aggregates:
         sessions = app.topic(SESSIONS_TOPIC, key_serializer="raw", value_serializer="raw")
 
-        async def publish_summary(session_id: str, data: bytes) -> Any:
-            # wait for the ack: only then may the summary be marked published
-            sent = await sessions.send(key=session_id.encode(), value=data)
-            return await sent
+        async def publish_summary(session_id: str, data: bytes) -> Awaitable[Any]:
+            # the delivery, awaited for the ack: only then may the summary be marked published
+            return await sessions.send(key=session_id.encode(), value=data)
 
         manager.publish_summary = publish_summary
         from workers.web.team import register_team_views

@@ -88,3 +88,15 @@ def static_membership_works(cluster: str | None) -> bool:
     there workers join as dynamic members.
     """
     return not is_embedded(cluster)
+
+
+def acks_prove_landing(cluster: str | None) -> bool:
+    """Is a producer's ack proof that the records are in the topic?
+
+    Apache Kafka: yes (acks=all, min.insync.replicas, no unclean election). The embedded
+    broker keeps memory only and acks a produce for a topic it has not created yet (after a
+    restart); those records vanish once the topic is created, so a shipper checks the end
+    offsets after each send there. Unknown (None): no, the check is kept (on Apache Kafka it
+    always passes, it only costs two requests per round).
+    """
+    return cluster is not None and not is_embedded(cluster)
