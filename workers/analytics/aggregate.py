@@ -2,14 +2,16 @@
 
 Invariants (this module owns them; docs/ARCHITECTURE.md names it):
 
-- Idempotent per (session_id, seq): a summary remembers the seqs it folded
-  (as ranges), and folding an event whose seq it holds changes nothing. So a
-  redelivered event, or one read twice by live capture and `import` (same
-  key, workers/hooks/usage.py), counts once.
+- Idempotent per (session_id, producer, seq): a summary remembers the seqs it
+  folded (as ranges, one list per producer: `seqs` for producer "", `produced`
+  for the others), and folding an event whose key it holds changes nothing. So
+  a redelivered event, or one read twice by live capture and `import` (same
+  key, workers/hooks/usage.py), counts once, while two machines' events of one
+  session (each spool numbers from 0) all count.
 - Order-free: folding the same set of events in any order gives an equal
   summary (active time is kept as merged intervals, not as a running sum).
-- Mergeable: `merge(a, b)` of summaries over disjoint seqs equals the summary
-  of all their events; overlapping seqs are refused (ValueError), never summed.
+- Mergeable: `merge(a, b)` of summaries over disjoint keys equals the summary
+  of all their events; overlapping keys are refused (ValueError), never summed.
 - Tokens are counted from `cost` events only (the usage events of live capture
   and import): other events never carry them, and counting one kind keeps a
   session that was both hooked and imported right.
@@ -36,7 +38,8 @@ TOKEN_FIELDS = (
     ("reasoning", "reasoning_tokens"),
 )
 SUBAGENT_TOOLS = frozenset(("Task", "Agent"))
-FOLD_STATE = ("seqs", "pending_calls", "orphan_failures")  # see SessionSummary.split_bytes
+# see SessionSummary.split_bytes
+FOLD_STATE = ("seqs", "produced", "pending_calls", "orphan_failures")
 _SUBAGENT_MARKS = ('"hook_event_name":"SubagentStart"', '"hook_event_name":"subagentStart"')
 _COMPACT_MARKS = (
     '"hook_event_name":"PreCompact"',
@@ -139,7 +142,8 @@ class SessionSummary:
     permission_denials: int = 0
     context_peak: int = 0  # largest prompt (input incl. cache) of one request
     context_max: int = 0  # largest context window an event named
-    seqs: list[list[int]] = field(default_factory=list)
+    seqs: list[list[int]] = field(default_factory=list)  # of producer ""
+    produced: dict[str, list[list[int]]] = field(default_factory=dict)  # of the others
     pending_calls: dict[str, str] = field(default_factory=dict)  # tool_call_id -> tool
     orphan_failures: dict[str, int] = field(default_factory=dict)  # failed before its call came
 
@@ -170,8 +174,10 @@ class SessionSummary:
     # -- folding ----------------------------------------------------------
 
     def fold(self, event: dict[str, Any]) -> bool:
-        """Count one event; False (and nothing changed) when its seq was already counted."""
-        if not _add_range(self.seqs, int(event["seq"])):
+        """Count one event; False (and nothing changed) when its key was already counted."""
+        producer = event.get("producer") or ""
+        ranges = self.produced.setdefault(producer, []) if producer else self.seqs
+        if not _add_range(ranges, int(event["seq"])):
             return False
         kind = event.get("kind") or "hook"
         ts = event.get("ts_ms")
@@ -255,10 +261,14 @@ class SessionSummary:
         """The summary of both event sets; ValueError when they share a seq."""
         if other.session_id != self.session_id:
             raise ValueError(f"cannot merge sessions {self.session_id!r} and {other.session_id!r}")
-        if _overlap(self.seqs, other.seqs):
+        if _overlap(self.seqs, other.seqs) or any(
+            _overlap(self.produced.get(p, []), r) for p, r in other.produced.items()
+        ):
             raise ValueError(f"summaries of {self.session_id!r} share seqs: not disjoint")
         out = SessionSummary.from_dict(json.loads(json.dumps(self.to_dict())))
         out.seqs = _join([*out.seqs, *other.seqs], 1)
+        for p, r in other.produced.items():
+            out.produced[p] = _join([*out.produced.get(p, []), *r], 1)
         for attr in ("agent", "workspace", "host"):
             if getattr(out, attr) is None:
                 setattr(out, attr, getattr(other, attr))
@@ -310,6 +320,7 @@ class SessionSummary:
             "context_peak": self.context_peak,
             "context_max": self.context_max,
             "seqs": [list(r) for r in self.seqs],
+            "produced": {p: [list(r) for r in rs] for p, rs in self.produced.items()},
             "pending_calls": dict(self.pending_calls),
             "orphan_failures": dict(self.orphan_failures),
         }

@@ -235,7 +235,7 @@ class PartitionState:
         add = batch.add
         size = 0
         for ev, loc in zip(fresh, locations, strict=True):
-            add(ev.session_id, ev.seq, loc, ev.ts_ms, ev.agent, ev.model)
+            add(ev.session_id, ev.seq, loc, ev.ts_ms, ev.agent, ev.model, ev.producer)
             size += len(ev.data)
         self._pending_events += len(fresh)
         self._pending_bytes += size
