@@ -8,7 +8,9 @@ grow with the transcript. The pure functions here (`claude_usage`,
 capture and a later import produce the *same* events.
 
 Identity (the invariant this module owns): a usage event's key is derived
-from what it counts, never from when it was read.
+from what it counts, never from when or where it was read: its producer is ""
+(the spool's id goes only on events the spool numbers), so the key
+(session_id, "", seq) is the same from any machine and from `import`.
 
 - Claude Code: one usage event (kind "cost") per assistant message id, with
   seq = USAGE_SEQ_BASE | 60 bits of blake2b(message id). Claude Code writes one
