@@ -24,9 +24,12 @@ dev: $(STAMP)
 up: $(STAMP)
 	$(BIN)/kaizen-stream up
 
+# Merge conflict markers are caught here too: one once reached main inside docs/.
 lint: $(STAMP)
 	$(BIN)/ruff check workers tests bench
 	$(BIN)/ruff format --check workers tests bench
+	@if grep -rInE '^(<<<<<<<|>>>>>>>)( |$$)' --exclude-dir=.git --exclude-dir=.venv .; then \
+	  echo "lint: merge conflict markers left in the files above" >&2; exit 1; fi
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -229,7 +229,7 @@ class PartitionManager(Service):
             self._publish if self.publish_summary is not None else None,
         )
 
-    async def _publish(self, session_id: str, data: bytes) -> Any:
+    async def _publish(self, session_id: str, data: bytes) -> Awaitable[Any]:
         assert self.publish_summary is not None
         return await self.publish_summary(session_id, data)
 
