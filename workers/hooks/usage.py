@@ -17,7 +17,7 @@ from what it counts, never from when or where it was read: its producer is ""
   line per content block of a streamed message, repeating its usage; the last
   line of the id carries the final counts (what ccusage counts too). Reading
   the same message twice (live twice, or live then `import`) gives the same
-  (session_id, seq), which the worker's dedupe keeps once.
+  (session_id, producer, seq), which the worker's dedupe keeps once.
 - Codex: one usage event per `token_count` line of the rollout file, with
   seq = IMPORT_SEQ_BASE + the line's index (what `import` gives that line), and
   tokens = the growth of `total_token_usage` since the previous counted line,
