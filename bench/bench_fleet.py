@@ -31,6 +31,8 @@ plain aiokafka consumer, send call -> record received.
 
 Losses are counted exactly: after the run every session is replayed whole, and
 each hook call's (session, seq) must come back once; no other seq may come back.
+Exit status 0 only with no loss and freshness p99 within the goal. What bounds
+freshness, and the figures measured: docs/OPERATIONS.md ("Freshness"), README.
 """
 
 from __future__ import annotations
