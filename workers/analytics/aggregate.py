@@ -231,8 +231,12 @@ class SessionSummary:
             counted = Counted(failures=self._fold_result(event, kind))
         elif kind in ("lifecycle", "hook"):
             self._fold_lifecycle(event)
-        self._settle()
         return counted
+
+    def _count(self, key: str) -> None:
+        """Count one of the things kept per source (`by_source`), and settle the totals."""
+        _bump(self.by_source, key)
+        self._settle()
 
     def _settle(self) -> None:
         """The counts with no shared identity across sources: the larger source's."""
@@ -271,7 +275,7 @@ class SessionSummary:
             tool = view[1] or "?"
         _bump(self.tool_calls, tool)
         if tool in SUBAGENT_TOOLS:
-            _bump(self.by_source, "subagents:call")
+            self._count("subagents:call")
         return 1
 
     def _name(self, view: list[Any], event: dict[str, Any]) -> None:
@@ -319,14 +323,14 @@ class SessionSummary:
             tool = event.get("tool")
             if tool:
                 _bump(self.tool_failures, tool)
-                _bump(self.by_source, "errors:tool")
+                self._count("errors:tool")
                 return 1
-            _bump(self.by_source, f"errors:{source_class(event)}")
+            self._count(f"errors:{source_class(event)}")
             return 0
         if view[0] & FAILED:
             return 0  # the other copy of this result said so already
         view[0] |= FAILED  # whichever copy says it failed: it failed
-        _bump(self.by_source, "errors:tool")
+        self._count("errors:tool")
         _bump(self.tool_failures, view[1] or "?")  # moves when a copy names the tool
         return 1
 
@@ -335,9 +339,9 @@ class SessionSummary:
         if '"hook_event_name":"PermissionRequest"' in payload:
             self.permission_requests += 1
         elif any(mark in payload for mark in _SUBAGENT_MARKS):
-            _bump(self.by_source, "subagents:start")
+            self._count("subagents:start")
         elif any(mark in payload for mark in _COMPACT_MARKS):
-            _bump(self.by_source, f"compactions:{source_class(event)}")
+            self._count(f"compactions:{source_class(event)}")
 
     # -- merging and storage ----------------------------------------------
 
