@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_ingest import PARTITIONS, commit_offsets, produce, running_broker, scrape  # noqa: E402
+from bench_ingest import PARTITIONS, commit_offsets, produce, scrape  # noqa: E402
+from brokers import running_broker  # noqa: E402
 from worker_process import running_worker, worker_env  # noqa: E402
 
 from workers.analytics.store import SUMMARIES_DIR, SummaryStore  # noqa: E402
@@ -58,7 +59,7 @@ def summarised(data: Path) -> int:
 def one_run(total: int, sessions: int, workdir: Path, on: bool) -> tuple[float, float | None]:
     """(seconds to ingest `total` events durably, seconds until the summaries hold them)."""
     name = f"agg-{'on' if on else 'off'}-{time.monotonic_ns()}"
-    with running_broker(workdir / f"{name}-tansu.log") as bootstrap:
+    with running_broker("tansu", workdir / name, PARTITIONS) as bootstrap:
         asyncio.run(produce(bootstrap, total, sessions))
         asyncio.run(commit_offsets(bootstrap, dict.fromkeys(range(PARTITIONS), 0)))
         port = free_port()

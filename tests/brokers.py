@@ -54,14 +54,16 @@ def new_broker(
     partitions: int = TEST_PARTITIONS,
     kind: str | None = None,
     with_topics: bool = True,
+    kafka_properties: dict[str, str] | None = None,
 ) -> Broker:
     """A started broker of `kind` (default: the suite's), with the project's topics unless
-    `with_topics` is False."""
+    `with_topics` is False; `kafka_properties` go into an Apache Kafka node's
+    server.properties."""
     kind = kind or broker_kind()
     directory.mkdir(parents=True, exist_ok=True)
     broker: Broker
     if kind == "kafka":
-        broker = KafkaNode(directory / "kafka").start()
+        broker = KafkaNode(directory / "kafka", extra=kafka_properties).start()
     else:
         broker = EmbeddedBroker(port=free_port(), log=directory / "tansu.log").start()
     try:

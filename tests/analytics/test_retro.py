@@ -10,6 +10,7 @@ from typing import Any
 
 from workers.analytics import retro as r
 from workers.analytics.aggregate import SessionSummary
+from workers.analytics.views import timeline
 from workers.hooks.redact import Redactor
 from workers.hooks.samples import sample_events
 from workers.importer.transcripts import find_transcripts, transcript_events
@@ -89,6 +90,50 @@ def test_repeated_failing_command() -> None:
     near.shell("npm  run build", ok=False)  # same command, other spacing: counted together
     near.shell("npm run lint", ok=False)
     assert "repeated-failing-command" not in near.findings()
+
+
+def transcript_copies(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The lines `import` gives the same tool calls: other seqs, source import, the call's
+    input in a tool_use block, results naming no tool (Claude Code transcripts)."""
+    out = []
+    for i, e in enumerate(events):
+        if e["kind"] not in ("tool_call", "tool_result", "error"):
+            continue
+        copy = {**e, "seq": 2**32 + i, "source": "import", "ts_ms": e["ts_ms"] + 3}
+        if e["kind"] == "tool_call":
+            tool_input = json.loads(e["payload"]).get("tool_input", {})
+            block = {"type": "tool_use", "id": e["tool_call_id"], "input": tool_input}
+            copy["payload"] = json.dumps({"message": {"content": [block]}})
+        else:
+            del copy["tool"]
+            copy["payload"] = json.dumps({"is_error": e["kind"] == "error"})
+        out.append(copy)
+    return out
+
+
+def test_a_session_hooked_and_imported_is_looked_at_once() -> None:
+    s = Session()
+    for _ in range(3):
+        s.edit()
+        s.shell("pytest tests/test_refund.py", ok=False)
+    hooked = {k: [f.title for f in v] for k, v in s.findings().items()}
+    assert hooked["repeated-failing-command"] == ["`pytest tests/test_refund.py` failed 3 times"]
+    assert hooked["edit-test-loop"] == ["3 edit-then-failing-test rounds without a passing run"]
+    assert hooked["tool-errors"] == ["Bash: 3 of 3 calls failed (100%)"]
+    copies = transcript_copies(s.events)
+    for events in (s.events + copies, copies + s.events):
+        both = {k: [f.title for f in v] for k, v in _findings(events).items()}
+        assert both == hooked
+        items = timeline(events)
+        assert [i["tool"] for i in items if i["kind"] == "tool_call"] == ["Edit", "Bash"] * 3
+        assert len(items) == 6 and sum(i["error"] for i in items) == 3
+
+
+def _findings(events: list[dict[str, Any]]) -> dict[str, list[r.Finding]]:
+    out: dict[str, list[r.Finding]] = defaultdict(list)
+    for f in r.retro(events):
+        out[f.rule].append(f)
+    return out
 
 
 def test_edit_test_loop() -> None:

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rocksdict import Options, Rdict
+
 from tests.analytics.test_aggregate import comparable
 from tests.brokers import Broker
 from tests.conftest import TEST_PARTITIONS
@@ -25,9 +27,17 @@ from tests.ingest.harness import (
     wait_committed,
     wait_owned,
 )
-from workers.analytics.aggregate import SessionSummary, fold_all
+from workers.analytics.aggregate import FOLD_STATE, SessionSummary, fold_all
 from workers.analytics.digest import StatsRow, digest
-from workers.analytics.store import ROLLUP, ROLLUP_END, ROW, ROW_END, ROWS_KEY, SummaryStore
+from workers.analytics.store import (
+    FOLD_KEY,
+    ROLLUP,
+    ROLLUP_END,
+    ROW,
+    ROW_END,
+    ROWS_KEY,
+    SummaryStore,
+)
 from workers.analytics.views import GROUP_KEYS, Rollup, active_since, rollup_rows
 from workers.codec import batch
 from workers.codec.event import complete_event, encode_event
@@ -60,7 +70,8 @@ def sample_messages() -> list[bytes]:
 
 def public(s: SessionSummary) -> dict[str, Any]:
     d = comparable(s)
-    del d["seqs"]  # fold state: kept apart, not what readers get (SessionSummary.split_bytes)
+    for name in FOLD_STATE:  # kept apart, not what readers get (SessionSummary.split_bytes)
+        del d[name]
     return d
 
 
@@ -122,6 +133,26 @@ def test_fold_equals_the_pure_fold_and_redelivery_changes_nothing(tmp_path: Path
     # the same events again, as a shipper retry: deduped before the log, nothing to fold
     ingest(state, [batch.join(messages[:20]), *messages[20:]], first_offset=len(messages))
     assert state.fold_summaries(10**6) == 0
+    assert summaries(state.summaries) == expected()
+    state.close()
+
+
+def test_a_store_folded_by_another_fold_is_folded_again(tmp_path: Path) -> None:
+    state = opened(tmp_path)
+    ingest(state, sample_messages())
+    state.fold_summaries(10**6)
+    assert state.summaries is not None
+    path = state.summaries.path
+    state.close()
+    db = Rdict(str(path), Options(raw_mode=True))
+    wrong = next(iter(fold_all(sample_events()).values()))
+    wrong.tool_calls = {"Bash": 999}  # what an older fold might have made of it
+    db[b"\x01" + wrong.session_id.encode()] = wrong.split_bytes()[0]
+    del db[FOLD_KEY]  # a store from before FOLD_VERSION
+    db.close()
+    state = opened(tmp_path)
+    assert state.summaries is not None and state.summaries.cursor is None
+    state.fold_summaries(10**6)
     assert summaries(state.summaries) == expected()
     state.close()
 

@@ -87,6 +87,37 @@ def test_codex_hooks_and_notify() -> None:
     assert any(f["kind"] == "error" for f in fields)
 
 
+def test_a_command_that_exited_non_zero_is_an_error(tmp_path: Path) -> None:
+    # the Codex sample's failing pytest run: PostToolUse with exit_code 1 (its rollout line
+    # says the same, so hooks and import agree on the failure)
+    codex = [f for f in sample_fields() if f["agent"] == "codex"]
+    failed = [f for f in codex if f.get("tool_call_id") == "call_03k3N8pQ2vX7aL"]
+    assert [f["kind"] for f in failed] == ["tool_call", "error"]
+    shell = {"conversation_id": "c", "command": "npm test", "output": "1 failed"}
+    cases = [
+        ("cursor", {**shell, "hook_event_name": "afterShellExecution", "exit_code": 1}, "error"),
+        ("cursor", {**shell, "hook_event_name": "afterShellExecution", "exitCode": 2}, "error"),
+        ("cursor", {**shell, "hook_event_name": "afterShellExecution", "exit_code": 0}, None),
+        ("cursor", {**shell, "hook_event_name": "afterShellExecution"}, None),  # none given
+        ("cursor", {**shell, "hook_event_name": "afterShellExecution", "exit_code": True}, None),
+        ("cursor", {**shell, "hook_event_name": "beforeShellExecution", "exit_code": 1}, None),
+        ("cursor", {"hook_event_name": "postToolUse", "tool_output": {"exit_code": 127}}, "error"),
+        (
+            "claude",
+            {"hook_event_name": "PostToolUse", "tool_response": {"exit_code": 1}},
+            "error",
+        ),
+        ("claude", {"hook_event_name": "PostToolUse", "tool_response": {"stdout": ""}}, None),
+    ]
+    spool = tmp_path / "spool"
+    for agent, payload, _kind in cases:
+        assert run_hook(agent, {"session_id": "s", **payload}, hook_env(spool)).returncode == 0
+    got = [f["kind"] for f in spooled_fields(spool)]
+    defaults = {"afterShellExecution": "tool_result", "beforeShellExecution": "tool_call"}
+    want = [k or defaults.get(p["hook_event_name"], "tool_result") for _a, p, k in cases]
+    assert got == want
+
+
 @pytest.mark.parametrize("agent", ["claude", "cursor", "codex"])
 def test_unknown_events_are_kept(agent: str) -> None:
     r = Redactor(home="/home/dev")

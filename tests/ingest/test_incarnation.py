@@ -1,36 +1,84 @@
-"""A broker restarted empty numbers offsets from 0 again: nothing new may be skipped.
+"""Offsets that go back: a new broker or topic incarnation never makes a new event look old.
 
-The worker's watermark says, e.g., 300 while the new broker's offsets start at 0;
-the worker must notice the new incarnation (the group has no committed offset but
-the partition has local data) and fall back to the (session_id, seq) dedupe.
+A broker restarted empty, or the events topic deleted and recreated, numbers offsets from
+0 again while the worker's watermark says, e.g., 1200. The worker tells it from what the
+broker reports (cluster id, topic id, log end offset against the watermark), starts a new
+epoch and falls back to the (session_id, seq) dedupe: every new event is kept, whatever
+its offset. The group's committed offsets going away alone (expired) is *not* a new
+incarnation: nothing is read into the log twice and no dead letter is sent again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.brokers import Broker
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.protocol.admin import DeleteGroupsRequest
+
+from tests.brokers import Broker, new_broker
 from tests.conftest import TEST_PARTITIONS
 from tests.ingest.harness import (
-    end_offsets,
+    GROUP,
+    Worker,
+    event,
     indexed,
+    log_events,
     produce,
+    read_dlq,
     session_messages,
     start_worker,
     wait_committed,
 )
 from workers.broker.topics import ensure_topics
+from workers.settings import DLQ_TOPIC, EVENTS_TOPIC
+
+#: Group not empty yet: a static member stays until its session times out
+NON_EMPTY_GROUP = 68
 
 
-def ingest_all(broker: Broker, data: Path, log: Path) -> None:
+@pytest.fixture
+def operated_broker(tmp_path: Path) -> Iterator[Broker]:
+    """A broker as operators run one: topics are made by `kaizen-stream topics create`, never
+    by a client's metadata request (Apache Kafka's auto.create.topics.enable is on by
+    default, and a worker's consumer would make a deleted topic again with one partition)."""
+    b = new_broker(tmp_path / "broker", kafka_properties={"auto.create.topics.enable": "false"})
+    yield b
+    b.stop()
+
+
+def ingest_all(broker: Broker, data: Path, log: Path, ends: dict[int, int]) -> None:
+    """Run a worker until the group has committed `ends` (partition -> end offset: what
+    `produce` counted into a new topic, not read back, which takes polls that come back
+    empty on a loaded machine for the end)."""
     worker = start_worker(broker.bootstrap, data, TEST_PARTITIONS, log)
     try:
-        ends = asyncio.run(end_offsets(broker.bootstrap, TEST_PARTITIONS))
         wait_committed(broker.bootstrap, ends, timeout=90)
     finally:
         code = worker.stop()
     assert code == 0, worker.log_text()[-3000:]
+
+
+def second_life() -> list[tuple[str, bytes]]:
+    """Old sessions going on (their last 50 events shipped again) and new ones, in few
+    messages: all of them land at offsets below the first life's watermark."""
+    out = []
+    for s in range(16):
+        out += session_messages(f"old-{s}", range(250, 400), [25])
+        out += session_messages(f"new-{s}", range(120), [7, 64])
+    return out
+
+
+def assert_both_lives(data: Path) -> None:
+    after = indexed(data, TEST_PARTITIONS)
+    for s in range(16):
+        assert after[f"old-{s}"][1] == list(range(400))
+        assert after[f"new-{s}"][1] == list(range(120))
+    copies = log_events(data, TEST_PARTITIONS)
+    assert max(copies.values()) == 1, [k for k, n in copies.items() if n > 1][:10]
 
 
 def test_new_broker_incarnation_loses_nothing(fresh_broker: Broker, tmp_path: Path) -> None:
@@ -38,24 +86,124 @@ def test_new_broker_incarnation_loses_nothing(fresh_broker: Broker, tmp_path: Pa
     first = []
     for s in range(16):
         first += session_messages(f"old-{s}", range(300), [1, 10, 50])
-    asyncio.run(produce(fresh_broker.bootstrap, first))
-    ingest_all(fresh_broker, data, tmp_path / "w1.log")
+    ends = asyncio.run(produce(fresh_broker.bootstrap, first))
+    ingest_all(fresh_broker, data, tmp_path / "w1.log", ends)
     before = indexed(data, TEST_PARTITIONS)
     assert all(len(seqs) == 300 for _, seqs in before.values())
 
     fresh_broker.wipe()  # topics, offsets and the group are gone
     asyncio.run(ensure_topics(fresh_broker.bootstrap, TEST_PARTITIONS))
-    second = []
-    for s in range(16):
-        # old sessions go on (and their first events are shipped again), new ones start
-        second += session_messages(f"old-{s}", range(250, 400), [1, 25])
-        second += session_messages(f"new-{s}", range(120), [1, 7, 64])
-    asyncio.run(produce(fresh_broker.bootstrap, second))
-    ingest_all(fresh_broker, data, tmp_path / "w2.log")
+    ends = asyncio.run(produce(fresh_broker.bootstrap, second_life()))
+    ingest_all(fresh_broker, data, tmp_path / "w2.log", ends)
 
-    after = indexed(data, TEST_PARTITIONS)
-    for s in range(16):
-        assert after[f"old-{s}"][1] == list(range(400))
-        assert after[f"new-{s}"][1] == list(range(120))
+    assert_both_lives(data)
     log = (tmp_path / "w2.log").read_text()
     assert "new broker incarnation" in log
+    assert "topic id" in log or "cluster id" in log  # told by what the broker reports
+
+
+async def delete_topic(bootstrap: str, topic: str, timeout: float = 60) -> None:
+    """Delete `topic` and return once the broker no longer lists it."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+        deadline = time.monotonic() + timeout
+        while topic in await admin.list_topics():
+            assert time.monotonic() < deadline, f"{topic} still listed after {timeout}s"
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+
+def wait_ingested(worker: Worker, total: int, timeout: float = 120) -> None:
+    """Until the running worker has ingested `total` events (its counters), or fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = worker.metrics().get("kaizen_ingest_ingested_total", 0)
+        if got >= total:
+            return
+        assert worker.proc.poll() is None, worker.log_text()[-3000:]
+        assert time.monotonic() < deadline, (
+            f"ingested {got} of {total} events\n" + worker.log_text()[-4000:]
+        )
+        time.sleep(0.5)
+
+
+def test_topic_recreated_while_the_worker_runs(operated_broker: Broker, tmp_path: Path) -> None:
+    if operated_broker.kind == "tansu":
+        # tansu answers a fetch past the end of the topic made again with no records (not
+        # "offset out of range") and the group sees no metadata change, so nothing moves
+        # the running consumer back for the worker to check: a partition whose old
+        # position is past the new end waits there (seen: 5160 of 8320 events)
+        pytest.skip("tansu: a topic made again under a running consumer is never reported")
+    bootstrap = operated_broker.bootstrap
+    data = tmp_path / "data"
+    first = []
+    for s in range(16):
+        first += session_messages(f"old-{s}", range(300), [1])  # one message per event
+    asyncio.run(produce(bootstrap, first))
+    worker = start_worker(bootstrap, data, TEST_PARTITIONS, tmp_path / "w.log")
+    try:
+        wait_ingested(worker, 16 * 300)
+        asyncio.run(delete_topic(bootstrap, EVENTS_TOPIC))
+        asyncio.run(ensure_topics(bootstrap, TEST_PARTITIONS))
+        ends = asyncio.run(produce(bootstrap, second_life()))
+        # every event of the second life is new but for seqs 250..299 of the old sessions
+        wait_ingested(worker, 16 * 300 + 16 * 100 + 16 * 120)
+        wait_committed(bootstrap, ends, timeout=90)
+    finally:
+        code = worker.stop()
+    log = worker.log_text()
+    assert code == 0, log[-3000:]
+    assert_both_lives(data)
+    assert "topic id" in log
+
+
+async def delete_group(bootstrap: str, group: str, timeout: float = 60) -> None:
+    """Delete the consumer group and its committed offsets (as offsets.retention.minutes does
+    to a group left empty), once its last (static) member has timed out."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        node = await admin.find_coordinator(group)
+        deadline = time.monotonic() + timeout
+        while True:
+            response = await admin._send_request_to_node(node, DeleteGroupsRequest([group]))
+            [(_, error)] = response.results
+            if error == 0:
+                return
+            assert error == NON_EMPTY_GROUP, f"DeleteGroups: error {error}"
+            assert time.monotonic() < deadline, "the group never became empty"
+            await asyncio.sleep(0.5)
+    finally:
+        await admin.close()
+
+
+def test_expired_group_offsets_dead_letter_nothing_again(
+    fresh_broker: Broker, tmp_path: Path
+) -> None:
+    bootstrap = fresh_broker.bootstrap
+    data = tmp_path / "data"
+    messages = []
+    for s in range(8):
+        messages += session_messages(f"s-{s}", range(100), [1, 9])
+        messages.append((f"s-{s}", b"\x00\x01not an event " + bytes([s])))
+    ends = asyncio.run(produce(bootstrap, messages))
+    ingest_all(fresh_broker, data, tmp_path / "w1.log", ends)
+    letters = asyncio.run(read_dlq(bootstrap, TEST_PARTITIONS, DLQ_TOPIC))
+    assert len(letters) == 8
+
+    asyncio.run(delete_group(bootstrap, GROUP))
+    more = [(f"s-{s}", event(f"s-{s}", 100)) for s in range(8)]
+    added = asyncio.run(produce(bootstrap, more))
+    ends = {p: ends.get(p, 0) + added.get(p, 0) for p in range(TEST_PARTITIONS)}
+    ingest_all(fresh_broker, data, tmp_path / "w2.log", ends)
+
+    assert len(asyncio.run(read_dlq(bootstrap, TEST_PARTITIONS, DLQ_TOPIC))) == 8
+    after = indexed(data, TEST_PARTITIONS)
+    assert {sid: seqs for sid, (_, seqs) in after.items()} == {
+        f"s-{s}": list(range(101)) for s in range(8)
+    }
+    assert max(log_events(data, TEST_PARTITIONS).values()) == 1
+    assert "new broker incarnation" not in (tmp_path / "w2.log").read_text()

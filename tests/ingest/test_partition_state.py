@@ -9,9 +9,11 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
 from tests.ingest.harness import event
+from workers.broker.cluster import Incarnation
 from workers.cli import main as cli_main
 from workers.codec import batch
 from workers.codec.event import decode_event
+from workers.ingest import epoch as epochs
 from workers.ingest import metrics
 from workers.ingest.assignment import PartitionManager, partition_for_key
 from workers.ingest.partition import PartitionState
@@ -91,7 +93,7 @@ def test_new_epoch_takes_offsets_from_zero_again(tmp_path: Path) -> None:
     state = opened(tmp_path)
     feed(state, [event("a", q) for q in range(5)])
     assert state.store.watermark == 4
-    state.new_epoch("test")
+    state.new_epoch("test", Incarnation("cluster-2", "topic-2"))
     assert state.epoch.base == 5
     assert state.next_kafka_offset == 0
     # the new broker's offsets 0..: old events again (deduped) and new ones (kept)
@@ -100,7 +102,7 @@ def test_new_epoch_takes_offsets_from_zero_again(tmp_path: Path) -> None:
     assert seqs(state, "b") == [0]
     state.close()
     state = opened(tmp_path)
-    assert state.epoch.base == 5 and state.epoch.probe_offset == 0
+    assert state.epoch == epochs.Epoch(5, "cluster-2", "topic-2")
     state.close()
 
 

@@ -6,10 +6,24 @@ Invariants (this module owns them; docs/ARCHITECTURE.md names it):
   (as ranges), and folding an event whose seq it holds changes nothing. So a
   redelivered event, or one read twice by live capture and `import` (same
   key, workers/hooks/usage.py), counts once.
+- One tool call counts once, whichever sources report it: a session both
+  hooked and imported has two events for each tool call (the hook's
+  PreToolUse and the transcript's tool_use line, under different seqs) and
+  two for its result. Tool calls, tool failures, tool errors and permission
+  denials are counted per tool call id (`tool_views`: call id -> what was
+  counted of it and its tool), so the second copy counts nothing, and a call
+  one copy reports as failed counts as failed whichever copy comes first.
+  What has no shared id is counted per source class (live hooks vs import,
+  `by_source`) and the larger count is the session's: compactions (PreCompact
+  vs compact_boundary lines), subagents (SubagentStart vs distinct Task/Agent
+  calls) and errors that are no tool's (StopFailure vs API error lines).
+  `events` counts the events themselves, by kind: both copies are stored
+  and replayed, so it agrees with replay.
 - Order-free: folding the same set of events in any order gives an equal
   summary (active time is kept as merged intervals, not as a running sum).
-- Mergeable: `merge(a, b)` of summaries over disjoint seqs equals the summary
-  of all their events; overlapping seqs are refused (ValueError), never summed.
+- Mergeable: `merge(a, b)` of summaries over disjoint seqs and disjoint tool
+  calls equals the summary of all their events; overlapping seqs or tool
+  calls are refused (ValueError), never summed.
 - Tokens are counted from `cost` events only (the usage events of live capture
   and import): other events never carry them, and counting one kind keeps a
   session that was both hooked and imported right.
@@ -23,11 +37,13 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
+# what a stored summary was folded by: stores refold from the log when it changes
+# (2: tool calls counted once per call id, counts per source class)
+FOLD_VERSION = 2
 IDLE_MS = 5 * 60 * 1000  # a gap longer than this between events is idle, not active time
 LARGE_CONTEXT = 200_000  # prompt tokens above which providers charge their long-context tier
-PENDING_CALLS_MAX = 256  # tool calls remembered while waiting for their result
 TOKEN_FIELDS = (
     ("in", "tokens_in"),
     ("out", "tokens_out"),
@@ -36,7 +52,10 @@ TOKEN_FIELDS = (
     ("reasoning", "reasoning_tokens"),
 )
 SUBAGENT_TOOLS = frozenset(("Task", "Agent"))
-FOLD_STATE = ("seqs", "pending_calls", "orphan_failures")  # see SessionSummary.split_bytes
+FOLD_STATE = ("seqs", "tool_views", "by_source")  # see SessionSummary.split_bytes
+# what was counted of one tool call (tool_views bits); LIVE: its tool name came from a
+# live copy (hook), which wins over a transcript's (Codex: hook "Bash", rollout "shell")
+CALL, RESULT, FAILED, DENIED, LIVE = 1, 2, 4, 8, 16
 _SUBAGENT_MARKS = ('"hook_event_name":"SubagentStart"', '"hook_event_name":"subagentStart"')
 _COMPACT_MARKS = (
     '"hook_event_name":"PreCompact"',
@@ -113,6 +132,20 @@ def _add_time(intervals: list[list[int]], ts: int, idle_ms: int = IDLE_MS) -> No
 
 def _bump(counter: dict[str, int], key: str, n: int = 1) -> None:
     counter[key] = counter.get(key, 0) + n
+    if not counter[key]:
+        del counter[key]
+
+
+def source_class(event: dict[str, Any]) -> str:
+    """'import' for transcript lines, 'live' for what hooks (and live capture) sent."""
+    return "import" if event.get("source") == "import" else "live"
+
+
+class Counted(NamedTuple):
+    """What one fold added: tool calls and tool failures (for the Prometheus counters)."""
+
+    calls: int = 0
+    failures: int = 0
 
 
 @dataclass
@@ -140,8 +173,10 @@ class SessionSummary:
     context_peak: int = 0  # largest prompt (input incl. cache) of one request
     context_max: int = 0  # largest context window an event named
     seqs: list[list[int]] = field(default_factory=list)
-    pending_calls: dict[str, str] = field(default_factory=dict)  # tool_call_id -> tool
-    orphan_failures: dict[str, int] = field(default_factory=dict)  # failed before its call came
+    # tool_call_id -> [CALL|RESULT|FAILED|ORPHAN|DENIED bits, its tool or None]
+    tool_views: dict[str, list[Any]] = field(default_factory=dict)
+    # counts behind errors, subagents and compactions (see `_settle`)
+    by_source: dict[str, int] = field(default_factory=dict)
 
     # -- derived ----------------------------------------------------------
 
@@ -169,10 +204,12 @@ class SessionSummary:
 
     # -- folding ----------------------------------------------------------
 
-    def fold(self, event: dict[str, Any]) -> bool:
-        """Count one event; False (and nothing changed) when its seq was already counted."""
+    def fold(self, event: dict[str, Any]) -> Counted | None:
+        """Count one event; None (and nothing changed) when its seq was already counted,
+        else the tool calls and failures it added (a tuple, true even when both are 0)."""
         if not _add_range(self.seqs, int(event["seq"])):
-            return False
+            return None
+        counted = Counted()
         kind = event.get("kind") or "hook"
         ts = event.get("ts_ms")
         _bump(self.events, kind)
@@ -189,12 +226,26 @@ class SessionSummary:
         if kind == "cost":
             self._fold_usage(event, model, ts if isinstance(ts, int) else 0)
         elif kind == "tool_call":
-            self._fold_call(event)
+            counted = Counted(calls=self._fold_call(event))
         elif kind in ("tool_result", "error"):
-            self._fold_result(event, kind)
+            counted = Counted(failures=self._fold_result(event, kind))
         elif kind in ("lifecycle", "hook"):
             self._fold_lifecycle(event)
-        return True
+        return counted
+
+    def _count(self, key: str) -> None:
+        """Count one of the things kept per source (`by_source`), and settle the totals."""
+        _bump(self.by_source, key)
+        self._settle()
+
+    def _settle(self) -> None:
+        """The counts with no shared identity across sources: the larger source's."""
+        b = self.by_source
+        self.errors = b.get("errors:tool", 0) + max(
+            b.get("errors:live", 0), b.get("errors:import", 0)
+        )
+        self.subagents = max(b.get("subagents:start", 0), b.get("subagents:call", 0))
+        self.compactions = max(b.get("compactions:live", 0), b.get("compactions:import", 0))
 
     def _fold_usage(self, event: dict[str, Any], model: str | None, ts: int) -> None:
         values = [event.get(name) or 0 for _, name in TOKEN_FIELDS]
@@ -210,53 +261,101 @@ class SessionSummary:
         self.context_peak = max(self.context_peak, used)
         self.context_max = max(self.context_max, event.get("context_max_tokens") or 0)
 
-    def _fold_call(self, event: dict[str, Any]) -> None:
-        tool = event.get("tool") or "?"
+    def _fold_call(self, event: dict[str, Any]) -> int:
+        """Count a tool call unless another copy of it (same call id) was counted; 0 or 1."""
+        call_id = event.get("tool_call_id")
+        if not call_id:
+            tool = event.get("tool") or "?"
+        else:
+            view = self.tool_views.setdefault(call_id, [0, None])
+            self._name(view, event)
+            if view[0] & CALL:
+                return 0  # the same call from the other source (hook vs transcript)
+            view[0] |= CALL
+            tool = view[1] or "?"
         _bump(self.tool_calls, tool)
-        call_id = event.get("tool_call_id")
-        if call_id and self.orphan_failures.pop(call_id, None):
-            # its failure came first and was counted under "?": it is this tool's
-            _bump(self.tool_failures, "?", -1)
-            if not self.tool_failures["?"]:
-                del self.tool_failures["?"]
-            _bump(self.tool_failures, tool)
-        elif call_id and len(self.pending_calls) < PENDING_CALLS_MAX:
-            self.pending_calls[call_id] = tool
-        if tool in SUBAGENT_TOOLS and event.get("source") == "import":
-            self.subagents += 1  # hooks count SubagentStart instead
+        if tool in SUBAGENT_TOOLS:
+            self._count("subagents:call")
+        return 1
 
-    def _fold_result(self, event: dict[str, Any], kind: str) -> None:
+    def _name(self, view: list[Any], event: dict[str, Any]) -> None:
+        """Name a call's tool from one copy: the first name, or a live copy's over a
+        transcript's; what the call counted so far moves to the new name."""
+        tool = event.get("tool")
+        if not tool:
+            return
+        live = source_class(event) == "live"
+        if view[1] is not None and (view[1] == tool or view[0] & LIVE or not live):
+            if live and view[1] == tool:
+                view[0] |= LIVE
+            return
+        old = view[1] or "?"
+        view[1] = tool
+        view[0] |= LIVE if live else 0
+        self._move(view[0], old, tool)
+
+    def _move(self, bits: int, old: str, new: str) -> None:
+        """Move one call's counts (its call, its failure) from tool `old` to `new`."""
+        if bits & CALL:
+            _bump(self.tool_calls, old, -1)
+            _bump(self.tool_calls, new)
+        if bits & FAILED:
+            _bump(self.tool_failures, old, -1)
+            _bump(self.tool_failures, new)
+
+    def _fold_result(self, event: dict[str, Any], kind: str) -> int:
+        """Count a tool result or error once per call id; the failures it added (0 or 1)."""
         call_id = event.get("tool_call_id")
-        tool = event.get("tool") or (self.pending_calls.get(call_id) if call_id else None)
-        if call_id:
-            self.pending_calls.pop(call_id, None)
+        view = self.tool_views.setdefault(call_id, [0, None]) if call_id else None
+        if view is not None:
+            self._name(view, event)
+            view[0] |= RESULT
         payload = event.get("payload") or ""
         if any(mark in payload for mark in _DENIAL_MARKS):
-            self.permission_denials += 1
-        if kind == "error":
-            self.errors += 1
-            if tool or call_id:
-                _bump(self.tool_failures, tool or "?")
-            if not tool and call_id and len(self.orphan_failures) < PENDING_CALLS_MAX:
-                self.orphan_failures[call_id] = 1
+            if view is None:
+                self.permission_denials += 1
+            elif not view[0] & DENIED:
+                view[0] |= DENIED
+                self.permission_denials += 1
+        if kind != "error":
+            return 0
+        if view is None:  # no call id: nothing to match another copy by
+            tool = event.get("tool")
+            if tool:
+                _bump(self.tool_failures, tool)
+                self._count("errors:tool")
+                return 1
+            self._count(f"errors:{source_class(event)}")
+            return 0
+        if view[0] & FAILED:
+            return 0  # the other copy of this result said so already
+        view[0] |= FAILED  # whichever copy says it failed: it failed
+        self._count("errors:tool")
+        _bump(self.tool_failures, view[1] or "?")  # moves when a copy names the tool
+        return 1
 
     def _fold_lifecycle(self, event: dict[str, Any]) -> None:
         payload = event.get("payload") or ""
         if '"hook_event_name":"PermissionRequest"' in payload:
             self.permission_requests += 1
         elif any(mark in payload for mark in _SUBAGENT_MARKS):
-            self.subagents += 1
+            self._count("subagents:start")
         elif any(mark in payload for mark in _COMPACT_MARKS):
-            self.compactions += 1
+            self._count(f"compactions:{source_class(event)}")
 
     # -- merging and storage ----------------------------------------------
 
     def merge(self, other: SessionSummary) -> SessionSummary:
-        """The summary of both event sets; ValueError when they share a seq."""
+        """The summary of both event sets; ValueError when they share a seq, or both
+        counted one tool call (or its failure or denial): a sum would count it twice."""
         if other.session_id != self.session_id:
             raise ValueError(f"cannot merge sessions {self.session_id!r} and {other.session_id!r}")
         if _overlap(self.seqs, other.seqs):
             raise ValueError(f"summaries of {self.session_id!r} share seqs: not disjoint")
+        for call_id, (bits, _tool) in other.tool_views.items():
+            mine = self.tool_views.get(call_id)
+            if mine is not None and mine[0] & bits & (CALL | FAILED | DENIED):
+                raise ValueError(f"summaries of {self.session_id!r} share tool call {call_id!r}")
         out = SessionSummary.from_dict(json.loads(json.dumps(self.to_dict())))
         out.seqs = _join([*out.seqs, *other.seqs], 1)
         for attr in ("agent", "workspace", "host"):
@@ -275,16 +374,26 @@ class SessionSummary:
             bucket = out.usage.setdefault(k, [0, 0, 0, 0])
             for i, v in enumerate(vals):
                 bucket[i] += v
-        for name in ("errors", "subagents", "compactions", "permission_requests"):
-            setattr(out, name, getattr(out, name) + getattr(other, name))
+        for k, n in other.by_source.items():
+            _bump(out.by_source, k, n)
+        out.permission_requests += other.permission_requests
         out.permission_denials += other.permission_denials
         out.context_peak = max(out.context_peak, other.context_peak)
         out.context_max = max(out.context_max, other.context_max)
-        for k, v in other.pending_calls.items():
-            if len(out.pending_calls) < PENDING_CALLS_MAX:
-                out.pending_calls.setdefault(k, v)
-        for k in other.orphan_failures:
-            out.orphan_failures[k] = 1
+        for call_id, (bits, tool) in other.tool_views.items():
+            view = out.tool_views.get(call_id)
+            if view is None:
+                out.tool_views[call_id] = [bits, tool]
+                continue
+            # each side counted this call under its own name: both move to the one name
+            # a fold of all copies would give (a live copy's, else the first known)
+            if tool is not None and (view[1] is None or (bits & LIVE and not view[0] & LIVE)):
+                out._move(view[0], view[1] or "?", tool)
+                view[1] = tool
+            elif tool != view[1]:
+                out._move(bits, tool or "?", view[1] or "?")
+            view[0] |= bits
+        out._settle()
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -310,8 +419,8 @@ class SessionSummary:
             "context_peak": self.context_peak,
             "context_max": self.context_max,
             "seqs": [list(r) for r in self.seqs],
-            "pending_calls": dict(self.pending_calls),
-            "orphan_failures": dict(self.orphan_failures),
+            "tool_views": {k: list(v) for k, v in self.tool_views.items()},
+            "by_source": dict(self.by_source),
         }
 
     @classmethod
@@ -323,9 +432,10 @@ class SessionSummary:
         return json.dumps(self.to_dict(), separators=(",", ":")).encode()
 
     def split_bytes(self) -> tuple[bytes, bytes]:
-        """(what readers need, the fold state): the seqs folded and the calls awaiting a
-        result only matter to later folds, and grow with the session (one range per usage
-        event), so stores keep them apart from what lists, stats and the topic read."""
+        """(what readers need, the fold state): the seqs folded, the tool calls seen and
+        the counts per source only matter to later folds, and grow with the session (one
+        range per usage event, one entry per tool call), so stores keep them apart from
+        what lists, stats and the topic read."""
         d = self.to_dict()
         state = {k: d.pop(k) for k in FOLD_STATE}
         return (
@@ -360,6 +470,38 @@ def _overlap(a: list[list[int]], b: list[list[int]]) -> bool:
         else:
             return True
     return False
+
+
+def one_copy_per_call(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`events` in order, with one copy of each tool call and one of its result left.
+
+    For readers that walk events rather than a summary (retro rules, the timeline): a
+    session both hooked and imported holds each call twice. The call copy kept is a live
+    one if any (its tool name wins, as in the summary), the result copy kept is one that
+    failed if any (a call one copy reports as failed failed), then a live one.
+    """
+
+    def rank(e: dict[str, Any]) -> tuple[int, int]:
+        return (e.get("kind") != "error", source_class(e) != "live")
+
+    keep: dict[tuple[str, bool], int] = {}  # (call id, is result) -> index of the copy kept
+    for i, e in enumerate(events):
+        kind = e.get("kind")
+        call_id = e.get("tool_call_id")
+        if not call_id or kind not in ("tool_call", "tool_result", "error"):
+            continue
+        key = (call_id, kind != "tool_call")
+        j = keep.get(key)
+        if j is None or rank(e) < rank(events[j]):
+            keep[key] = i
+    kept = set(keep.values())
+    return [
+        e
+        for i, e in enumerate(events)
+        if i in kept
+        or not e.get("tool_call_id")
+        or e.get("kind") not in ("tool_call", "tool_result", "error")
+    ]
 
 
 def fold_all(

@@ -6,7 +6,9 @@ start from zero when the process starts (rate() handles the reset). Cost is
 priced when the event is folded, with the price in force on the event's day
 (workers/analytics/prices.py); tokens of a model no price source knows are
 counted under `kaizen_unpriced_tokens_total`, never as zero cost. Tool calls
-and failures carry no model of their own in hook events: they count under the
+and failures are what the fold counted (`Counted`): a tool call reported by
+both its hook and its imported transcript line counts once, as in the summary.
+They carry no model of their own in hook events: they count under the
 session's most used model so far ("unknown" before any).
 """
 
@@ -17,7 +19,7 @@ from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
-from workers.analytics.aggregate import LARGE_CONTEXT, TOKEN_FIELDS, SessionSummary
+from workers.analytics.aggregate import LARGE_CONTEXT, TOKEN_FIELDS, Counted, SessionSummary
 from workers.analytics.prices import PriceBook
 
 Key = tuple[str, str]  # (agent, model)
@@ -35,8 +37,8 @@ class UsageCounters:
         self.tool_calls: dict[Key, int] = {}
         self.tool_failures: dict[Key, int] = {}
 
-    def count(self, event: dict[str, Any], summary: SessionSummary) -> None:
-        """Count one event just folded into `summary`."""
+    def count(self, event: dict[str, Any], summary: SessionSummary, counted: Counted) -> None:
+        """Count one event just folded into `summary` (`counted`: what that fold added)."""
         kind = event.get("kind")
         agent = event.get("agent") or summary.agent or "other"
         if kind == "cost":
@@ -59,15 +61,15 @@ class UsageCounters:
             else:
                 self.cost[key] = self.cost.get(key, 0.0) + rates.cost(tin, tout, cw, cr)
             return
-        if kind not in ("tool_call", "error"):
+        if not (counted.calls or counted.failures):
             return
         models = summary.models
         model = max(models, key=models.__getitem__) if models else "unknown"
         key = (agent, model)
-        if kind == "tool_call":
-            self.tool_calls[key] = self.tool_calls.get(key, 0) + 1
-        elif event.get("tool") or event.get("tool_call_id"):
-            self.tool_failures[key] = self.tool_failures.get(key, 0) + 1
+        if counted.calls:
+            self.tool_calls[key] = self.tool_calls.get(key, 0) + counted.calls
+        if counted.failures:
+            self.tool_failures[key] = self.tool_failures.get(key, 0) + counted.failures
 
 
 def _label(value: str) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from workers.analytics.aggregate import SessionSummary
+from workers.analytics.aggregate import SessionSummary, one_copy_per_call
 
 Event = dict[str, Any]
 SHELL_TOOLS = frozenset(("Bash", "Shell", "shell", "local_shell", "exec_command"))
@@ -398,14 +398,16 @@ RULES: tuple[Rule, ...] = (
 def retro(
     events: Iterable[Event], summary: SessionSummary | None = None, ctx: Context | None = None
 ) -> list[Finding]:
-    """Every rule's findings for one session's events."""
-    evs = ordered(events)
+    """Every rule's findings for one session's events (a tool call reported by both its
+    hook and its imported transcript line is looked at once)."""
+    every = ordered(events)
+    evs = one_copy_per_call(every)
     if not evs:
         return []
     session = str(evs[0]["session_id"])
     if summary is None:
         summary = SessionSummary(session)
-        for e in evs:
+        for e in every:
             summary.fold(e)
     ctx = ctx or Context()
     out: list[Finding] = []

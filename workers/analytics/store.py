@@ -14,8 +14,9 @@ grouped by model, agent, workspace, host or day: views.Rollup, unpriced, what
 same cell over only the sessions last active on UTC day <day>: what `stats
 --since` reads for the days after the one it starts in), ``07 <day> 00
 <session_id>`` (the sessions last active on <day>: the rows `stats --since`
-reads for the day it starts in) and ``00 rows`` (present once every summary has
-its stats row and the rollups count them all, in this key layout).
+reads for the day it starts in), ``00 rows`` (present once every summary has
+its stats row and the rollups count them all, in this key layout) and ``00 fold``
+(the `FOLD_VERSION` of the fold that made the summaries).
 
 Invariants:
 
@@ -42,7 +43,10 @@ Invariants:
   (with the ``00 rows`` mark, the row layout's version) when first opened for
   writing, and so does a store whose rows have another layout; until then
   readers derive both from the summaries.
-- Rebuildable: deleting the directory (or `reset`) refolds from the log start.
+- Rebuildable: deleting the directory (or `reset`) refolds from the log start,
+  and so does opening for writing a store folded by another `FOLD_VERSION`
+  (summaries made by another fold, e.g. one that counted a hooked and imported
+  tool call twice, are not patched: they are made again from the log).
 - Decoupled from the ingest's group commit: folding costs ~20 µs an event in
   Python (full Avro decode + fold) against ~4 µs for the whole ingest path, so
   the worker folds in its idle time and in small slices during bursts
@@ -60,7 +64,7 @@ from typing import Any, TypeVar, cast
 
 from rocksdict import AccessType, Options, Rdict, ReadOptions, WriteBatch
 
-from workers.analytics.aggregate import SessionSummary
+from workers.analytics.aggregate import FOLD_VERSION, SessionSummary
 from workers.analytics.counters import UsageCounters
 from workers.analytics.digest import ROW_VERSION, StatsRow, decode, digest, encode
 from workers.analytics.views import (
@@ -90,6 +94,8 @@ DAYS_END = b"\x08"
 # every summary has its stats row in this layout, and the rollups count them all
 ROWS_KEY = b"\x00rows"
 ROWS_MARK = f"{ROW_VERSION}.days".encode()
+FOLD_KEY = b"\x00fold"
+FOLD_MARK = str(FOLD_VERSION).encode()
 
 
 def _rollup_prefix(by: str, day: str | None = None) -> bytes:
@@ -118,6 +124,10 @@ class SummaryStore:
         raw = db.get(CURSOR_KEY)
         self._cursor: bytes = bytes(raw) if raw is not None else b""
         self.counters = UsageCounters()  # this process's folds, for /metrics
+        if not read_only and self._db.get(FOLD_KEY) != FOLD_MARK:
+            if self._cursor:
+                self.reset()  # folded by another fold: fold the log again
+            self._db[FOLD_KEY] = FOLD_MARK
         if not read_only and not self._has_rows():
             self._add_rows()
 
@@ -287,8 +297,9 @@ class SummaryStore:
             summary = changed.get(sid)
             if summary is None:
                 summary = changed[sid] = self.get(sid) or SessionSummary(sid)
-            if summary.fold(event):
-                self.counters.count(event, summary)
+            counted = summary.fold(event)
+            if counted is not None:
+                self.counters.count(event, summary, counted)
         if last is None:
             return 0
         wb = self.batch(changed.values())
@@ -382,4 +393,5 @@ class SummaryStore:
         self.path.mkdir(parents=True, exist_ok=True)
         self._db = Rdict(str(self.path), _options())
         self._cursor = b""
+        self._db[FOLD_KEY] = FOLD_MARK
         self._add_rows()

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from workers.analytics.aggregate import SessionSummary, split_usage_key
+from workers.analytics.aggregate import SessionSummary, one_copy_per_call, split_usage_key
 from workers.analytics.cost import price_usage
 from workers.analytics.digest import StatsRow, digest
 from workers.analytics.prices import PriceBook
@@ -293,9 +293,10 @@ def timeline(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
     One item per event that is not a tool result; a tool call carries its
     result's seq, duration (ms) and whether it failed. Results without a call
-    (e.g. a call outside the events given) are items of their own.
+    (e.g. a call outside the events given) are items of their own. A call
+    reported by both its hook and its imported transcript line is one item.
     """
-    evs = sorted(events, key=lambda e: (e.get("ts_ms") or 0, e.get("seq") or 0))
+    evs = one_copy_per_call(sorted(events, key=lambda e: (e.get("ts_ms") or 0, e.get("seq") or 0)))
     results = {
         e["tool_call_id"]: e
         for e in evs

@@ -185,6 +185,10 @@ def run(args: argparse.Namespace) -> int:
     )
     worker_class = _worker_class(settings)
     worker = worker_class(app, loglevel=args.loglevel, quiet=True, workdir=str(settings.data_dir))
+    # No progress spinner: at --loglevel warning or error Faust drives it from a DEBUG-level
+    # handler on the root logger, which makes every debug call of aiokafka, mode and Faust
+    # build and dispatch a record (about one per message ingested, docs/ARCHITECTURE.md)
+    worker.spinner = None
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:

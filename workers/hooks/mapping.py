@@ -135,6 +135,17 @@ def payload_text(payload: Any) -> str:
     return text
 
 
+def nonzero_exit(*holders: Any) -> bool:
+    """Whether a tool's result names a non-zero exit code (`exit_code` or `exitCode`,
+    top level or in `tool_response`): a failed command, whatever the hook's event name."""
+    for holder in holders:
+        if isinstance(holder, dict):
+            code = holder.get("exit_code", holder.get("exitCode"))
+            if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+                return True
+    return False
+
+
 def _base(
     agent: str, session: Any, kind: str, payload: Any, ts_ms: int, host: str | None
 ) -> Fields:
@@ -160,6 +171,8 @@ def map_claude(p: dict[str, Any], ts_ms: int, host: str | None, agent: str = "cl
     """Claude Code hook input (also Codex's Claude-compatible hooks, agent="codex")."""
     event = _str(p.get("hook_event_name")) or ""
     kind = CLAUDE_KINDS.get(event, "hook")
+    if kind == "tool_result" and nonzero_exit(p.get("tool_response")):
+        kind = "error"  # Codex reports a failed command as PostToolUse with its exit code
     f = _base(agent, p.get("session_id"), kind, p, ts_ms, host)
     f["workspace"] = _str(p.get("cwd"))
     f["model"] = _str(p.get("model"))
@@ -182,6 +195,8 @@ def map_cursor(p: dict[str, Any], ts_ms: int, host: str | None) -> Fields:
     status = _str(p.get("status"))
     if event == "stop" and status == "error":
         kind = "error"
+    elif kind == "tool_result" and nonzero_exit(p, p.get("tool_output")):
+        kind = "error"  # a shell command (or tool) that exited non-zero failed
     session = p.get("conversation_id") or p.get("session_id")
     f = _base("cursor", session, kind, p, ts_ms, host)
     roots = p.get("workspace_roots")

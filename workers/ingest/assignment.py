@@ -239,7 +239,7 @@ class PartitionManager(Service):
             if not self.stops_for(exc):
                 raise
 
-    async def _publish(self, session_id: str, data: bytes) -> Any:
+    async def _publish(self, session_id: str, data: bytes) -> Awaitable[Any]:
         assert self.publish_summary is not None
         return await self.publish_summary(session_id, data)
 

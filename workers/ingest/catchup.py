@@ -17,9 +17,15 @@ Invariants:
 * a partition kept across a rebalance is not ready again until the group's committed
   offset is checked: past its log, another member owned it meanwhile, and the offsets
   between are read first (``rejoin``);
-* a new broker incarnation (the group has no committed offset while the partition has
-  local data, or the probe message recorded for the epoch is no longer what the broker has
-  at that offset) starts a new epoch (``PartitionState.new_epoch``);
+* a new broker incarnation starts a new epoch (``PartitionState.new_epoch``), told by
+  `workers.ingest.epoch.went_back` from what the broker reports (cluster id, topic id,
+  the partition's exact end offset against the watermark), checked at every handoff, at
+  every rejoin, and whenever the ingest agent is given an offset below the next one it
+  expects (`verify`: the consumer's position moved back, as it does when offsets go back
+  under a running worker). What the broker reports is recorded with the epoch
+  (``PartitionState.confirm_epoch``) before anything is appended under it. A group
+  without a committed offset is no new incarnation by itself: the partition reads on from
+  its watermark, so expired group offsets never make it ingest or dead-letter twice;
 * up to a committed offset, whoever processed those offsets first sent their dead letters;
   to the end (no committed offset) nobody did, so the catch-up does, and each group commit
   waits for their delivery as the agent's does; past the committed offset, what the log
@@ -33,10 +39,10 @@ import asyncio
 import logging
 import time
 
-import crc32c
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from workers.broker.cluster import cluster_id, is_embedded
+from workers.broker.cluster import cluster_id, incarnation, is_embedded
+from workers.ingest import epoch as epochs
 from workers.ingest.config import IngestConfig
 from workers.ingest.partition import PartitionState
 from workers.kafka import clients
@@ -68,12 +74,66 @@ class CatchUp:
         started = time.monotonic()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, state.open)
-        committed = await self.committed_offset(p)
+        committed, end = await self.group_offset(p)
+        await self.settle_epoch(state, end, group_forgot=committed is None)
+        await self.read_missing(state, committed)
+        log.info(
+            "partition %d: caught up in %.2fs (watermark %d, committed %s)",
+            p,
+            time.monotonic() - started,
+            state.store.watermark,
+            committed,
+        )
+
+    async def group_offset(self, partition: int) -> tuple[int | None, int | None]:
+        """(the group's committed offset, the partition's exact end offset or None).
+
+        A committed offset past the exact end is not the group's word on this log: it was
+        committed for another incarnation (seen on Apache Kafka: after the topic was made
+        again under a running worker, the group held a committed offset past the new
+        topic's end), so it counts as none, and the catch-up reads to the end instead of
+        waiting for offsets that do not exist.
+        """
+        committed = await self.committed_offset(partition)
+        end = await self.end_offset(partition) if await self.exact_end_offsets() else None
+        if committed is not None and end is not None and committed > end:
+            log.warning(
+                "partition %d: the group's committed offset %d is past the log's end %d "
+                "(committed for another incarnation of the topic): ignored",
+                partition,
+                committed,
+                end,
+            )
+            committed = None
+        return committed, end
+
+    async def settle_epoch(
+        self, state: PartitionState, end: int | None, *, group_forgot: bool
+    ) -> bool:
+        """Start a new epoch if the broker's offsets are a new incarnation for the partition
+        (True then), and record what the broker reports with the epoch. `end` is the
+        partition's exact end offset, None where the broker reports none (the embedded
+        broker: its end offsets are the start of the last batch + 1, below the true end, so
+        the end-against-watermark check would see offsets go back where none did)."""
+        now = await incarnation(self.bootstrap, self.topic)
+        reason = None
         if state.has_local_data:
-            if committed is None:
-                state.new_epoch("the group has no committed offset but the log has data")
-            elif not await self.probe_matches(state):
-                state.new_epoch("the broker holds other data at the epoch's first offset")
+            reason = epochs.went_back(
+                state.epoch,
+                now,
+                end=end,
+                next_offset=state.next_kafka_offset,
+                group_forgot=group_forgot,
+            )
+        if reason is not None:
+            state.new_epoch(reason, now)
+        else:
+            state.confirm_epoch(now)
+        return reason is not None
+
+    async def read_missing(self, state: PartitionState, committed: int | None) -> None:
+        """Read what the log lacks of the partition, past its watermark: to the group's
+        committed offset, or to the end when the group has none."""
         start = state.next_kafka_offset
         if committed is not None:
             # [committed, start) is in the log but was never committed to the group: the
@@ -92,13 +152,6 @@ class CatchUp:
             if start < committed:
                 await self.read(state, start, committed)
             state.next_offset = committed
-        log.info(
-            "partition %d: caught up in %.2fs (watermark %d, committed %s)",
-            p,
-            time.monotonic() - started,
-            state.store.watermark,
-            committed,
-        )
 
     async def rejoin(self, state: PartitionState) -> None:
         """A partition kept across a rebalance: read what the group committed past its log.
@@ -108,7 +161,11 @@ class CatchUp:
         committed offset, and without this read the log would miss the offsets between.
         """
         p = state.partition
-        committed = await self.committed_offset(p)
+        committed, end = await self.group_offset(p)
+        if await self.settle_epoch(state, end, group_forgot=committed is None):
+            # offsets went back while the partition was kept (a topic made again under it)
+            await self.read_missing(state, committed)
+            return
         start = state.next_kafka_offset
         if committed is not None and start < committed:
             log.warning(
@@ -154,32 +211,39 @@ class CatchUp:
             max_partition_fetch_bytes=self.config.catchup_fetch_bytes,
         )
 
-    async def probe_matches(self, state: PartitionState) -> bool:
-        """Does the broker still hold the epoch's first message at its offset?"""
-        probe_offset, probe_crc = state.epoch.probe_offset, state.epoch.probe_crc
-        if probe_offset is None or probe_crc is None:
-            return True  # nothing recorded yet: the committed offset decided
-        tp = TopicPartition(self.topic, state.partition)
+    async def end_offset(self, partition: int) -> int:
+        """The partition's end offset as the broker reports it now (exact on Apache Kafka:
+        the high watermark, which a clean leader election never moves back)."""
+        tp = TopicPartition(self.topic, partition)
         consumer = self._consumer()
         await consumer.start()
         try:
             consumer.assign([tp])
-            earliest = (await consumer.beginning_offsets([tp]))[tp]
-            if earliest > probe_offset:
-                return True  # removed by retention: cannot tell, trust the committed offset
-            consumer.seek(tp, probe_offset)
-            deadline = time.monotonic() + 2.0  # empty polls until then: nothing there
-            while time.monotonic() < deadline:
-                got = await consumer.getmany(tp, timeout_ms=500, max_records=1)
-                for rec in got.get(tp, []):
-                    return bool(
-                        rec.offset == probe_offset
-                        and rec.value is not None
-                        and crc32c.crc32c(rec.value) == probe_crc
-                    )
-            return False  # nothing at that offset: the topic is shorter than it was
+            return int((await consumer.end_offsets([tp]))[tp])
         finally:
             await consumer.stop()
+
+    async def verify(self, state: PartitionState, offset: int) -> None:
+        """The ingest agent was given `offset`, below the next one it expects: the
+        consumer's position moved back. After a rebalance that is the group's committed
+        offset (redelivery: skipped by the watermark); when the broker's offsets went back
+        it is a new incarnation, and then the message is a new one whatever its offset.
+        Settle the epoch before it is processed; in a new epoch, the new incarnation's
+        offsets below `offset` (another member's, or deleted) are read first."""
+        async with state.lock:
+            if state.closed:
+                return
+            await state.flush()  # nothing pending of the old numbering when it changes
+            end = await self.end_offset(state.partition) if await self.exact_end_offsets() else None
+            if await self.settle_epoch(state, end, group_forgot=False):
+                log.warning(
+                    "partition %d: offsets went back under the running worker (now at %d)",
+                    state.partition,
+                    offset,
+                )
+                if offset > 0:
+                    await self.read(state, 0, offset)
+            state.next_offset = offset  # checked down to here: the next jump back is checked
 
     async def read(
         self, state: PartitionState, start: int, end: int | None, *, to_snapshot: bool = False

@@ -10,6 +10,7 @@ folding it then would slow the one being fed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -18,7 +19,9 @@ from workers.ingest.config import IngestConfig
 from workers.ingest.partition import PartitionState
 
 log = logging.getLogger(__name__)
-Publish = Callable[[str, bytes], Awaitable[Any]]
+#: hands one summary (session id, JSON) to the producer; returns its delivery, done when the
+#: broker acked it
+Publish = Callable[[str, bytes], Awaitable[Awaitable[Any]]]
 
 
 class Folder:
@@ -68,8 +71,12 @@ class Folder:
             return
         assert self.publish is not None
         try:
-            for sid, data in pending:
-                await self.publish(sid, data)
+            # all handed to the producer first, then their acks awaited together: one
+            # produce request carries many summaries (awaiting each ack in turn made a
+            # request per summary, and a fold touches a session per event when every
+            # message holds one event)
+            deliveries = [await self.publish(sid, data) for sid, data in pending]
+            await asyncio.gather(*deliveries)
         except Exception as exc:  # the broker may be away: the marks stay, retried next tick
             log.warning("partition %d: publishing summaries failed: %s", state.partition, exc)
             return

@@ -42,9 +42,8 @@ from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-import crc32c
-
 from workers.analytics.store import SummaryStore
+from workers.broker.cluster import Incarnation
 from workers.hotlog import PartitionLog
 from workers.ingest import epoch as epochs
 from workers.ingest import metrics
@@ -106,7 +105,6 @@ class PartitionState:
         self._pending_since = 0.0
         self._acks: list[Ackable] = []
         self._dlq: list[Awaitable[Any]] = []
-        self._probe: tuple[int, int] | None = None  # (kafka offset, crc) to record at commit
         self._inflight: asyncio.Future[None] | None = None  # the group commit under way
         self._inflight_batch: IndexBatch | None = None
         self.summaries: SummaryStore | None = None
@@ -162,8 +160,9 @@ class PartitionState:
     def has_local_data(self) -> bool:
         return self.store.watermark >= 0 or self.log.last_offset is not None
 
-    def new_epoch(self, reason: str) -> None:
-        """Start numbering at one past everything seen (a new broker incarnation)."""
+    def new_epoch(self, reason: str, now: Incarnation) -> None:
+        """Start numbering at one past everything seen (a new broker incarnation, which
+        the broker reports as `now`)."""
         last = self.log.last_offset
         base = max(self.store.watermark, -1 if last is None else last) + 1
         base = max(base, self.epoch.base)
@@ -174,8 +173,16 @@ class PartitionState:
             reason,
             base,
         )
-        self.epoch = epochs.Epoch(base)
+        self.epoch = epochs.Epoch(base).confirmed(now)
         epochs.store(self.directory, self.epoch)
+
+    def confirm_epoch(self, now: Incarnation) -> None:
+        """Record `now` as the incarnation the epoch numbers (when it says more than the
+        file), before anything is appended under it."""
+        confirmed = self.epoch.confirmed(now)
+        if confirmed != self.epoch:
+            self.epoch = confirmed
+            epochs.store(self.directory, confirmed)
 
     @property
     def next_kafka_offset(self) -> int:
@@ -215,8 +222,6 @@ class PartitionState:
                 return self._dead_letters(offset, self.decoder.message(value), key)
             return []
         self._pending_offset = log_offset
-        if self.epoch.probe_offset is None and self._probe is None and value is not None:
-            self._probe = (offset, crc32c.crc32c(value))
         counters = self.counters
         counters.messages += 1
         result = self.decoder.message(value)
@@ -281,13 +286,6 @@ class PartitionState:
             self._pending_messages,
         )
 
-    def _fsync(self, probe: tuple[int, int] | None) -> None:
-        """In an executor thread: the epoch's probe (first commit of an epoch), then the log."""
-        if probe is not None:
-            self.epoch = epochs.Epoch(self.epoch.base, probe[0], probe[1])
-            epochs.store(self.directory, self.epoch)
-        self.log.flush()
-
     async def flush(self, wait: bool = True) -> None:
         """Group commit of everything processed so far. Caller holds ``lock``.
 
@@ -303,12 +301,11 @@ class PartitionState:
             batch = self._batch if self._batch is not None else self.store.begin()
             self._batch = None
             acks, self._acks = self._acks, []
-            probe, self._probe = self._probe, None
             events, size = self._pending_events, self._pending_bytes
             self._pending_messages = self._pending_events = self._pending_bytes = 0
             self._inflight_batch = batch
             self._inflight = asyncio.ensure_future(
-                self._commit(batch, self._pending_offset, probe, acks, deliveries, (events, size))
+                self._commit(batch, self._pending_offset, acks, deliveries, (events, size))
             )
         if wait:
             await self._await_inflight()
@@ -317,7 +314,6 @@ class PartitionState:
         self,
         batch: IndexBatch,
         watermark: int,
-        probe: tuple[int, int] | None,
         acks: list[Ackable],
         deliveries: list[Awaitable[Any]],
         ingested: tuple[int, int],
@@ -326,7 +322,7 @@ class PartitionState:
         try:
             if deliveries:  # dead letters are delivered before their offsets can be committed
                 await asyncio.gather(*deliveries)
-            await asyncio.get_running_loop().run_in_executor(None, self._fsync, probe)
+            await asyncio.get_running_loop().run_in_executor(None, self.log.flush)
             batch.commit(watermark)  # only after the fsync: never points past durable data
         except BaseException:
             if not batch.closed:

@@ -351,7 +351,12 @@ async def check_access(
 
 
 async def _check_topics(conn: KafkaConnection, reads: list[str], writes: list[str]) -> None:
-    consumer = clients.new_consumer(conn, role="check", group_id=None, enable_auto_commit=False)
+    # a short fetch wait: Apache Kafka answers one request per connection at a time, so
+    # the probe fetch at a topic's end (500 ms by default) held up the next topic's metadata
+    # request by as much, at every worker start
+    consumer = clients.new_consumer(
+        conn, role="check", group_id=None, enable_auto_commit=False, fetch_max_wait_ms=50
+    )
     try:
         await consumer.start()
         for topic in reads:
