@@ -31,6 +31,8 @@ plain aiokafka consumer, send call -> record received.
 
 Losses are counted exactly: after the run every session is replayed whole, and
 each hook call's (session, seq) must come back once; no other seq may come back.
+Exit status 0 only with no loss and freshness p99 within the goal. What bounds
+freshness, and the figures measured: docs/OPERATIONS.md ("Freshness"), README.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 from bench_hook import pct  # noqa: E402
+from brokers import load_average  # noqa: E402
 from fleet_machines import mean_gap  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -435,7 +438,7 @@ def main() -> int:
                 console.print(
                     f"{args.machines} machines in {args.procs} processes, {args.workers} "
                     f"worker(s), {args.partitions} partitions; {args.warmup:.0f} s warm-up, "
-                    f"{args.seconds:.0f} s measured"
+                    f"{args.seconds:.0f} s measured; load average {load_average()}"
                 )
                 fleet, floor_times, counts, rate = asyncio.run(run_fleet(args, bootstrap, tmp))
         return report(console, args, fleet, floor_times, counts, rate)
@@ -502,6 +505,7 @@ def report(
                 len(fleet.processes), *worst
             )
         )
+    console.print(f"load average at the end: {load_average()}")
     return 0 if ok else 1
 
 

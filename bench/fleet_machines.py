@@ -6,10 +6,12 @@
 Each machine has its own spool directory (`<root>/m<index>`), its own real
 `Shipper` (workers/shipper/shipper.py, following the spool like `kaizen-stream
 ship --follow`, holding the spool's shipper.lock as that command does) and its
-own agent sessions. One process runs `count` machines: their shippers share
-this process's asyncio loop (200 shipper processes, each importing aiokafka,
-would not fit beside three brokers and the workers on 2 shared cores), and one
-thread runs every machine's hooks through the real hook code
+own agent sessions. One process runs `count` machines, each shipper on a
+thread and event loop of its own (200 shipper processes, each importing
+aiokafka, would not fit beside three brokers and the workers on 2 shared
+cores; one loop for all would let one machine's fsyncs hold up the others,
+which separate machines never do), and a scheduler thread fires every
+machine's hooks on a small pool through the real hook code
 (`workers.hooks.hook.record`, which redacts, maps, assigns the seq under the
 spool's flock and appends the fsynced frame; then `spawn_shipper`, whose
 lock probe finds the machine's shipper running, as a hook does in steady use).
@@ -45,6 +47,7 @@ import random
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +65,7 @@ TOOL_S = 1.0
 THINK_S = 4.0
 READ_S = 15.0
 BREAK_S = 30.0
+HOOK_THREADS = 8
 
 
 def gap_after(event: str, rng: random.Random) -> float:
@@ -142,60 +146,96 @@ def run_hooks(
     rng: random.Random,
     out: Any,
 ) -> int:
-    """Fire every machine's hooks on schedule until `stop_at`; the number of hook calls."""
+    """Fire every machine's hooks on schedule until `stop_at`; the number of hook calls.
+
+    Each call runs on a small thread pool (a hook is a process of its own beside the
+    agent): one hook's fsyncs do not hold up another machine's hook.
+    """
     due = [(start_at + rng.uniform(0, warmup), m.index) for m in machines]
     heapq.heapify(due)
     by_index = {m.index: m for m in machines}
-    calls = 0
-    while due:
-        when, index = heapq.heappop(due)
-        if when >= stop_at:
-            break
-        delay = when - time.time()
-        if delay > 0:
-            time.sleep(delay)
-        machine = by_index[index]
-        payload = dict(payloads[machine.step])
-        payload["session_id"] = machine.session
+    write = threading.Lock()
+
+    def call(machine: Machine, payload: dict[str, Any]) -> None:
         t_call = time.time_ns()
         seq = record("claude", payload, machine.spool)
         spawn_shipper(machine.spool)  # the hook's probe: the shipper runs, nothing starts
-        calls += 1
-        out.write(f"H {machine.session} {'-' if seq is None else seq} {t_call}\n")
-        out.flush()
-        event = str(payload["hook_event_name"])
-        machine.step += 1
-        if machine.step == len(payloads):
-            machine.step = 0
-            machine.session_no += 1
-        heapq.heappush(due, (when + gap_after(event, rng), index))
+        with write:
+            out.write(f"H {payload['session_id']} {'-' if seq is None else seq} {t_call}\n")
+            out.flush()
+
+    calls = 0
+    with ThreadPoolExecutor(HOOK_THREADS, thread_name_prefix="hook") as pool:
+        futures = []
+        while due:
+            when, index = heapq.heappop(due)
+            if when >= stop_at:
+                break
+            delay = when - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            machine = by_index[index]
+            payload = dict(payloads[machine.step])
+            payload["session_id"] = machine.session
+            futures.append(pool.submit(call, machine, payload))
+            calls += 1
+            event = str(payload["hook_event_name"])
+            machine.step += 1
+            if machine.step == len(payloads):
+                machine.step = 0
+                machine.session_no += 1
+            heapq.heappush(due, (when + gap_after(event, rng), index))
+        for future in futures:
+            future.result()  # a hook that raised fails the run
     return calls
 
 
-async def ship_until_drained(machines: list[Machine], hooks_done: threading.Event) -> int:
-    """Run every machine's shipper; once the hooks stopped and every spool is empty, stop."""
-    lags: list[float] = []
-    tasks: list[asyncio.Future[Any]] = [
-        asyncio.ensure_future(m.shipper.run(follow=True)) for m in machines
-    ]
-    tasks.append(asyncio.ensure_future(loop_lag(lags)))
+async def ship_until_drained(
+    machine: Machine, hooks_done: threading.Event, lags: list[float] | None
+) -> None:
+    """Run the machine's shipper; once the hooks stopped and its spool is empty, stop."""
+    tasks: list[asyncio.Future[Any]] = [asyncio.ensure_future(machine.shipper.run(follow=True))]
+    if lags is not None:
+        tasks.append(asyncio.ensure_future(loop_lag(lags)))
     try:
-        while not hooks_done.is_set() or any(m.spool.pending() for m in machines):
+        while not hooks_done.is_set() or machine.spool.pending():
             await asyncio.sleep(0.5)
             for task in tasks:
                 if task.done():
-                    task.result()  # a shipper died: raise why
+                    task.result()  # the shipper died: raise why
     finally:
-        rounds = [r for m in machines for r in m.shipper.rounds] or [0.0]
-        lags = lags or [0.0]
-        sys.stdout.write(
-            f"S {pct(rounds, 0.5)} {pct(rounds, 0.99)} {pct(lags, 0.5)} {pct(lags, 0.99)}\n"
-        )
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def ship_all(machines: list[Machine], hooks_done: threading.Event) -> int:
+    """Every machine's shipper on a thread and event loop of its own, as on its own machine
+    (blocking fsyncs in one shipper's round never hold up another's); the events shipped."""
+    lags: list[float] = []
+    errors: list[BaseException] = []
+
+    def ship(machine: Machine) -> None:
+        try:
+            watch = lags if machine is machines[0] else None  # one loop's lag is enough
+            asyncio.run(ship_until_drained(machine, hooks_done, watch))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ship, args=(m,), name=f"ship{m.index}") for m in machines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    rounds = [r for m in machines for r in m.shipper.rounds] or [0.0]
+    lags = lags or [0.0]
+    sys.stdout.write(
+        f"S {pct(rounds, 0.5)} {pct(rounds, 0.99)} {pct(lags, 0.5)} {pct(lags, 0.99)}\n"
+    )
+    if errors:
+        raise errors[0]
     return sum(m.shipper.shipped for m in machines)
 
 
@@ -235,7 +275,7 @@ def main() -> int:
 
     thread = threading.Thread(target=hooks, name="hooks", daemon=True)
     thread.start()
-    shipped = asyncio.run(ship_until_drained(machines, hooks_done))
+    shipped = ship_all(machines, hooks_done)
     thread.join()
     sys.stdout.write(f"E {shipped}\n")
     sys.stdout.flush()

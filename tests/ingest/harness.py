@@ -131,6 +131,20 @@ async def end_offsets(bootstrap: str, partitions: int, topic: str = EVENTS_TOPIC
     return ends
 
 
+async def delete_topic(bootstrap: str, topic: str, timeout: float = 60) -> None:
+    """Delete `topic` and return once the broker no longer lists it."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+        deadline = time.monotonic() + timeout
+        while topic in await admin.list_topics():
+            assert time.monotonic() < deadline, f"{topic} still listed after {timeout}s"
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+
 async def committed(bootstrap: str, partitions: int, group: str = GROUP) -> dict[int, int]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()

@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 
 from tests.brokers import Broker
-from tests.ingest.test_incarnation import delete_topic
+from tests.ingest.harness import delete_topic
 from workers.broker.cluster import Incarnation, incarnation
 from workers.broker.topics import ensure_topics
 from workers.ingest import epoch as epochs

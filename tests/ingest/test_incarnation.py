@@ -24,6 +24,7 @@ from tests.conftest import TEST_PARTITIONS
 from tests.ingest.harness import (
     GROUP,
     Worker,
+    delete_topic,
     event,
     indexed,
     log_events,
@@ -100,20 +101,6 @@ def test_new_broker_incarnation_loses_nothing(fresh_broker: Broker, tmp_path: Pa
     log = (tmp_path / "w2.log").read_text()
     assert "new broker incarnation" in log
     assert "topic id" in log or "cluster id" in log  # told by what the broker reports
-
-
-async def delete_topic(bootstrap: str, topic: str, timeout: float = 60) -> None:
-    """Delete `topic` and return once the broker no longer lists it."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_topics([topic])
-        deadline = time.monotonic() + timeout
-        while topic in await admin.list_topics():
-            assert time.monotonic() < deadline, f"{topic} still listed after {timeout}s"
-            await asyncio.sleep(0.2)
-    finally:
-        await admin.close()
 
 
 def wait_ingested(worker: Worker, total: int, timeout: float = 120) -> None:

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.brokers import Broker
+from tests.conftest import TEST_PARTITIONS
+from tests.ingest.harness import delete_topic
 from tests.procs import stop
 from tests.replay.conftest import (
     ROOT,
@@ -32,8 +34,10 @@ from tests.replay.conftest import (
     start_worker,
 )
 from workers.broker.embedded import free_port
+from workers.broker.topics import ensure_topics
 from workers.codec.event import encode_event
 from workers.replay.client import ReplayClient, Replayed, ReplayResult
+from workers.settings import EVENTS_TOPIC
 
 WAIT = 90.0
 
@@ -162,3 +166,36 @@ def test_verify_repair_heals_from_the_source_topic(fresh_broker: Broker, tmp_pat
         asyncio.run(main())
     finally:
         stop(second)
+
+
+def test_verify_repair_heals_nothing_from_a_topic_made_again(
+    fresh_broker: Broker, tmp_path: Path
+) -> None:
+    """The topic was deleted and made again after the worker stopped: its offsets hold other
+    events now, so --repair heals nothing from it and says why (it used to read the new
+    topic's events at the old offsets and mark the damage healed)."""
+    sid = f"again-{uuid.uuid4().hex[:8]}"
+    produced = _sid_events(sid)
+    bootstrap = fresh_broker.bootstrap
+    data_dir = tmp_path / "data"
+    env = kaizen_env(fresh_broker, data_dir)
+    asyncio.run(produce(bootstrap, as_messages(produced, 10)))
+    worker = start_worker(fresh_broker, data_dir, f"again-{sid}", tmp_path / "worker.log")
+    try:
+        _wait_complete(bootstrap, sid, produced)
+    finally:
+        stop(worker)
+    damage(data_dir, encode_event(produced[15]))
+
+    asyncio.run(delete_topic(bootstrap, EVENTS_TOPIC))
+    asyncio.run(ensure_topics(bootstrap, TEST_PARTITIONS))
+    # another session's events at the same offsets of the same partition (same key)
+    other = as_messages(make_events(f"other-{sid}", 40), 10)
+    asyncio.run(produce(bootstrap, [(sid.encode(), value) for _, value in other]))
+
+    res = _cli(env, "verify", "--repair")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "the topic id changed" in res.stdout and "not healed" in res.stdout, res.stdout
+    assert "healed 1 event(s)" not in res.stdout
+    again = _cli(env, "verify")
+    assert again.returncode == 1 and "healed from" not in again.stdout, again.stdout

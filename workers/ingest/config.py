@@ -35,10 +35,14 @@ class IngestConfig:
     stats_every_s: float = 1.0
     tick_s: float = 0.005
     #: session summaries (workers/analytics/store.py), folded from the durable log
-    #: (workers/ingest/folding.py): up to `fold_idle_frames` a tick once no message came
-    #: for `fold_idle_after_s`, else `fold_busy_frames` every `fold_busy_every_s`
+    #: (workers/ingest/folding.py): up to `fold_idle_frames` a tick (as many as fit in
+    #: `fold_idle_tick_s` at the last fold's cost per frame) once no message came for
+    #: `fold_idle_after_s`, else `fold_busy_frames` every `fold_busy_every_s`, or less often
+    #: so that busy folds take at most `fold_busy_share` of the time
     aggregates: bool = field(default_factory=lambda: os.environ.get("KAIZEN_AGGREGATES") != "0")
     fold_idle_frames: int = 2_000
     fold_idle_after_s: float = 0.2
     fold_busy_frames: int = 256
     fold_busy_every_s: float = 1.0
+    fold_busy_share: float = 0.05
+    fold_idle_tick_s: float = 0.05

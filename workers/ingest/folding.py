@@ -6,12 +6,20 @@ keeps its throughput (`bench/bench_aggregates.py`). Idle is worker-wide (no
 message on any partition for `IngestConfig.fold_idle_after_s`): Faust feeds one
 partition at a time, so a partition that looks idle may be waiting its turn, and
 folding it then would slow the one being fed.
+
+A frame's cost varies: a fold writes each summary it changed, so frames of many sessions
+(one event per message) cost a summary write each, frames of one session's batch share
+one. So the pacing is bounded in time too: a busy fold takes at most
+`IngestConfig.fold_busy_share` of the time, and an idle tick folds only as many frames as
+fit in `IngestConfig.fold_idle_tick_s` at the last fold's cost per frame (a long tick
+would hold up the loop when messages come again).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -38,6 +46,8 @@ class Folder:
         self._seen = -1  # messages processed as of `_since`
         self._since = 0.0
         self._last = 0.0
+        self._busy_wait = config.fold_busy_every_s  # between busy folds (grows with their cost)
+        self._frame_s = 0.0  # seconds the last fold took per frame
 
     async def step(self, states: Iterable[PartitionState], now: float) -> int:
         """Fold what this tick may, then publish what changed; the frames folded."""
@@ -47,16 +57,28 @@ class Folder:
         if messages != self._seen:
             self._seen, self._since = messages, now
         idle = now - self._since >= cfg.fold_idle_after_s
-        if not idle and now - self._last < cfg.fold_busy_every_s:
+        if not idle and now - self._last < self._busy_wait:
             return 0
         self._last = now
         budget = cfg.fold_idle_frames if idle else cfg.fold_busy_frames
+        if idle and self._frame_s > 0:
+            # one tick's fold blocks the loop: keep it short when frames are dear (a
+            # frame costs a summary write when each message holds one session's event)
+            budget = max(1, min(budget, int(cfg.fold_idle_tick_s / self._frame_s)))
         done = 0
+        started = time.perf_counter()
         for state in ready:
             if done >= budget:
                 break
             if not state.lock.locked() and not state.committing:
                 done += state.fold_summaries(budget - done)
+        took = time.perf_counter() - started
+        if done:
+            self._frame_s = took / done
+        if not idle:
+            # during a burst the fold takes at most `fold_busy_share` of the time, whatever
+            # a frame costs: the summaries lag further and catch up when the worker idles
+            self._busy_wait = max(cfg.fold_busy_every_s, took / cfg.fold_busy_share)
         if self.publish is not None:
             for state in ready:
                 await self._publish(state)

@@ -26,7 +26,9 @@ Invariants:
 * a span of an older epoch (a previous broker incarnation, below the epoch
   base) cannot be healed from the source, which holds other data at those
   offsets: it is reported, never guessed; nor can offsets the topic's
-  retention already deleted;
+  retention already deleted; nor, for a stopped worker's directory, any span
+  when the broker reports another cluster or topic id than the epoch recorded
+  (the topic was made again since: `source_base`);
 * `apply` runs as the log's and index's single writer: `heal_state` (a
   worker's partition) holds the partition's lock after a group commit, so no
   index batch is open; `heal_directory` (`verify --repair`) holds the
@@ -44,16 +46,21 @@ from pathlib import Path
 
 from aiokafka import TopicPartition
 
+from workers.broker.cluster import incarnation
 from workers.hotlog import BadRange, CorruptFrame, Location, PartitionLog
 from workers.hotlog.segment import HEADER_SIZE
 from workers.hotlog.verify import mark_healed
+from workers.ingest import epoch as epochs
 from workers.ingest.decode import Decoded, LeanDecoder
+from workers.ingest.epoch import Epoch
 from workers.ingest.partition import PartitionState
 from workers.kafka import clients
 from workers.state import PartitionStore
 
 log = logging.getLogger(__name__)
 
+#: an epoch base past every log offset: every span predates it
+NO_OFFSET = 1 << 62
 FETCH_STALL_S = 30.0  # give up on a span when the source yields nothing for this long
 
 
@@ -289,6 +296,26 @@ async def heal_state(
     return report
 
 
+async def source_base(
+    epoch: Epoch, bootstrap: clients.Target, topic: str, report: HealReport
+) -> int:
+    """The epoch base to heal a stopped worker's partition with: its own, unless the broker
+    now reports another incarnation of `topic` than the epoch recorded (then one no offset
+    reaches: every span predates what the source holds, and the reason is reported). A
+    broker that cannot be asked leaves the base as it is: the fetch then says why."""
+    try:
+        now = await asyncio.wait_for(incarnation(bootstrap, topic), 30)
+    except Exception:  # unreachable, refused: the fetch reports it in one line
+        return epoch.base
+    reason = epochs.went_back(epoch, now, end=None, next_offset=0, group_forgot=False)
+    if reason is None:
+        return epoch.base
+    report.problems.append(
+        f"{reason}: {topic} holds another incarnation since this log was written"
+    )
+    return NO_OFFSET
+
+
 async def heal_directory(
     directory: Path,
     topic: str,
@@ -302,7 +329,6 @@ async def heal_directory(
     Opens the log (recovering it) and the index (rebuilt when it disagrees with the log),
     reads the epoch base, and heals the damaged (segment, position)s from `topic`.
     """
-    from workers.ingest import epoch as epochs
     from workers.state.rebuild import index_matches_log, rebuild_partition
     from workers.state.store import FormatMismatch
 
@@ -318,7 +344,7 @@ async def heal_directory(
         try:
             events = await collect(
                 log_,
-                epochs.load(directory).base,
+                await source_base(epochs.load(directory), bootstrap, topic, report),
                 LeanDecoder(),
                 damaged,
                 bootstrap=bootstrap,
