@@ -87,6 +87,7 @@ def event_factory(session_id: str) -> Any:
                 "session_id": session_id,
                 "seq": 0,
                 "ts_ms": 1_760_000_000_000,
+                "producer": "0123456789abcdef",  # a hook event's: its spool's id
                 "kind": "tool_call",
                 "agent": "claude",
                 "model": "claude-opus-4",

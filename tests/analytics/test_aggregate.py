@@ -226,3 +226,24 @@ def test_permission_denial() -> None:
 def test_bytes_round_trip() -> None:
     s = fold_all(sample_events() + imported())[CLAUDE]
     assert SessionSummary.from_bytes(s.to_bytes()) == s
+
+
+def test_two_producers_of_one_session_both_count_and_resends_do_not() -> None:
+    """Two spools number one session from 0 (issue 12.2): keyed by (producer, seq), both
+    machines' events count; a resend of either changes nothing; merge keeps them apart."""
+
+    def ev(producer: str, seq: int) -> dict[str, Any]:
+        return {"session_id": "s", "seq": seq, "producer": producer, "ts_ms": 1000 + seq}
+
+    events = [ev(p, q) for p in ("", "a", "b") for q in range(5)]
+    whole = SessionSummary("s")
+    assert all(whole.fold(e) for e in events)
+    assert not any(whole.fold(e) for e in events)  # resends
+    assert whole.event_count == 15
+    a, b = SessionSummary("s"), SessionSummary("s")
+    for e in events:
+        (a if e["producer"] == "a" else b).fold(e)
+    assert a.merge(b).to_dict() == b.merge(a).to_dict()
+    assert a.merge(b).event_count == 15 and a.merge(b).produced == whole.produced
+    with pytest.raises(ValueError):
+        a.merge(a)

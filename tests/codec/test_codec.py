@@ -10,6 +10,7 @@ from fastavro import schemaless_writer
 from workers.codec import batch, schema
 from workers.codec.errors import DecodeError
 from workers.codec.event import complete_event, decode_event, encode_event
+from workers.codec.lean import EventReader
 from workers.codec.single_object import MARKER
 
 
@@ -67,6 +68,43 @@ def test_event_written_with_older_schema_decodes_with_current() -> None:
     assert decoded["session_id"] == "old" and decoded["model"] == "gpt-5"
     assert decoded["ts_exact"] is True  # added later, takes its default
     assert decoded["reasoning_tokens"] is None
+
+
+#: fingerprints of the event schemas producers have written with, newest first: a schema
+#: change adds one here and keeps the old file in schemas/history (Parsing Canonical Form
+#: ignores docs, so only a change of fields, types, names or order changes a fingerprint)
+WRITTEN = {
+    "050f728a32769347": "v2: producer (issue 12.2)",
+    "616f6dd0c085baab": "v1: no producer",
+    "99efad62c646ac30": "v0",
+}
+
+
+def test_every_schema_producers_wrote_is_kept() -> None:
+    versions = [s.fingerprint.hex() for s in schema.history("event")]
+    assert versions[0] == next(iter(WRITTEN)) and sorted(versions) == sorted(WRITTEN)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_events_of_every_older_schema_are_keyed_with_producer_empty(native: bool) -> None:
+    """An event written before the producer field (v0, v1) decodes with the current reader
+    schema and with both lean readers to producer "": its key is what it always was."""
+    reader = EventReader(native=native)
+    for old in schema.history("event")[1:]:
+        names = {f["name"] for f in old.raw["fields"]}
+        assert "producer" not in names
+        record = {k: v for k, v in complete_event({}).items() if k in names}
+        record.update(session_id="old", seq=4, ts_ms=9, agent="codex", model="m")
+        out = io.BytesIO()
+        out.write(MARKER + old.fingerprint)
+        schemaless_writer(out, old.parsed, record)
+        data = out.getvalue()
+        assert decode_event(data)["producer"] == ""
+        assert reader.event(data)[:6] == ("old", 4, 9, "codex", "m", "")
+    current = encode_event(
+        complete_event({"session_id": "new", "seq": 4, "ts_ms": 1, "producer": "p1"})
+    )
+    assert reader.event(current).producer == decode_event(current)["producer"] == "p1"
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,21 +35,6 @@ def kaizen_env(broker: Broker, data_dir: Path) -> dict[str, str]:
         "KAIZEN_DATA_DIR": str(data_dir),
         "KAIZEN_PARTITIONS": str(TEST_PARTITIONS),
     }
-
-
-@pytest.fixture
-def worker(broker: Broker, tmp_path: Path, unique: str) -> Iterator[subprocess.Popen[bytes]]:
-    log = (tmp_path / "worker.log").open("wb")
-    env = kaizen_env(broker, tmp_path / "data")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "workers", "worker", "--web-port", str(free_port())],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    yield proc
-    stop(proc)
-    log.close()
 
 
 def make_sessions(

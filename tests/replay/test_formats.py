@@ -14,7 +14,7 @@ from workers.codec.program import MAX_KEY_BYTES
 from workers.replay import formats, pacing
 from workers.replay.formats import ReplayRequest, SeqChecksum
 from workers.replay.render import event_json, event_line
-from workers.replay.seam import Seam
+from workers.replay.seam import Seam, Seams
 from workers.replay.timespec import parse_time_ms
 from workers.web.views import authorized, session_matches
 
@@ -198,6 +198,48 @@ def test_seam_emits_each_seq_once_in_order(
     model = list(range(replayed_to + 1)) + sorted({s for s in during if s > replayed_to})
     model += sorted({s for s in after if s > model[-1]})
     assert out == model
+
+
+@given(
+    st.lists(st.integers(min_value=0, max_value=30), max_size=3),
+    st.lists(st.tuples(st.sampled_from("ab"), st.integers(0, 40)), max_size=60),
+    st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 40)), max_size=60),
+    st.randoms(),
+)
+def test_seams_join_a_session_of_several_producers(
+    replayed_to: list[int],
+    during: list[tuple[str, int]],
+    after: list[tuple[str, int]],
+    rnd: random.Random,
+) -> None:
+    """Producers "", a, b each numbered from 0 (issue 12.2): each (producer, seq) once, each
+    producer's events in its own order, whatever the others did (one Seam would drop them)."""
+    producers = ["", "a", "b"][: len(replayed_to)]
+    replay = sorted(
+        (q, p) for p, hi in zip(producers, replayed_to, strict=False) for q in range(hi + 1)
+    )
+    seams: Seams[tuple[str, int]] = Seams()
+    out: list[tuple[str, int]] = []
+    live_during = sorted(during, key=lambda t: t[1])
+    while replay or live_during:
+        if replay and (not live_during or rnd.random() < 0.5):
+            q, p = replay.pop(0)
+            if seams.replayed(p, q):
+                out.append((p, q))
+        else:
+            p, q = live_during.pop(0)
+            assert seams.live(p, q, (p, q)) == []
+    out.extend(item for _, item in seams.replay_done())
+    for p, q in sorted(after, key=lambda t: t[1]) * 2:
+        out.extend(item for _, item in seams.live(p, q, (p, q)))
+    assert len(out) == len(set(out))
+    for p in "abc" if producers else "":
+        mine = [q for pp, q in out if pp == p]
+        assert mine == sorted(mine)
+    last = dict(zip(producers, replayed_to, strict=False))
+    want = {(p, q) for p, hi in last.items() for q in range(hi + 1)}
+    want |= {(p, q) for p, q in during if q > last.get(p, -1)}
+    assert want <= set(out)
 
 
 def test_seam_gap() -> None:

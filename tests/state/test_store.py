@@ -152,6 +152,7 @@ def test_is_new_is_the_one_dedupe_decision(store: PartitionStore) -> None:
 class _Ev(NamedTuple):
     session_id: str
     seq: int
+    producer: str = ""
 
 
 def test_fresh_keeps_the_first_copy_of_new_events_in_order(store: PartitionStore) -> None:
@@ -186,6 +187,61 @@ def test_adding_an_indexed_seq_again_counts_once(store: PartitionStore) -> None:
     assert info is not None and info.count == 2
     assert store.location("s", 1) == loc(0, 160)
     assert store.stats()["entries"] == 2
+
+
+def test_producers_are_part_of_the_key(store: PartitionStore) -> None:
+    """Two spools number one session's events from 0 each: (seq, producer) tells them apart,
+    and a resend of one producer's event is still a duplicate (issue 12.2)."""
+    b = store.begin()
+    for q, producer in [(1, ""), (0, "b"), (0, "a"), (0, ""), (2, "a")]:
+        assert b.is_new("s", q, producer)
+        b.add("s", q, loc(0, 100 + q * 10 + len(producer)), 1, "claude", None, producer)
+    assert b.contains("s", 0, "a") and not b.contains("s", 1, "a")
+    assert not b.is_new("s", 0, "b") and b.is_new("s", 0, "c")
+    assert b.fresh([_Ev("s", 0, "a"), _Ev("s", 0, "c"), _Ev("s", 0, "c")]) == [_Ev("s", 0, "c")]
+    b.commit(3)
+    assert store.seen("s", 0, "a") and store.seen("s", 0, "b") and store.seen("s", 0)
+    assert not store.seen("s", 1, "a") and not store.seen("s", 0, "c")
+    behind = store.begin()
+    behind.add("s", 1, loc(1, 0), 1, "claude", None, "b")
+    current = store.begin(behind=behind)
+    assert not current.is_new("s", 1, "b") and current.is_new("s", 1, "a")
+    behind.commit(4)
+    current.abort()
+    # replay order: by seq, then producer ("" first)
+    order = [(q, p) for q, p, _ in store.entries("s")]
+    assert order == [(0, ""), (0, "a"), (0, "b"), (1, ""), (1, "b"), (2, "a")]
+    assert [(q, p) for q, p, _ in store.entries("s", 1, 1)] == [(1, ""), (1, "b")]
+    assert store.location("s", 0, "a") == loc(0, 101) and store.location("s", 0, "z") is None
+    info = store.session("s")
+    assert info is not None and info.count == 6 and info.last_seq == 2
+    assert store.stats()["entries"] == 6
+    assert store.remove_segments([1]) == 1
+    assert [(q, p) for q, p, _ in store.entries("s")][-2:] == [(1, ""), (2, "a")]
+
+
+def test_producer_empty_keys_are_the_format_1_keys() -> None:
+    """An index written before producers existed is read as it is: its keys are exactly the
+    keys of producer "" (so no migration, and FORMAT_VERSION stays 1)."""
+    old = b"\x02" + len(b"sess").to_bytes(2, "big") + b"sess" + (7 + 2**63).to_bytes(8, "big")
+    assert keys.entry_key("sess", 7) == keys.entry_key("sess", 7, "") == old
+    assert keys.split_entry(old, 7) == (7, "") and keys.entry_prefix_of(old) == old[:7]
+    assert keys.FORMAT_VERSION == 1
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(-(2**63), 2**63 - 1), st.text(max_size=12)), min_size=2, max_size=40
+    ),
+    st.text(max_size=12),
+)
+def test_entry_keys_sort_by_seq_then_producer(pairs: list[tuple[int, str]], sid: str) -> None:
+    prefix = keys.entry_prefix(sid)
+    ks = [keys.entry_key(sid, q, p) for q, p in pairs]
+    assert all(prefix <= k < keys.entry_prefix_end(prefix) for k in ks)
+    assert all(keys.entry_prefix_of(k) == prefix for k in ks)
+    got = [keys.split_entry(k, len(prefix)) for k in sorted(set(ks))]
+    assert got == [(q, raw.decode()) for q, raw in sorted({(q, p.encode()) for q, p in pairs})]
 
 
 def test_session_info_merges(store: PartitionStore) -> None:

@@ -2,10 +2,12 @@
 
 Invariants (this module owns them; docs/ARCHITECTURE.md names it):
 
-- Idempotent per (session_id, seq): a summary remembers the seqs it folded
-  (as ranges), and folding an event whose seq it holds changes nothing. So a
-  redelivered event, or one read twice by live capture and `import` (same
-  key, workers/hooks/usage.py), counts once.
+- Idempotent per (session_id, producer, seq): a summary remembers the seqs it
+  folded (as ranges, one list per producer: `seqs` for producer "", `produced`
+  for the others), and folding an event whose key it holds changes nothing. So
+  a redelivered event, or one read twice by live capture and `import` (same
+  key, workers/hooks/usage.py), counts once, while two machines' events of one
+  session (each spool numbers from 0) all count.
 - One tool call counts once, whichever sources report it: a session both
   hooked and imported has two events for each tool call (the hook's
   PreToolUse and the transcript's tool_use line, under different seqs) and
@@ -52,7 +54,8 @@ TOKEN_FIELDS = (
     ("reasoning", "reasoning_tokens"),
 )
 SUBAGENT_TOOLS = frozenset(("Task", "Agent"))
-FOLD_STATE = ("seqs", "tool_views", "by_source")  # see SessionSummary.split_bytes
+# see SessionSummary.split_bytes
+FOLD_STATE = ("seqs", "produced", "tool_views", "by_source")
 # what was counted of one tool call (tool_views bits); LIVE: its tool name came from a
 # live copy (hook), which wins over a transcript's (Codex: hook "Bash", rollout "shell")
 CALL, RESULT, FAILED, DENIED, LIVE = 1, 2, 4, 8, 16
@@ -172,7 +175,8 @@ class SessionSummary:
     permission_denials: int = 0
     context_peak: int = 0  # largest prompt (input incl. cache) of one request
     context_max: int = 0  # largest context window an event named
-    seqs: list[list[int]] = field(default_factory=list)
+    seqs: list[list[int]] = field(default_factory=list)  # of producer ""
+    produced: dict[str, list[list[int]]] = field(default_factory=dict)  # of the others
     # tool_call_id -> [CALL|RESULT|FAILED|ORPHAN|DENIED bits, its tool or None]
     tool_views: dict[str, list[Any]] = field(default_factory=dict)
     # counts behind errors, subagents and compactions (see `_settle`)
@@ -207,7 +211,9 @@ class SessionSummary:
     def fold(self, event: dict[str, Any]) -> Counted | None:
         """Count one event; None (and nothing changed) when its seq was already counted,
         else the tool calls and failures it added (a tuple, true even when both are 0)."""
-        if not _add_range(self.seqs, int(event["seq"])):
+        producer = event.get("producer") or ""
+        ranges = self.produced.setdefault(producer, []) if producer else self.seqs
+        if not _add_range(ranges, int(event["seq"])):
             return None
         counted = Counted()
         kind = event.get("kind") or "hook"
@@ -350,7 +356,9 @@ class SessionSummary:
         counted one tool call (or its failure or denial): a sum would count it twice."""
         if other.session_id != self.session_id:
             raise ValueError(f"cannot merge sessions {self.session_id!r} and {other.session_id!r}")
-        if _overlap(self.seqs, other.seqs):
+        if _overlap(self.seqs, other.seqs) or any(
+            _overlap(self.produced.get(p, []), r) for p, r in other.produced.items()
+        ):
             raise ValueError(f"summaries of {self.session_id!r} share seqs: not disjoint")
         for call_id, (bits, _tool) in other.tool_views.items():
             mine = self.tool_views.get(call_id)
@@ -358,6 +366,8 @@ class SessionSummary:
                 raise ValueError(f"summaries of {self.session_id!r} share tool call {call_id!r}")
         out = SessionSummary.from_dict(json.loads(json.dumps(self.to_dict())))
         out.seqs = _join([*out.seqs, *other.seqs], 1)
+        for p, r in other.produced.items():
+            out.produced[p] = _join([*out.produced.get(p, []), *r], 1)
         for attr in ("agent", "workspace", "host"):
             if getattr(out, attr) is None:
                 setattr(out, attr, getattr(other, attr))
@@ -419,6 +429,7 @@ class SessionSummary:
             "context_peak": self.context_peak,
             "context_max": self.context_max,
             "seqs": [list(r) for r in self.seqs],
+            "produced": {p: [list(r) for r in rs] for p, rs in self.produced.items()},
             "tool_views": {k: list(v) for k, v in self.tool_views.items()},
             "by_source": dict(self.by_source),
         }

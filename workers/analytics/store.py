@@ -23,8 +23,8 @@ Invariants:
 - Exactly once: every summary a fold step changed and the cursor past the
   frames it folded are written in ONE WriteBatch, so after a crash either the
   step is wholly in or wholly out, and the next step starts after the cursor.
-  The hot log holds each (session_id, seq) once (the ingest dedupes before
-  appending), and SessionSummary.fold is idempotent per (session_id, seq)
+  The hot log holds each (session_id, producer, seq) once (the ingest dedupes before
+  appending), and SessionSummary.fold is idempotent per (session_id, producer, seq)
   besides; redelivery, restarts and rebalances therefore never double count.
 - Only durable data is folded: a step reads frames up to a bound the caller
   takes from the index (`PartitionStore.max_location`, invariant 4: the index

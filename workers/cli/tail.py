@@ -160,7 +160,7 @@ async def _follow_all(follower: Any, printer: _Printer) -> None:
         printer.flush()
 
 
-async def _pump(follower: Any, session: str, queue: asyncio.Queue[tuple[int, Any]]) -> None:
+async def _pump(follower: Any, session: str, queue: asyncio.Queue[tuple[str, int, Any]]) -> None:
     """Live events of `session` into `queue`, in the order the partition holds them."""
     from workers.replay.client import live_events
 
@@ -168,7 +168,7 @@ async def _pump(follower: Any, session: str, queue: asyncio.Queue[tuple[int, Any
         batch = await follower.getmany(timeout_ms=500)
         for records in batch.values():
             for event, _ in live_events(records, session):
-                queue.put_nowait((int(event["seq"]), event))
+                queue.put_nowait((event.get("producer") or "", int(event["seq"]), event))
 
 
 async def _follow_session(
@@ -177,17 +177,17 @@ async def _follow_session(
     from workers.codec.event import decode_event
     from workers.replay.client import Replayed, ReplayResult, ReplyTimeout
     from workers.replay.formats import STATUS_ERROR, STATUS_PARTIAL
-    from workers.replay.seam import Seam
+    from workers.replay.seam import Seams
 
     session: str = args.session
-    queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+    queue: asyncio.Queue[tuple[str, int, Any]] = asyncio.Queue()
     pump = asyncio.ensure_future(_pump(follower, session, queue))
-    seam: Seam[Any] = Seam()
+    seam: Seams[Any] = Seams()
 
     def drain() -> None:
         while not queue.empty():
-            seq, event = queue.get_nowait()
-            seam.live(seq, event)
+            producer, seq, event = queue.get_nowait()
+            seam.live(producer, seq, event)
 
     try:
         from workers.replay.client import ReplayClient
@@ -197,8 +197,9 @@ async def _follow_session(
             async def replay(**options: Any) -> None:
                 async for item in client.replay(client.request(session, **options)):
                     if isinstance(item, Replayed):
-                        if seam.replayed(item.seq):
-                            printer(decode_event(item.value))
+                        event = decode_event(item.value)
+                        if seam.replayed(event.get("producer") or "", item.seq):
+                            printer(event)
                     elif isinstance(item, ReplayResult) and item.end.status == STATUS_ERROR:
                         raise CliError(
                             f"the worker could not replay {session}: {item.end.error}", 1
@@ -234,10 +235,10 @@ async def _follow_session(
                     getter.cancel()
                     pump.result()  # the follower died: raise why
                     raise CliError("stopped following kaizen.events", 1)
-                seq, event = getter.result()
+                producer, seq, event = getter.result()
             else:
-                seq, event = queue.get_nowait()
-            for _, ready in seam.live(seq, event):
+                producer, seq, event = queue.get_nowait()
+            for _, ready in seam.live(producer, seq, event):
                 printer(ready)
             if queue.empty():
                 printer.flush()

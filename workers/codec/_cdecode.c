@@ -10,7 +10,7 @@
  *
  * Invariants (tested against the Python readers and fastavro with hypothesis):
  *   - a Reader accepts exactly the bytes the Python reader of the same schema accepts, and
- *     returns the same (session_id, seq, ts_ms, agent, model);
+ *     returns the same (session_id, seq, ts_ms, agent, model, producer);
  *   - every rejection is `error(reason, detail)` (the codec's DecodeError) with reason
  *     truncated, malformed, invalid_utf8, key_too_long or trailing_bytes, as the Python path
  *     names them;
@@ -24,7 +24,7 @@
  *   KEY max table                     (a string of at most max bytes, else key_too_long;
  *                                      table: a 1-tuple of the field's name, for the detail)
  *   UNION count (length node)*count   (length: the node's size in int32s, to skip it)
- *   KEEP slot node                    (the node's value goes to slot 0..4)
+ *   KEEP slot node                    (the node's value goes to slot 0..5)
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -49,7 +49,7 @@ enum {
     OP_KEY = 12,
 };
 
-#define NSLOTS 5 /* session_id, seq, ts_ms, agent, model */
+#define NSLOTS 6 /* session_id, seq, ts_ms, agent, model, producer (program.SLOTS) */
 #define HEADER 10 /* C3 01 + 8-byte fingerprint */
 #define DEPTH_MAX 32
 
@@ -552,7 +552,8 @@ static PyTypeObject ReaderType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "workers.codec._cdecode.Reader",
     .tp_doc = "Reader(ops, tables, defaults, error): validate one event, keep its keys.\n\n"
-              "Calling it with an event's bytes returns (session_id, seq, ts_ms, agent, model)\n"
+              "Calling it with an event's bytes returns\n"
+              "(session_id, seq, ts_ms, agent, model, producer)\n"
               "or raises error(reason, detail).",
     .tp_basicsize = sizeof(Reader),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
@@ -673,7 +674,7 @@ decode_items(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyMethodDef methods[] = {
     {"decode_items", (PyCFunction)(void (*)(void))decode_items, METH_FASTCALL,
      "decode_items(items, readers, max_bytes, decoded, events, fallback)\n\n"
-     "Append decoded(session_id, seq, ts_ms, agent, model, item) to events for every item\n"
+     "Append decoded(session_id, seq, ts_ms, agent, model, producer, item) to events for every item\n"
      "a Reader in readers (by fingerprint) accepts with a non-empty session_id and a seq\n"
      "of 0 or more; call fallback(item) for every other item, in item order."},
     {NULL, NULL, 0, NULL},

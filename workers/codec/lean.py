@@ -3,20 +3,21 @@
 Each writer schema of the event is compiled once, per fingerprint, by the one schema compiler
 (`workers.codec.program`) into a program that *validates* the whole body: every varint well
 formed and no longer than its type allows, every length inside the body, every string UTF-8,
-every key field (session id, tool call id) within `MAX_KEY_BYTES`, every enum and union index
-in range, booleans 0 or 1, the body consumed exactly.  Only session_id, seq, ts_ms, agent and
-model are kept, with the event's bytes unchanged.  The program runs in C (`_cdecode.c`, when
-built and not disabled, see `workers.speedups`) or as generated Python
-(`workers.codec.pyreader`).  Why not fastavro: it reads about 80-100k events/s of the event
-per core here, under the ingest goal of 100k events/s end to end (figures in bench/).
+every key field (session id, tool call id, producer) within `MAX_KEY_BYTES`, every enum and
+union index in range, booleans 0 or 1, the body consumed exactly.  Only session_id, seq, ts_ms,
+agent, model and producer are kept (producer "" for writers older than schema v2), with the
+event's bytes unchanged.  The program runs in C (`_cdecode.c`, when built and not disabled, see
+`workers.speedups`) or as generated Python (`workers.codec.pyreader`).  Why not fastavro: it
+reads about 80-100k events/s of the event per core here, under the ingest goal of 100k
+events/s end to end (figures in bench/).
 
 Users: the ingest (`workers.ingest.decode`, which adds the splitting of Kafka messages and
 the C call that reads a whole message) and the index rebuild (`workers.state.rebuild`), so
 the rebuild indexes exactly what the ingest accepts.
 
 Invariant (tested with hypothesis against `SingleObjectCodec.decode`): an event the lean
-reader accepts decodes with the full codec to the same session_id, seq, ts_ms, agent and
-model.  It may be stricter than fastavro (e.g. a boolean byte of 2, a varint whose value
+reader accepts decodes with the full codec to the same session_id, seq, ts_ms, agent, model
+and producer.  It may be stricter than fastavro (e.g. a boolean byte of 2, a varint whose value
 overflows 64 bits, which fastavro wraps silently, or a key field over `MAX_KEY_BYTES`), never
 laxer.  Schemas the compiler does not handle fall back to fastavro, with the same key bound.
 The C and the Python reader accept the same bytes with the same reasons (hypothesis, C
@@ -48,24 +49,27 @@ DEFAULT_MAX_EVENT_BYTES = 1 << 20
 
 
 class Decoded(NamedTuple):
-    """One accepted event: its key, what the session index keeps, and its bytes."""
+    """One accepted event: its key (session_id, producer, seq), what the session index keeps,
+    and its bytes.  The field order is the readers' slot order (`program.SLOTS`), then data."""
 
     session_id: str
     seq: int
     ts_ms: int
     agent: str
     model: str | None
+    producer: str
     data: bytes
 
 
 def _fastavro_reader(codec: SingleObjectCodec) -> Reader:
-    def read(data: bytes) -> tuple[str, int, int, str, str | None]:
+    def read(data: bytes) -> tuple[str, int, int, str, str | None, str]:
         rec = codec.decode(data)
         for name in KEY_FIELDS:
             size = len((rec.get(name) or "").encode())
             if size > MAX_KEY_BYTES:
                 raise DecodeError("key_too_long", key_too_long_detail(name, size))
-        return rec["session_id"], rec["seq"], rec["ts_ms"], rec["agent"], rec["model"]
+        producer = rec.get("producer", "")
+        return rec["session_id"], rec["seq"], rec["ts_ms"], rec["agent"], rec["model"], producer
 
     return read
 
@@ -116,7 +120,7 @@ class EventReader:
             raise DecodeError("too_large", f"{size} bytes, the limit is {self.max_event_bytes}")
         reader = by_fingerprint(self._readers, data)
         try:
-            sid, seq, ts, agent, model = reader(data)
+            sid, seq, ts, agent, model, producer = reader(data)
         except IndexError as exc:
             raise DecodeError("truncated", str(exc) or "body ends inside a value") from None
         except UnicodeDecodeError as exc:
@@ -133,4 +137,4 @@ class EventReader:
             raise DecodeError("empty_session_id", "session_id is empty")
         if seq < 0:
             raise DecodeError("bad_seq", f"seq {seq} is negative")
-        return Decoded(sid, seq, ts, agent, model, data)
+        return Decoded(sid, seq, ts, agent, model, producer, data)

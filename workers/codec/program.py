@@ -45,12 +45,13 @@ _PRIMITIVES = {
 #: bytes a fixed-size kind takes
 FIXED_SIZES = {NULL: 0, FLOAT: 4, DOUBLE: 8}
 
-#: the fields the index keeps, by slot (the order of `Decoded`'s first five fields)
-SLOTS = ("session_id", "seq", "ts_ms", "agent", "model")
-#: slot values of fields a writer schema lacks
-DEFAULTS = (None, None, 0, "other", None)
+#: the fields the index keeps, by slot (the order of `Decoded`'s first six fields)
+SLOTS = ("session_id", "seq", "ts_ms", "agent", "model", "producer")
+#: slot values of fields a writer schema lacks (writers before schema v2 had no producer:
+#: their events are keyed with producer "", as they always were)
+DEFAULTS = (None, None, 0, "other", None, "")
 #: fields whose value becomes a key (index, Kafka): bounded to MAX_KEY_BYTES
-KEY_FIELDS = ("session_id", "tool_call_id")
+KEY_FIELDS = ("session_id", "tool_call_id", "producer")
 #: the longest key field accepted, in UTF-8 bytes.  Real ids are UUID-like (under 100 bytes);
 #: the index itself could hold up to 65,535 bytes of session id (`workers.state.keys`).
 MAX_KEY_BYTES = 1024

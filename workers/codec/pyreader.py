@@ -1,10 +1,11 @@
 """The Python lean reader: straight-line code generated from a `workers.codec.program.Program`.
 
-`build(program)` returns a function ``read(event_bytes) -> (session_id, seq, ts_ms, agent,
-model)`` that walks the body field by field and validates all of it, exactly as the C reader
-runs the same program: every varint well formed and no longer than its type allows, every
-length inside the body, every string UTF-8, key strings within their limit, every enum and
-union index in range, booleans 0 or 1, the body consumed exactly.
+`build(program)` returns a function
+``read(event_bytes) -> (session_id, seq, ts_ms, agent, model, producer)`` that walks the body
+field by field and validates all of it, exactly as the C reader runs the same program: every
+varint well formed and no longer than its type allows, every length inside the body, every
+string UTF-8, key strings within their limit, every enum and union index in range, booleans 0
+or 1, the body consumed exactly.
 
 Why generated code: fastavro reads about 80-100k events/s of the event per core here, and
 an interpreter of the program in Python would be slower still.  Runs of fields whose values
@@ -27,7 +28,7 @@ from workers.codec.errors import DecodeError
 from workers.codec.single_object import HEADER_SIZE
 from workers.errors import KaizenError
 
-Reader = Callable[[bytes], tuple[str, int, int, str, "str | None"]]
+Reader = Callable[[bytes], tuple[str, int, int, str, "str | None", str]]
 
 
 class Malformed(KaizenError):
@@ -44,7 +45,7 @@ _VARINT_RE = {
     P.LONG: rb"(?:[\x80-\xff]{0,8}[\x00-\x7f]|[\x80-\xff]{9}[\x00\x01])",
 }
 _WIDTH = {P.INT: 5, P.LONG: 10}
-_VAR_NAMES = dict(zip(P.SLOTS, ("sid", "seq", "ts", "agent", "model"), strict=True))
+_VAR_NAMES = dict(zip(P.SLOTS, ("sid", "seq", "ts", "agent", "model", "producer"), strict=True))
 
 
 def _pattern(node: P.Node) -> bytes | None:
@@ -204,7 +205,7 @@ def build(program: P.Program) -> Reader:
         gen.run(1, run)
     gen.emit(1, "if p != n:")
     gen.emit(2, "raise _Trailing(n - p)")
-    gen.emit(1, "return sid, seq, ts, agent, model")
+    gen.emit(1, "return sid, seq, ts, agent, model, producer")
     source = "\n".join(gen.lines)
     exec(compile(source, f"<lean reader {program.fingerprint.hex()}>", "exec"), gen.namespace)
     reader: Reader = gen.namespace["read"]  # type: ignore[assignment]

@@ -9,8 +9,8 @@ the broker refuses. Invariants:
 - Never raises on odd input: unknown event names become kind "hook".
 - A payload without a session id gets a session of its own,
   `unknown-<agent>-<16 hex>`, a checksum of its payload text, time and host:
-  one shared fallback would make two machines' seqs (each counting from 0)
-  collide in the worker's (session_id, seq) dedupe.
+  one shared fallback would mix every machine's unrelated payloads into one
+  session (their events no longer collide: each spool has its own producer id).
 - Field names are exactly those of schemas/event.avsc; values fit its types:
   a payload number out of its field's Avro range leaves the field null (the
   number stays in `payload`).

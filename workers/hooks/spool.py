@@ -6,6 +6,7 @@ Location: `$KAIZEN_SPOOL_DIR`, default `$XDG_STATE_HOME/kaizen-stream/spool`
     lock               flock: held by a hook while it assigns a seq and appends,
                        and by the shipper while it seals the open segment
     seq/<session>      the session's next seq, 20 decimal digits
+    producer           this spool's producer id: 16 random hex digits, made once
     seg/<n:020>.seg    segments of frames; hooks append to the highest n only
     commit             "<segment> <offset>": everything before it is acked by Kafka
     shipper.lock       held (flock) by the one running shipper
@@ -19,7 +20,13 @@ lean hook (`python -I -S`) does not see site-packages nor want its load cost.
 Invariants:
 - seq: under `lock`, the hook writes seq+1 to seq/<session> (fsync) *before*
   appending the frame with seq (fsync). A crash in between leaves a gap, never
-  a reused seq, so (session_id, seq) is a unique key that retries keep.
+  a reused seq, so (session_id, producer, seq) is a unique key that retries keep.
+- producer: every spool numbers a session's events from 0, so another machine (or
+  a spool recreated after deletion) gives the same seqs again; the frame carries
+  the spool's own `producer` id, made under `lock` the first time and kept (fsync,
+  atomic rename), so the key is unique across spools and a resend keeps it. An
+  event keyed by its content (`seq` passed to `append`: usage, import) has no
+  producer (""), so every copy of it, from any machine, has one key.
 - Only sealed segments (not the highest) are read by the shipper, so it never
   races a hook's write; a torn or corrupt frame (a hook killed mid-write) is
   skipped by scanning to the next MAGIC whose CRC checks, and reported.
@@ -179,6 +186,7 @@ class Spool:
                 return None
             if seq is None:
                 seq = self._next_seq(str(fields["session_id"]))
+                fields["producer"] = self._producer()
             fields["seq"] = seq
             # a lone surrogate (JSON "\ud800") has no UTF-8: it becomes "?" rather than
             # failing the hook, so every frame body is valid UTF-8 and Avro can hold it
@@ -193,6 +201,20 @@ class Spool:
             return seq
         finally:
             os.close(lock)  # closing releases the flock
+
+    def _producer(self) -> str:
+        """This spool's producer id, made on first use (the caller holds `lock`)."""
+        path = os.path.join(self.path, "producer")
+        try:
+            with open(path, "rb") as f:
+                raw = f.read(64).strip()
+            if len(raw) == 16:
+                return raw.decode("ascii")
+        except (FileNotFoundError, UnicodeDecodeError):
+            pass
+        producer = os.urandom(8).hex()
+        atomic_write(path, producer.encode() + b"\n", mode=0o600)
+        return producer
 
     def _next_seq(self, session_id: str) -> int:
         path = os.path.join(self.seq_dir, seq_file_name(session_id))

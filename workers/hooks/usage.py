@@ -8,14 +8,16 @@ grow with the transcript. The pure functions here (`claude_usage`,
 capture and a later import produce the *same* events.
 
 Identity (the invariant this module owns): a usage event's key is derived
-from what it counts, never from when it was read.
+from what it counts, never from when or where it was read: its producer is ""
+(the spool's id goes only on events the spool numbers), so the key
+(session_id, "", seq) is the same from any machine and from `import`.
 
 - Claude Code: one usage event (kind "cost") per assistant message id, with
   seq = USAGE_SEQ_BASE | 60 bits of blake2b(message id). Claude Code writes one
   line per content block of a streamed message, repeating its usage; the last
   line of the id carries the final counts (what ccusage counts too). Reading
   the same message twice (live twice, or live then `import`) gives the same
-  (session_id, seq), which the worker's dedupe keeps once.
+  (session_id, producer, seq), which the worker's dedupe keeps once.
 - Codex: one usage event per `token_count` line of the rollout file, with
   seq = IMPORT_SEQ_BASE + the line's index (what `import` gives that line), and
   tokens = the growth of `total_token_usage` since the previous counted line,

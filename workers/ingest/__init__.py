@@ -11,7 +11,7 @@ group commits, stats, retention), ``folding`` (when session summaries are
 folded from the log), ``agent`` (the Faust agent over ``kaizen.events``).
 
 The order that makes ingest exactly-once (invariants 1, 2, 4): decode → dedupe
-on (session_id, seq) → append → fsync → commit the index batch with the
+on (session_id, producer, seq) → append → fsync → commit the index batch with the
 watermark → only then ack the Kafka messages (so only then may Faust commit
 their offsets).
 """

@@ -91,12 +91,12 @@ class LeanDecoder(EventReader):
             reader = readers.get(item[2:HEADER_SIZE])
             if reader is not None and item[:2] == MARKER and len(item) <= limit:
                 try:
-                    sid, seq, ts, agent, model = reader(item)
+                    sid, seq, ts, agent, model, producer = reader(item)
                 except Exception:
                     pass
                 else:
                     if sid and seq >= 0:
-                        append(Decoded(sid, seq, ts, agent, model, item))
+                        append(Decoded(sid, seq, ts, agent, model, producer, item))
                         continue
             try:
                 append(self.event(item))

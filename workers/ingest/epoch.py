@@ -9,7 +9,7 @@ refuses smaller offsets, so the log and the index use *log offsets*: ``base +
 kafka_offset``, with ``base`` fixed per incarnation. When `went_back` names a reason, the
 worker starts a new epoch whose base is one past everything the log and index have seen
 (``PartitionState.new_epoch``), so no new record is ever at or below the watermark, and
-redelivered events are caught by the (session_id, seq) dedupe alone.
+redelivered events are caught by the (session_id, producer, seq) dedupe alone.
 
 What identifies the incarnation is recorded beside the base: the cluster id and the
 topic id the broker reported when the epoch's numbering was last confirmed. The rule,

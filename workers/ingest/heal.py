@@ -123,15 +123,15 @@ def merge(spans: Iterable[Span]) -> list[Span]:
 def unreadable(
     log_: PartitionLog, store: PartitionStore, events: Iterable[Decoded]
 ) -> list[Decoded]:
-    """The events (first copy of each (session, seq)) the index cannot read back."""
+    """The events (first copy of each (session, producer, seq)) the index cannot read back."""
     out: list[Decoded] = []
-    seen: set[tuple[str, int]] = set()
+    seen: set[tuple[str, int, str]] = set()
     for ev in events:
-        key = (ev.session_id, ev.seq)
+        key = (ev.session_id, ev.seq, ev.producer)
         if key in seen:
             continue
         seen.add(key)
-        loc = store.location(ev.session_id, ev.seq)
+        loc = store.location(*key)
         if loc is not None:
             try:
                 log_.read(loc)
@@ -156,7 +156,7 @@ def apply(log_: PartitionLog, store: PartitionStore, events: Sequence[Decoded]) 
     batch = store.begin()
     try:
         for ev, loc in zip(events, locations, strict=True):
-            batch.add(ev.session_id, ev.seq, loc, ev.ts_ms, ev.agent, ev.model)
+            batch.add(ev.session_id, ev.seq, loc, ev.ts_ms, ev.agent, ev.model, ev.producer)
         batch.commit(store.watermark)
     finally:
         if not batch.closed:

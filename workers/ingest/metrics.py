@@ -25,7 +25,7 @@ FILE_NAME = "ingest-stats.json"
 class Counters:
     messages: int = 0  # Kafka messages processed (not skipped as at or below the watermark)
     ingested: int = 0  # events appended, fsynced and indexed (counted at the group commit)
-    duplicates: int = 0  # events skipped by the (session_id, seq) dedupe
+    duplicates: int = 0  # events skipped by the (session_id, producer, seq) dedupe
     skipped_messages: int = 0  # messages at or below the watermark (redelivered)
     dead_lettered: int = 0  # events or whole messages sent to the DLQ
     bytes: int = 0  # bytes of the events ingested (counted with them)
@@ -56,7 +56,7 @@ def save(directory: Path, counters: Counters) -> None:
 _HELP = {
     "messages": ("counter", "Kafka messages of kaizen.events processed"),
     "ingested": ("counter", "events appended to the hot log and indexed"),
-    "duplicates": ("counter", "events skipped as already indexed (session_id, seq)"),
+    "duplicates": ("counter", "events skipped as already indexed (session_id, producer, seq)"),
     "skipped_messages": ("counter", "redelivered messages at or below the watermark"),
     "dead_lettered": ("counter", "events or messages sent to kaizen.events.dlq"),
     "bytes": ("counter", "bytes of events ingested"),

@@ -6,7 +6,7 @@ ingest agent feeds it messages; the flusher (:mod:`workers.ingest.flusher`) comm
 
 Invariants:
 
-* exactly-once order, per partition: decode → dedupe on (session_id, seq) →
+* exactly-once order, per partition: decode → dedupe on (session_id, producer, seq) →
   ``log.append_batch`` → ``log.flush()`` (fsync) → ``IndexBatch.commit`` with
   the watermark → ack the Faust events (only acked offsets are ever committed
   to Kafka). A message at or below the watermark appends nothing, so
@@ -19,7 +19,7 @@ Invariants:
   (again: a dead letter delivered before the kill comes twice);
 * the log and the index number records by *log offset* = epoch base + Kafka
   offset (`workers.ingest.epoch`); a new broker incarnation starts a new epoch
-  above everything seen (`new_epoch`), and then only the (session_id, seq)
+  above everything seen (`new_epoch`), and then only the (session_id, producer, seq)
   dedupe keeps duplicates out;
 * group commits are pipelined: at most one is in flight, they complete in order,
   and the batch being filled dedupes against the one committing behind it;
@@ -168,7 +168,7 @@ class PartitionState:
         base = max(base, self.epoch.base)
         log.warning(
             "partition %d: %s; new broker incarnation assumed, log offsets now start at %d "
-            "(dedupe on (session_id, seq) alone for redelivered events)",
+            "(dedupe on (session_id, producer, seq) alone for redelivered events)",
             self.partition,
             reason,
             base,
@@ -240,7 +240,7 @@ class PartitionState:
         add = batch.add
         size = 0
         for ev, loc in zip(fresh, locations, strict=True):
-            add(ev.session_id, ev.seq, loc, ev.ts_ms, ev.agent, ev.model)
+            add(ev.session_id, ev.seq, loc, ev.ts_ms, ev.agent, ev.model, ev.producer)
             size += len(ev.data)
         self._pending_events += len(fresh)
         self._pending_bytes += size

@@ -105,7 +105,7 @@ def producer_config(conn: KafkaConnection, role: str, *, idempotent: bool) -> di
         linger_ms=5,
     )
     # without idempotence a retried batch may be written twice: the worker dedupes on
-    # (session_id, seq); aiokafka keeps one batch in flight per partition, so order holds
+    # (session_id, producer, seq); aiokafka keeps one batch in flight per partition, so order holds
     return config
 
 
@@ -151,7 +151,8 @@ async def start_producer(
         _NO_IDEMPOTENCE.add(conn.servers)
         log.info(
             "broker %s refused the idempotent producer (InitProducerId): producing with "
-            "acks=all without idempotence; the worker's (session_id, seq) dedupe absorbs resends",
+            "acks=all without idempotence; the worker's (session_id, producer, seq) dedupe "
+            "absorbs resends",
             conn.servers,
         )
     producer = new_producer(conn, role, **{**overrides, "enable_idempotence": False})

@@ -14,6 +14,11 @@ both streams and emits each seq once, in order:
   live event: they were produced before the follower started but not yet in
   the hot log when the replay read it; the client asks for that range again
   (`fill`) before releasing the buffer.
+
+Each producer (a spool; "" for events keyed by their content) numbers a session's
+seqs on its own, so a session fed by several producers is joined by `Seams`: one
+`Seam` per producer, and what is released merged in the replay's order (seq, then
+producer).
 """
 
 from __future__ import annotations
@@ -72,3 +77,46 @@ class Seam(Generic[T]):
     @property
     def buffered(self) -> int:
         return len(self._buffer)
+
+
+@dataclass
+class Seams(Generic[T]):
+    """One `Seam` per producer of the session; the same operations, keyed by producer."""
+
+    replaying: bool = True
+    _by: dict[str, Seam[T]] = field(default_factory=dict)
+
+    def _of(self, producer: str) -> Seam[T]:
+        seam = self._by.get(producer)
+        if seam is None:
+            seam = self._by[producer] = Seam(replaying=self.replaying)
+        return seam
+
+    def replayed(self, producer: str, seq: int) -> bool:
+        return self._of(producer).replayed(seq)
+
+    def live(self, producer: str, seq: int, item: T) -> list[tuple[int, T]]:
+        return self._of(producer).live(seq, item)
+
+    def gap(self) -> tuple[int, int] | None:
+        """One seq range covering every producer's gap (a replay of it sends each producer's
+        seqs in the range; what a seam already emitted it drops)."""
+        gaps = [g for g in (seam.gap() for seam in self._by.values()) if g is not None]
+        if not gaps:
+            return None
+        return min(g[0] for g in gaps), max(g[1] for g in gaps)
+
+    def replay_done(self) -> list[tuple[int, T]]:
+        """Every producer's buffer released, merged by seq, then producer."""
+        self.replaying = False
+        out = [
+            (seq, producer, item)
+            for producer, seam in self._by.items()
+            for seq, item in seam.replay_done()
+        ]
+        out.sort(key=lambda t: (t[0], t[1]))
+        return [(seq, item) for seq, _, item in out]
+
+    @property
+    def buffered(self) -> int:
+        return sum(seam.buffered for seam in self._by.values())

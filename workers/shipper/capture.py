@@ -12,7 +12,8 @@ Invariants:
   spool (fsynced) before the cursor moves past their lines. A crash between
   the two reads those lines again, and their events get the same keys
   (workers/hooks/usage.py derives them from the message id or line index),
-  which the worker's (session_id, seq) dedupe keeps once.
+  which the worker's (session_id, producer, seq) dedupe keeps once (producer ""
+  for them: `Spool.append` sets a producer only on the seqs it numbers).
 - A note is removed only if no hook rewrote it while it was being read
   (compared by inode and mtime); otherwise the next round reads again.
 - Redaction: model names and counts are not secret, but the workspace and

@@ -4,7 +4,7 @@ Invariants (see workers/hooks/spool.py for the files):
 - One shipper per spool: the caller holds shipper.lock (flock) while `run` runs.
 - The commit pointer moves only after Kafka acknowledged every event before
   it; segments wholly before it are deleted. A crash between ack and commit
-  resends one round, which the worker's (session_id, seq) dedupe absorbs.
+  resends one round, which the worker's (session_id, producer, seq) dedupe absorbs.
 - On the embedded broker (tansu) an ack is checked before it is trusted: each
   partition written to must end past the lowest offset acked there. tansu
   keeps memory only and acks a produce for a topic that does not exist yet;

@@ -10,12 +10,12 @@ Rebuild: the new index is built in ``index.rebuild/`` from every good frame of
 (``index`` -> ``index.old``, ``index.rebuild`` -> ``index``, fsync the directory, remove
 ``index.old``).  A crash at any point leaves either the old index (checked and rebuilt again
 on the next open) or no index (empty index, non-empty log: disagrees, rebuilt again); never a
-half-built one under ``index``.  Within the log the first frame of a (session_id, seq) wins:
-a later copy can only be a redelivery appended after the index lost its tail.
+half-built one under ``index``.  Within the log the first frame of a (session_id, producer,
+seq) wins: a later copy can only be a redelivery appended after the index lost its tail.
 
 Watermark after a rebuild.  It must never be above an offset whose records are not all in
 the log, or those records would be skipped (loss); being too low only costs re-consuming
-records that the (session_id, seq) dedupe then drops.  Frames of one Kafka message are
+records that the (session_id, producer, seq) dedupe then drops.  Frames of one Kafka message are
 appended in one write into one segment, in offset order, so after torn-tail recovery every
 message below the greatest offset ``M`` present in the log is complete, while message ``M``
 itself may have lost trailing events.  Hence the watermark is ``M - 1`` (every frame
@@ -67,7 +67,7 @@ class LogSource(Protocol):
     def read(self, loc: Location) -> bytes: ...
 
 
-def _reader() -> Callable[[bytes], tuple[str, int, int, str, str | None]]:
+def _reader() -> Callable[[bytes], tuple[str, int, int, str, str | None, str]]:
     """The index fields of a frame's payload, read by the ingest's own lean decoder (so the
     rebuild indexes exactly what the ingest would); DecodeError for a frame it rejects."""
     # Imported here: the decoder (and fastavro) is not needed to open a store.
@@ -76,9 +76,9 @@ def _reader() -> Callable[[bytes], tuple[str, int, int, str, str | None]]:
 
     event = EventReader(max_event_bytes=MAX_PAYLOAD).event
 
-    def fields(payload: bytes) -> tuple[str, int, int, str, str | None]:
+    def fields(payload: bytes) -> tuple[str, int, int, str, str | None, str]:
         d = event(payload)
-        return d.session_id, d.seq, d.ts_ms, d.agent, d.model
+        return d.session_id, d.seq, d.ts_ms, d.agent, d.model, d.producer
 
     return fields
 
@@ -106,16 +106,16 @@ def _index_frames(
             if max_offset is None or offset > max_offset:
                 max_offset = offset
             try:
-                sid, seq, ts_ms, agent, model = fields(payload)
+                sid, seq, ts_ms, agent, model, producer = fields(payload)
             except DecodeError as exc:
                 # a frame the index cannot hold (e.g. a key over the limit, appended by an
                 # older version): report it and index the rest
                 skipped += 1
                 log.warning("index rebuild: frame at %s not indexed: %s", loc, exc)
                 continue
-            if not batch.is_new(sid, seq):
+            if not batch.is_new(sid, seq, producer):
                 continue
-            batch.add(sid, seq, loc, ts_ms, agent, model)
+            batch.add(sid, seq, loc, ts_ms, agent, model, producer)
             indexed += 1
             if len(batch) >= REBUILD_BATCH:
                 batch.commit(-1)  # the watermark is set once, at the end

@@ -10,18 +10,22 @@ Invariants:
 
 * the index only ever points at frames the hot log has fsynced: entries are written only by
   :meth:`PartitionStore.write` (through :meth:`IndexBatch.commit`), which the caller runs
-  after the log's fsync; it writes every (session, seq) -> Location, every touched session
+  after the log's fsync; it writes every (session, producer, seq) -> Location, every touched
+  session
   row, the counters and the watermark (last Kafka offset durably in the log, -1 for none)
   in ONE ``Rdict.write``: after a crash either all of them are in the index or none is;
 * the watermark never moves backwards: a commit stores ``max(current, watermark)``;
 * session rows change only through :func:`~workers.state.records.merge_row` (commits) and
   :func:`~workers.state.records.shrink_row` (retention);
-* ``seen(s, q)`` is True iff (s, q) is durably indexed.  It costs no RocksDB read when
-  ``q`` is above the session's ``last_seq`` (kept in an in-memory cache filled lazily per
-  session and updated after each commit); only ``q <= last_seq`` needs a point lookup; it
+* ``seen(s, q, p)`` is True iff (s, p, q) is durably indexed.  It costs no RocksDB read when
+  ``q`` is above the session's ``last_seq`` (the greatest seq of any producer, kept in an
+  in-memory cache filled lazily per session and updated after each commit); only
+  ``q <= last_seq`` needs a point lookup (a second producer of a session, whose seqs start
+  again from 0, pays one per event until it passes the first one's last seq); it
   answers True for a batch's entries only after the write succeeded (the cache is updated
   last);
-* ``locations`` yields a session's entries in seq order by prefix iteration;
+* ``entries`` (and ``locations``) yield a session's entries by seq, then producer, by
+  prefix iteration;
 * ``remove_segments`` drops every entry pointing into the given segments in one synced
   WriteBatch (durable before the caller removes the files), fixing each touched
   SessionInfo (first, last, count; ``last_seq`` is kept);
@@ -211,14 +215,15 @@ class PartitionStore:
             self._last.clear()
         self._last.update(last_seqs)
 
-    def seen(self, session_id: str, seq: int) -> bool:
-        """Is (session_id, seq) durably indexed?  No RocksDB read when seq > last_seq."""
+    def seen(self, session_id: str, seq: int, producer: str = "") -> bool:
+        """Is (session_id, producer, seq) durably indexed?  No RocksDB read when
+        seq > last_seq."""
         last = self._last.get(session_id)
         if last is None:
             last = self._load_last(session_id)
         if seq > last:
             return False
-        return self._db.get(keys.entry_key(session_id, seq)) is not None
+        return self._db.get(keys.entry_key(session_id, seq, producer)) is not None
 
     def begin(self, behind: IndexBatch | None = None) -> IndexBatch:
         """A new batch; ``behind`` is the batch still committing before it (for dedupe)."""
@@ -242,16 +247,21 @@ class PartitionStore:
             prefix = keys.entry_prefix(sid)
             skey = keys.session_key(sid)
             old = db.get(skey)
-            for seq, packed in seqs.items():
-                wb.put(prefix + _pack_u64(seq + _BIAS), packed)
-            hi_seq = max(seqs)
+            hi_seq = _NONE
+            for (seq, producer), packed in seqs.items():
+                if producer:
+                    wb.put(prefix + _pack_u64(seq + _BIAS) + producer.encode(), packed)
+                else:
+                    wb.put(prefix + _pack_u64(seq + _BIAS), packed)
+                if seq > hi_seq:
+                    hi_seq = seq
             added = len(seqs)
             if old is None:
                 new_sessions += 1
             else:
                 old_last_seq = decode_last_seq(old)
-                # A seq added again (the caller skipped is_new) is counted once.
-                added -= sum(1 for q in seqs if q <= old_last_seq and self.seen(sid, q))
+                # A key added again (the caller skipped is_new) is counted once.
+                added -= sum(1 for q, pr in seqs if q <= old_last_seq and self.seen(sid, q, pr))
                 hi_seq = max(hi_seq, old_last_seq)
             lo_loc = min(seqs.values())
             hi_loc = max(seqs.values())
@@ -294,7 +304,16 @@ class PartitionStore:
     def locations(
         self, session_id: str, from_seq: int | None = None, to_seq: int | None = None
     ) -> Iterator[tuple[int, Location]]:
-        """(seq, Location) of the session's entries in seq order; bounds are inclusive."""
+        """(seq, Location) of the session's entries by seq, then producer; bounds are
+        inclusive (each seq of the range, of every producer)."""
+        for seq, _, loc in self.entries(session_id, from_seq, to_seq):
+            yield seq, loc
+
+    def entries(
+        self, session_id: str, from_seq: int | None = None, to_seq: int | None = None
+    ) -> Iterator[tuple[int, str, Location]]:
+        """(seq, producer, Location) of the session's entries by seq, then producer (the
+        replay order); bounds are inclusive (each seq of the range, of every producer)."""
         prefix = keys.entry_prefix(session_id)
         lower = prefix if from_seq is None else prefix + keys.pack_seq(from_seq)
         if to_seq is None or to_seq >= keys.SEQ_BIAS - 1:
@@ -304,13 +323,14 @@ class PartitionStore:
         if lower >= upper:
             return
         cut = len(prefix)
-        unpack_seq = keys.unpack_seq
+        split = keys.split_entry
         unpack = Location.unpack
         for k, v in _range(self._db, lower, upper):
-            yield unpack_seq(k[cut:]), unpack(v)
+            seq, producer = split(k, cut)
+            yield seq, producer, unpack(v)
 
-    def location(self, session_id: str, seq: int) -> Location | None:
-        raw = self._db.get(keys.entry_key(session_id, seq))
+    def location(self, session_id: str, seq: int, producer: str = "") -> Location | None:
+        raw = self._db.get(keys.entry_key(session_id, seq, producer))
         return None if raw is None else Location.unpack(raw)
 
     def stats(self) -> dict[str, int]:
@@ -361,7 +381,7 @@ class PartitionStore:
         last = b""
         seg_of = keys._U64.unpack_from
         for k, v in _range(self._db, keys.ENTRY, keys.ENTRY_END):
-            prefix = k[: len(k) - keys.SEQ_SIZE]
+            prefix = keys.entry_prefix_of(k)
             if prefix != cur:
                 if cur is not None and removed:
                     settle(cur, removed, first, last)

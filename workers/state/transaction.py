@@ -10,9 +10,11 @@ Invariants:
 * nothing reaches RocksDB before :meth:`IndexBatch.commit`; ``add`` only records in memory
   (a few dict operations), so an aborted or crashed batch leaves no trace;
 * dedupe is decided here, in :meth:`IndexBatch.is_new` (and :meth:`IndexBatch.fresh`, its
-  form for the events of one message): a (session_id, seq) is new when it is neither
-  pending in this batch, nor in the batch committing behind it (``behind``), nor durably
-  indexed (``BatchTarget.seen``);
+  form for the events of one message): a (session_id, producer, seq) is new when it is
+  neither pending in this batch, nor in the batch committing behind it (``behind``), nor
+  durably indexed (``BatchTarget.seen``).  The producer is part of the key because each
+  producer (a spool) numbers a session's events from 0: two machines feeding one session
+  give the same seqs, and only a resend of the same producer's event is a duplicate;
 * one batch at a time per store is written (the ingest's group commit is the single writer);
   a closed batch (committed or aborted) holds nothing and accepts nothing.
 """
@@ -39,7 +41,7 @@ class PendingSession:
     __slots__ = ("agent", "max_ts", "min_ts", "model", "seqs")
 
     def __init__(self) -> None:
-        self.seqs: dict[int, bytes] = {}  # seq -> packed Location
+        self.seqs: dict[tuple[int, str], bytes] = {}  # (seq, producer) -> packed Location
         self.min_ts = _NO_TS_MIN
         self.max_ts = _NO_TS_MAX
         self.agent = ""
@@ -49,7 +51,7 @@ class PendingSession:
 class BatchTarget(Protocol):
     """What a batch needs of its store (:class:`~workers.state.store.PartitionStore`)."""
 
-    def seen(self, session_id: str, seq: int) -> bool: ...
+    def seen(self, session_id: str, seq: int, producer: str = "") -> bool: ...
 
     def write(self, pending: Mapping[str, PendingSession], watermark: int) -> None: ...
 
@@ -62,6 +64,9 @@ class Keyed(Protocol):
 
     @property
     def seq(self) -> int: ...
+
+    @property
+    def producer(self) -> str: ...
 
 
 K = TypeVar("K", bound=Keyed)
@@ -79,27 +84,27 @@ class IndexBatch:
         self._count = 0
         self._closed = False
 
-    def is_new(self, session_id: str, seq: int) -> bool:
-        """Is (session_id, seq) neither pending here or behind, nor durably indexed?"""
+    def is_new(self, session_id: str, seq: int, producer: str = "") -> bool:
+        """Is (session_id, producer, seq) neither pending here or behind, nor durably indexed?"""
         p = self._pending.get(session_id)
-        if p is not None and seq in p.seqs:
+        if p is not None and (seq, producer) in p.seqs:
             return False
         behind = self._behind
-        if behind is not None and behind.contains(session_id, seq):
+        if behind is not None and behind.contains(session_id, seq, producer):
             return False
-        return not self._target.seen(session_id, seq)
+        return not self._target.seen(session_id, seq, producer)
 
     def fresh(self, events: Sequence[K]) -> list[K]:
         """The events of one message to append, in order: :meth:`is_new`, first copy only."""
         is_new = self.is_new
         if len(events) == 1:
             ev = events[0]
-            return [ev] if is_new(ev.session_id, ev.seq) else []
+            return [ev] if is_new(ev.session_id, ev.seq, ev.producer) else []
         out = []
-        taken: set[tuple[str, int]] = set()
+        taken: set[tuple[str, int, str]] = set()
         for ev in events:
-            k = (ev.session_id, ev.seq)
-            if k in taken or not is_new(ev.session_id, ev.seq):
+            k = (ev.session_id, ev.seq, ev.producer)
+            if k in taken or not is_new(*k):
                 continue
             taken.add(k)
             out.append(ev)
@@ -113,10 +118,11 @@ class IndexBatch:
         ts_ms: int,
         agent: str,
         model: str | None,
+        producer: str = "",
     ) -> None:
-        """Record (session_id, seq) -> location.  The hot path: memory only.
+        """Record (session_id, producer, seq) -> location.  The hot path: memory only.
 
-        The caller asks :meth:`is_new` (or :meth:`fresh`) first; adding a seq again
+        The caller asks :meth:`is_new` (or :meth:`fresh`) first; adding a key again
         overwrites its location and is counted once.
         """
         p = self._pending.get(session_id)
@@ -125,9 +131,10 @@ class IndexBatch:
                 raise BatchClosed("batch already committed or aborted")
             p = self._pending[session_id] = PendingSession()
         seqs = p.seqs
-        if seq not in seqs:
+        key = (seq, producer)
+        if key not in seqs:
             self._count += 1
-        seqs[seq] = location.pack()
+        seqs[key] = location.pack()
         if ts_ms < p.min_ts:
             p.min_ts = ts_ms
         if ts_ms > p.max_ts:
@@ -136,10 +143,10 @@ class IndexBatch:
         if model is not None:
             p.model = model
 
-    def contains(self, session_id: str, seq: int) -> bool:
-        """Is (session_id, seq) pending in this batch?"""
+    def contains(self, session_id: str, seq: int, producer: str = "") -> bool:
+        """Is (session_id, producer, seq) pending in this batch?"""
         p = self._pending.get(session_id)
-        return p is not None and seq in p.seqs
+        return p is not None and (seq, producer) in p.seqs
 
     def __len__(self) -> int:
         return self._count
