@@ -122,6 +122,11 @@ def wait_ingested(worker: Worker, total: int, timeout: float = 120) -> None:
         time.sleep(0.5)
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="topic made again with no rebalance: Faust drops new offsets below its read "
+    "offset (faust/transport/consumer.py, DROPPED MESSAGE ROFF); seen: 5160 of 8320 events",
+)
 def test_topic_recreated_while_the_worker_runs(operated_broker: Broker, tmp_path: Path) -> None:
     if operated_broker.kind == "tansu":
         # tansu answers a fetch past the end of the topic made again with no records (not
