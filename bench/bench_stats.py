@@ -1,7 +1,7 @@
 """`kaizen-stream stats` over many sessions: wall time of the command, and where it goes.
 
     .venv/bin/python bench/bench_stats.py             # 100k sessions
-    .venv/bin/python bench/bench_stats.py --sessions 20000
+    .venv/bin/python bench/bench_stats.py --quick     # 20k sessions (`make bench`)
 
 Builds a data dir of 4 partitions holding N session summaries (each with a few
 models, days, tools and failures, as the worker writes them: summary, fold
@@ -135,8 +135,10 @@ def timed(fn: object) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, default=100_000)
+    parser.add_argument("--sessions", type=int)
+    parser.add_argument("--quick", action="store_true", help="20k sessions (`make bench`)")
     args = parser.parse_args()
+    args.sessions = args.sessions or (20_000 if args.quick else 100_000)
     tmp = Path(tempfile.mkdtemp(prefix="bench-stats-"))
     try:
         build(tmp, args.sessions)

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.security.secured_kafka import KafkaUnavailable, SecuredKafka, libs
+from tests.security.secured_kafka import SecuredKafka, unavailable
 from workers.broker.topics import ensure_topics
 
 PRINCIPALS = ("shipper", "worker", "replay", "operator")
@@ -20,10 +20,9 @@ PRINCIPALS = ("shipper", "worker", "replay", "operator")
 
 @pytest.fixture(scope="session")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredKafka]:
-    try:
-        libs()
-    except KafkaUnavailable as exc:
-        pytest.skip(str(exc))
+    missing = unavailable()
+    if missing:
+        pytest.skip(missing)
     kafka = SecuredKafka(tmp_path_factory.mktemp("secured-kafka"), list(PRINCIPALS)).start()
     try:
         kafka.grant(*((p, p) for p in PRINCIPALS))

@@ -4,8 +4,6 @@ each principal does its job and is refused what it must not do."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -15,9 +13,16 @@ from aiokafka.errors import TopicAuthorizationFailedError
 
 from tests.procs import stop
 from tests.replay.conftest import make_events
-from tests.security.kafka_io import ROOT, child_env, fill_spool, jsonl, kaizen, read_session
+from tests.security.kafka_io import (
+    child_env,
+    fill_spool,
+    kaizen,
+    read_session,
+    replay_when_ready,
+    start_worker,
+)
 from tests.security.secured_kafka import SecuredKafka
-from workers.broker.embedded import free_port
+from workers.kafka.acls import topics_of
 from workers.kafka.errors import KafkaAccessError, check_access, explained
 from workers.replay.client import open_follower, start_producer
 from workers.settings import DLQ_TOPIC, EVENTS_TOPIC, REPLAY_REQUESTS_TOPIC, REPLAY_TOPIC
@@ -71,7 +76,13 @@ def test_the_worker_reads_its_topics_but_cannot_write_events(secured: SecuredKaf
     conn = secured.connection("worker")
 
     async def main() -> None:
-        await check_access(conn, read=[EVENTS_TOPIC, REPLAY_REQUESTS_TOPIC], group="kaizen-stream")
+        # the documented ACLs pass the worker's start check
+        await check_access(
+            conn,
+            read=topics_of("worker", "Read"),
+            write=topics_of("worker", "Write"),
+            group="kaizen-stream",
+        )
         with pytest.raises(KafkaAccessError, match=r"not authorized for topic kaizen\.events"):
             async with explained(conn):
                 await produce_events(conn, make_events("w", 1))
@@ -109,38 +120,17 @@ def test_hook_to_replay_over_sasl_ssl_with_least_privilege(
     assert f"{count} events shipped" in shipped.stderr
 
     log = tmp_path / "worker.log"
-    with log.open("ab") as out:
-        worker = subprocess.Popen(
-            [
-                sys.executable, "-m", "workers", "worker",
-                "--data-dir", str(tmp_path / "data"),
-                "--web-port", str(free_port()), "--web-bind", "127.0.0.1",
-                "--session-timeout", "6",
-            ],
-            env=child_env(tmp_path, **secured.env("worker")),
-            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-        )  # fmt: skip
+    worker = start_worker(child_env(tmp_path, **secured.env("worker")), tmp_path / "data", log)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            replayed = kaizen(
-                "replay",
-                session,
-                "--timeout",
-                "20",
-                env=child_env(tmp_path, **secured.env("replay")),
-            )
-            if replayed.returncode == 0 or time.monotonic() > deadline or worker.poll() is not None:
-                break
-            time.sleep(1)
-        assert replayed.returncode == 0, (replayed.stderr, log.read_text()[-3000:])
-        events = jsonl(replayed.stdout)
+        replay_env = child_env(tmp_path, **secured.env("replay"))
+        events = replay_when_ready(session, replay_env, worker, log)
         assert [e["seq"] for e in events] == list(range(count))
+        deadline = time.monotonic() + 120
         # the worker publishes the session's summary; the replay principal reads it
-        team = kaizen("sessions", "--team", env=child_env(tmp_path, **secured.env("replay")))
+        team = kaizen("sessions", "--team", env=replay_env)
         while session not in team.stdout and time.monotonic() < deadline:
             time.sleep(1)
-            team = kaizen("sessions", "--team", env=child_env(tmp_path, **secured.env("replay")))
+            team = kaizen("sessions", "--team", env=replay_env)
         assert session in team.stdout, (team.stdout, team.stderr)
         assert "Traceback" not in log.read_text()
     finally:

@@ -14,10 +14,19 @@ from pathlib import Path
 import pytest
 
 from tests.procs import stop
-from tests.security.kafka_io import ROOT, child_env, fill_spool, kaizen, one_line, read_session
+from tests.security.kafka_io import (
+    ROOT,
+    child_env,
+    fill_spool,
+    kaizen,
+    one_line,
+    read_session,
+    wait_until_write,
+)
 from tests.security.pki import CertificateAuthority
 from tests.security.secured_kafka import SecuredKafka
 from workers.broker.embedded import free_port
+from workers.kafka.acls import Grant, kafka_acls_command, topics_of
 
 Env = dict[str, str]
 
@@ -101,6 +110,22 @@ def test_a_missing_acl_is_one_line_naming_principal_and_topic(
     user, topic = MISSING_ACL[command]
     line = run_command(command, child_env(tmp_path, **secured.env(user)), tmp_path)
     assert f"user '{user}' is not authorized for topic {topic} (missing ACL)" in line, line
+
+
+@pytest.mark.parametrize("topic", topics_of("worker", "Write"))
+def test_a_worker_that_may_not_write_a_topic_exits_at_start_naming_topic_and_acl(
+    secured: SecuredKafka, tmp_path: Path, topic: str
+) -> None:
+    """Dead letters, replay answers, summaries: a refused Write would surface only later,
+    from inside Faust, so the worker checks them at start."""
+    grant = Grant("topic", topic, ("Write",))
+    conn = secured.connection("worker")
+    with secured.without("worker", grant):
+        wait_until_write(conn, topic, allowed=False)
+        line = run_command("worker", child_env(tmp_path, **secured.env("worker")), tmp_path)
+    wait_until_write(conn, topic, allowed=True)
+    assert f"user 'worker' is not authorized to write topic {topic} (missing ACL)" in line, line
+    assert line.endswith(kafka_acls_command("worker", grant)), line
 
 
 def test_the_shipper_keeps_events_until_the_password_is_fixed(

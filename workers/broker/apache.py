@@ -13,6 +13,14 @@ same port).
 
 Settings chosen for loopback tests, not production: small heaps, no initial
 rebalance delay, internal topics at the cluster's size.
+
+A node is one PLAINTEXT listener by default; `listeners` (name -> security
+protocol, each on its own free port), `controller_protocol`, `extra` properties
+(TLS, SASL, an authorizer) and `format_args` (SCRAM users) make it a secured
+broker (tests/security/secured_kafka.py). `c1_only` runs the broker JVM with
+the C1 compiler alone: it starts sooner, but has no AES-GCM intrinsics, so its
+TLS is many times slower than a production broker's (tools always run on C1:
+they live for seconds).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -45,8 +53,9 @@ def default_libs() -> Path:
     return Path(cache) / "kaizen-stream" / f"kafka-{KAFKA_VERSION}"
 
 
-def missing_requirements(libs: Path | None = None) -> str | None:
-    """None when Apache Kafka can run here, else one line: what is missing and what to do."""
+def missing_requirements(libs: Path | None = None, *, tools: bool = False) -> str | None:
+    """None when Apache Kafka (and with `tools`, its command-line tools) can run here, else
+    one line: what is missing and what to do."""
     libs = default_libs() if libs is None else libs
     if shutil.which("java") is None:
         return (
@@ -57,6 +66,11 @@ def missing_requirements(libs: Path | None = None) -> str | None:
         return (
             f"the Apache Kafka {KAFKA_VERSION} jars are not in {libs}: run `make kafka-jars` "
             "(needs Maven); or run on the embedded broker: KAIZEN_TEST_BROKER=tansu"
+        )
+    if tools and not any(libs.glob("kafka-tools-*.jar")):
+        return (
+            f"Kafka's tools (kafka-tools, in kafka/pom.xml) are not in {libs}: run "
+            "`make kafka-jars` to fetch them"
         )
     return None
 
@@ -71,11 +85,15 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
-def _java(libs: Path, heap_mb: int, main: str, *args: str) -> list[str]:
+def java_command(
+    libs: Path, heap_mb: int, main: str, *args: str, c1_only: bool = True
+) -> list[str]:
+    """A JVM running `main` of Kafka's jars (C1 alone by default: see the module docstring)."""
     return [
         "java",
         f"-Xmx{heap_mb}m",
         f"-Xms{min(heap_mb, 128)}m",
+        *(["-XX:TieredStopAtLevel=1"] if c1_only else []),
         "-XX:+UseSerialGC",  # two shared cores: no parallel GC threads competing
         "-Djava.awt.headless=true",
         "-Dlog4j2.level=WARN",
@@ -112,16 +130,31 @@ class KafkaNode:
         heap_mb: int = 512,
         extra: Mapping[str, str] | None = None,
         libs: Path | None = None,
+        listeners: Mapping[str, str] | None = None,
+        controller_protocol: str = "PLAINTEXT",
+        format_args: Sequence[str] = (),
+        c1_only: bool = False,
     ) -> None:
         self.directory = directory
         self.node_id = node_id
         self.host = "127.0.0.1"
-        self.port = port if port is not None else free_port()
+        # client listeners, name -> security protocol; the first is `bootstrap` (and `port`)
+        # and carries inter-broker traffic unless `extra` names another
+        self.listeners = dict(listeners or {"PLAINTEXT": "PLAINTEXT"})
+        first = next(iter(self.listeners))
+        self.ports = {
+            name: port if name == first and port is not None else free_port()
+            for name in self.listeners
+        }
+        self.port = self.ports[first]
         self.controller_port = controller_port if controller_port is not None else free_port()
+        self.controller_protocol = controller_protocol
         self.voters = voters or f"{node_id}@{self.host}:{self.controller_port}"
         self.cluster_id = cluster_id or random_cluster_id()
         self.heap_mb = heap_mb
         self.extra = dict(extra or {})
+        self.format_args = tuple(format_args)
+        self.c1_only = c1_only
         self.libs = default_libs() if libs is None else libs
         self.process: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
@@ -131,6 +164,10 @@ class KafkaNode:
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def address(self, listener: str) -> str:
+        """host:port of one of the node's client listeners."""
+        return f"{self.host}:{self.ports[listener]}"
 
     @property
     def data_dir(self) -> Path:
@@ -143,16 +180,23 @@ class KafkaNode:
     def properties(self) -> dict[str, str]:
         """server.properties of this node (pure: the same node gives the same text)."""
         replicas = str(len(self.voters.split(",")))
+        advertised = [f"{name}://{self.address(name)}" for name in self.listeners]
         return {
             "process.roles": "broker,controller",
             "node.id": str(self.node_id),
             "controller.quorum.voters": self.voters,
-            "listeners": f"PLAINTEXT://{self.host}:{self.port},"
-            f"CONTROLLER://{self.host}:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            "listeners": ",".join(
+                [*advertised, f"CONTROLLER://{self.host}:{self.controller_port}"]
+            ),
+            "advertised.listeners": ",".join(advertised),
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": next(iter(self.listeners)),
+            "listener.security.protocol.map": ",".join(
+                [
+                    *(f"{name}:{protocol}" for name, protocol in self.listeners.items()),
+                    f"CONTROLLER:{self.controller_protocol}",
+                ]
+            ),
             "log.dirs": str(self.data_dir),
             "offsets.topic.replication.factor": replicas,
             "offsets.topic.num.partitions": "4",
@@ -177,19 +221,25 @@ class KafkaNode:
 
     def _write_properties(self) -> Path:
         path = self.directory / "server.properties"
+        # owner-only before anything is written: `extra` may hold SASL passwords
+        path.touch(mode=0o600)
+        path.chmod(0o600)
         path.write_text("".join(f"{k}={v}\n" for k, v in self.properties().items()))
         return path
+
+    def java(self, main: str, *args: str, heap_mb: int = 256) -> list[str]:
+        """A tool of Kafka's jars (`main`), as a command line, run on C1 (it lives seconds)."""
+        return java_command(self.libs, heap_mb, main, *args)
 
     def _format(self, config: Path) -> None:
         if (self.data_dir / "meta.properties").exists():
             return
         result = subprocess.run(
-            _java(
-                self.libs,
-                256,
+            self.java(
                 "kafka.tools.StorageTool",
                 "format",
                 *(f"--cluster-id={self.cluster_id}", "-c", str(config), "--ignore-formatted"),
+                *self.format_args,
             ),
             capture_output=True,
             text=True,
@@ -203,7 +253,7 @@ class KafkaNode:
         missing = missing_requirements(self.libs)
         if missing:
             raise BrokerError(missing)
-        for port in (self.port, self.controller_port):
+        for port in (*self.ports.values(), self.controller_port):
             if port_in_use(self.host, port):
                 raise BrokerError(f"port {port} on {self.host} is already in use")
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -211,7 +261,7 @@ class KafkaNode:
         self._format(config)
         self._log_file = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            _java(self.libs, self.heap_mb, "kafka.Kafka", str(config)),
+            java_command(self.libs, self.heap_mb, "kafka.Kafka", str(config), c1_only=self.c1_only),
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
@@ -224,7 +274,8 @@ class KafkaNode:
 
     def wait_listening(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
-        while not port_in_use(self.host, self.port):
+        # the broker opens its client listeners once it has registered; wait for all of them
+        while not all(port_in_use(self.host, port) for port in self.ports.values()):
             if self.process is None or self.process.poll() is not None:
                 code = None if self.process is None else self.process.returncode
                 raise BrokerError(f"Kafka node {self.node_id} exited ({code}); see {self.log_path}")

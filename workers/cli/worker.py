@@ -12,12 +12,14 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 import time
+from typing import Any
 
 from workers.cli.errors import CliError
 from workers.cli.options import add_settings_arguments, positive_int, settings_from
-from workers.settings import EVENTS_TOPIC, REPLAY_REQUESTS_TOPIC, Settings
+from workers.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +69,22 @@ def check_kafka(settings: Settings) -> None:
 
 def _wait_for_kafka(settings: Settings) -> None:
     from workers.app import APP_ID
+    from workers.kafka.acls import topics_of
     from workers.kafka.errors import KafkaAccessError, KafkaTransient, check_access
 
+    # the worker role's topics (workers/kafka/acls.py): events and replay requests read in
+    # its group; dead letters, replay answers and summaries written. Checked now, because
+    # a refused write would otherwise surface only later, from inside Faust.
     attempt = 0
     while True:
         attempt += 1
         try:
             asyncio.run(
                 check_access(
-                    settings.kafka, read=(EVENTS_TOPIC, REPLAY_REQUESTS_TOPIC), group=APP_ID
+                    settings.kafka,
+                    read=topics_of("worker", "Read"),
+                    write=topics_of("worker", "Write"),
+                    group=APP_ID,
                 )
             )
             return
@@ -105,6 +114,47 @@ def _say(line: str) -> None:
     print(f"kaizen-stream worker: {line}", file=sys.stderr)
 
 
+def _worker_class(settings: Settings) -> type[Any]:
+    import faust
+
+    from workers.kafka.acls import topics_of
+    from workers.kafka.errors import OneLineRefusals, refusal_of
+
+    class Worker(faust.Worker):  # type: ignore[misc]  # faust is untyped here
+        """faust.Worker for a missing ACL met at run time (a write refused after the start
+        check): its log shows one line naming it, not tracebacks, and the worker stops
+        cleanly (as on SIGTERM: only durable work is committed, so what could not be
+        written is read again after a restart) to exit 1, rather than crash."""
+
+        def __init__(self, app: Any, *args: Any, **kwargs: Any) -> None:
+            super().__init__(app, *args, **kwargs)
+            self.stopped_for: BaseException | None = None
+            app.kaizen_manager.stops_for = self.stop_for
+
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            super().on_setup_root_logger(logger, level)
+            for handler in logger.handlers:
+                handler.addFilter(
+                    OneLineRefusals(settings.kafka.security, topics_of("worker", "Write"))
+                )
+
+        def stop_for(self, exc: BaseException) -> bool:
+            refusal = refusal_of(exc)
+            if refusal is None:
+                return False
+            if self.stopped_for is None:
+                self.stopped_for = refusal
+                log.error("%r", refusal)  # the one line naming it (OneLineRefusals)
+                log.info("stopping for the missing ACL above; the worker exits 1")
+                # the message whose write was refused is never acked: stop without waiting
+                # for it (Faust's wait_empty would wait forever); safe offsets are committed
+                self.app.conf.stream_wait_empty = False
+                self._schedule_shutdown(signal.SIGTERM)
+            return True
+
+    return Worker
+
+
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args).override(worker_id=args.worker_id)
     if args.session_timeout <= 1.0:
@@ -116,9 +166,7 @@ def run(args: argparse.Namespace) -> int:
         settings = route_by_broker(settings, _say)
     except TopicsError as exc:
         raise CliError(f"worker: {exc}", 1) from None
-    import faust  # heavy: only now
-
-    from workers.app import create_app
+    from workers.app import create_app  # heavy (Faust): only now
     from workers.hotlog.owner import hold_for_worker
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -135,7 +183,8 @@ def run(args: argparse.Namespace) -> int:
         broker_session_timeout=args.session_timeout,
         broker_heartbeat_interval=min(1.0, args.session_timeout / 5),
     )
-    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True, workdir=str(settings.data_dir))
+    worker_class = _worker_class(settings)
+    worker = worker_class(app, loglevel=args.loglevel, quiet=True, workdir=str(settings.data_dir))
     # No progress spinner: at --loglevel warning or error Faust drives it from a DEBUG-level
     # handler on the root logger, which makes every debug call of aiokafka, mode and Faust
     # build and dispatch a record (about one per message ingested, docs/ARCHITECTURE.md)
@@ -144,5 +193,7 @@ def run(args: argparse.Namespace) -> int:
         worker.execute_from_commandline()
     except SystemExit as exc:
         code = exc.code
+        if worker.stopped_for is not None:
+            return 1
         return code if isinstance(code, int) else (0 if code is None else 1)
-    return 0
+    return 1 if worker.stopped_for is not None else 0

@@ -19,6 +19,7 @@ here would stall them all.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -82,6 +83,9 @@ def register_ingest(app: faust.App, manager: PartitionManager, dlq_topic: str = 
             # Bad input never raises (it is dead-lettered); this is I/O trouble or a bug.
             # Restarting the agent alone would skip this message and stall the commits
             # behind it, so stop the worker: a restart resumes from the committed offset.
+            if manager.stops_for(exc):
+                # a missing ACL: the worker stops cleanly; process nothing more meanwhile
+                await asyncio.Event().wait()
             log.exception("ingest of %s offset %d failed", message.tp, message.offset)
             await app.crash(exc)
             raise

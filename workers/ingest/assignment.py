@@ -75,6 +75,9 @@ class PartitionManager(Service):
         self.publish_summary: Publish | None = None
         #: set by the ingest agent: processes one held message of a ready partition
         self.process_held: Callable[[PartitionState, Any], Awaitable[None]] | None = None
+        #: set by `kaizen-stream worker`: True when it stops cleanly for this error (a
+        #: missing ACL, which no restart of a task can fix) instead of crashing
+        self.stops_for: Callable[[BaseException], bool] = lambda exc: False
         super().__init__(**kwargs)
 
     # ------------------------------------------------------------------ the API of replay
@@ -214,6 +217,8 @@ class PartitionManager(Service):
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if self.stops_for(exc):
+                return
             log.exception("partition %d: handoff failed", state.partition)
             await self.crash(exc)
 
@@ -221,13 +226,18 @@ class PartitionManager(Service):
 
     @Service.task
     async def _flusher(self) -> None:
-        await flusher.run(
-            self.config,
-            lambda: list(self._states.values()),
-            self._update_lag,
-            lambda: self.should_stop,
-            self._publish if self.publish_summary is not None else None,
-        )
+        try:
+            await flusher.run(
+                self.config,
+                lambda: list(self._states.values()),
+                self._update_lag,
+                lambda: self.should_stop,
+                self._publish if self.publish_summary is not None else None,
+            )
+        except Exception as exc:
+            # a group commit whose dead letters were refused: stop, or crash (mode's default)
+            if not self.stops_for(exc):
+                raise
 
     async def _publish(self, session_id: str, data: bytes) -> Awaitable[Any]:
         assert self.publish_summary is not None

@@ -21,7 +21,6 @@ from workers.settings import (
 )
 
 KAFKA_ACLS = "kafka-acls.sh --bootstrap-server $BROKER --command-config admin.properties"
-KAFKA_ACLS = "kafka-acls.sh --bootstrap-server $BROKER --command-config admin.properties"
 WORKER_GROUP = "kaizen-stream"  # the Faust app id (workers/app.py APP_ID)
 TOPIC_PREFIX = "kaizen."
 
@@ -65,9 +64,10 @@ ROLES: dict[str, tuple[Grant, ...]] = {
 }
 
 
-def acl_arguments(principal: str, grant: Grant) -> list[str]:
-    """kafka-acls arguments (after the connection flags) that add one grant."""
-    args = ["--add", "--allow-principal", f"User:{principal}"]
+def acl_arguments(principal: str, grant: Grant, action: str = "--add") -> list[str]:
+    """kafka-acls arguments (after the connection flags) that add one grant (or, with
+    action "--remove", remove it)."""
+    args = [action, "--allow-principal", f"User:{principal}"]
     for op in grant.operations:
         args += ["--operation", op]
     if grant.resource == "cluster":
@@ -79,6 +79,20 @@ def acl_arguments(principal: str, grant: Grant) -> list[str]:
     return args
 
 
+def kafka_acls_command(principal: str, grant: Grant) -> str:
+    """The shell command an operator runs to add one grant (as in the docs)."""
+    return " ".join([KAFKA_ACLS, *acl_arguments(principal, grant)])
+
+
 def kafka_acls_commands(role: str, principal: str) -> list[str]:
     """The shell commands an operator runs to grant `role` to `principal` (as in the docs)."""
-    return [" ".join([KAFKA_ACLS, *acl_arguments(principal, grant)]) for grant in ROLES[role]]
+    return [kafka_acls_command(principal, grant) for grant in ROLES[role]]
+
+
+def topics_of(role: str, operation: str) -> tuple[str, ...]:
+    """The topics (not prefixes) on which `role` is granted `operation`."""
+    return tuple(
+        grant.name
+        for grant in ROLES[role]
+        if grant.resource == "topic" and not grant.prefixed and operation in grant.operations
+    )

@@ -10,12 +10,20 @@ topic or group. Pure mapping (`describe_*`) is separate from the probing.
 `explained(conn)` turns any of these failures inside its block into a
 `KafkaAccessError` whose message is that line: commands print it (no
 traceback), the worker logs it, the shipper logs it and keeps its spool.
+
+`check_access` is the start check: the connection, Read on topics (a fetch
+at their end), Write on topics (the broker's authorized operations for them,
+`workers/kafka/operations.py`: nothing is written), the consumer group. For
+what is refused later, while a process runs, `OneLineRefusals` (a log
+filter) turns every record about a missing ACL into its one line, once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -33,7 +41,8 @@ from aiokafka.errors import (
 )
 
 from workers.errors import KaizenError
-from workers.kafka import clients
+from workers.kafka import clients, operations
+from workers.kafka.acls import Grant, kafka_acls_command
 from workers.kafka.clients import auth_config
 from workers.kafka.config import KafkaConnection, KafkaSecurity, SecurityError
 
@@ -235,20 +244,113 @@ async def explained(conn: KafkaConnection) -> AsyncIterator[None]:
         raise await diagnose(exc, conn) from None
 
 
+AUTHORIZATION_ERRORS = (
+    TopicAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+)
+# how libraries word a refusal they log as text (aiokafka, Faust's repr of its wrapper)
+_NAMED_REFUSAL = re.compile(
+    r"TopicAuthorizationFailedError(?:: |\()[\[{(]?'?([\w.-]+)|Topic ([\w.-]+) is not authorized"
+)
+
+
+def _topics_in(exc: KafkaError) -> list[str]:
+    """The topic names an authorization error carries (aiokafka gives one, or a set)."""
+    names: list[str] = []
+    for arg in exc.args:
+        if isinstance(arg, str):
+            names.append(arg)
+        elif isinstance(arg, set | frozenset | list | tuple):
+            names += [str(a) for a in arg]
+    return names
+
+
+def refusal_of(exc: BaseException | None) -> KafkaError | None:
+    """The authorization error `exc` is, or was raised from (Faust wraps aiokafka's)."""
+    for _ in range(10):
+        if exc is None:
+            return None
+        if isinstance(exc, AUTHORIZATION_ERRORS):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _refusal_in(record: logging.LogRecord) -> KafkaError | None:
+    """The authorization error a log record carries: its exception, an argument, or (for
+    libraries that format the error into the text) its name."""
+    excs: list[object] = [record.exc_info[1]] if record.exc_info else []
+    excs += [a for a in (record.args if isinstance(record.args, tuple) else ()) if a]
+    for exc in excs:
+        found = refusal_of(exc) if isinstance(exc, BaseException) else None
+        if found is not None:
+            return found
+    try:
+        text = record.getMessage()
+    except (TypeError, ValueError):
+        text = str(record.msg)
+    match = _NAMED_REFUSAL.search(text)
+    if match:
+        return TopicAuthorizationFailedError(match.group(1) or match.group(2))
+    if "AuthorizationFailedError" in text:
+        return ClusterAuthorizationFailedError() if "Cluster" in text else KafkaError()
+    return None
+
+
+class OneLineRefusals(logging.Filter):
+    """A log handler filter for a long-running process (the worker): a record about a
+    missing ACL becomes the one line naming it, without its traceback, and is written
+    once per cause (Faust, aiokafka and the worker's own handlers each report the same
+    refusal, some with a traceback, some on every retry)."""
+
+    def __init__(self, security: KafkaSecurity, writes: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.security = security
+        self.writes = frozenset(writes)  # the topics this process writes (and never reads)
+        self.said: set[str] = set()
+
+    def describe(self, exc: KafkaError) -> str:
+        topics = _topics_in(exc) if isinstance(exc, TopicAuthorizationFailedError) else []
+        if len(topics) == 1 and topics[0] in self.writes:
+            return describe_missing_write(topics[0], self.security)
+        return describe_authorization(exc, self.security) or (
+            f"{_who(self.security)} was refused by Kafka (missing ACL): {ACL_HINT}"
+        )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = _refusal_in(record)
+        if exc is None:
+            return True
+        line = self.describe(exc)
+        if line in self.said:
+            return False
+        self.said.add(line)
+        record.msg, record.args = line, ()
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        record.levelno, record.levelname = logging.ERROR, "ERROR"
+        return True
+
+
 async def check_access(
-    conn: KafkaConnection, *, read: Iterable[str] = (), group: str | None = None
+    conn: KafkaConnection,
+    *,
+    read: Iterable[str] = (),
+    write: Iterable[str] = (),
+    group: str | None = None,
 ) -> None:
     """KafkaAccessError naming the cause unless the brokers take this connection, each
-    existing topic in `read` can be read (a fetch at its end) and `group` described."""
+    existing topic in `read` can be read (a fetch at its end), each in `write` written
+    (the broker's authorized operations for it; nothing is written) and `group` described."""
     async with explained(conn):
-        topics = list(read)
-        if topics:
-            await _check_reads(conn, topics)
+        reads, writes = list(read), list(write)
+        if reads or writes:
+            await _check_topics(conn, reads, writes)
         if group is not None:
             await _check_group(conn, group)
 
 
-async def _check_reads(conn: KafkaConnection, topics: list[str]) -> None:
+async def _check_topics(conn: KafkaConnection, reads: list[str], writes: list[str]) -> None:
     # a short fetch wait: Apache Kafka answers one request per connection at a time, so
     # the probe fetch at a topic's end (500 ms by default) held up the next topic's metadata
     # request by as much, at every worker start
@@ -257,7 +359,7 @@ async def _check_reads(conn: KafkaConnection, topics: list[str]) -> None:
     )
     try:
         await consumer.start()
-        for topic in topics:
+        for topic in reads:
             partitions = await clients.topic_partitions(consumer._client, topic)
             if not partitions:
                 continue  # a missing topic is for the topics check to report
@@ -265,8 +367,23 @@ async def _check_reads(conn: KafkaConnection, topics: list[str]) -> None:
             consumer.assign([tp])
             await consumer.seek_to_end(tp)
             await consumer.getmany(tp, timeout_ms=100)  # Read is checked on fetch
+        if writes:
+            found = await operations.topic_operations(consumer._client, writes)
+            for topic in writes:
+                if operations.allows(found[topic], operations.WRITE) is False:
+                    raise KafkaAccessError(describe_missing_write(topic, conn.security))
     finally:
         await consumer.stop()
+
+
+def describe_missing_write(topic: str, security: KafkaSecurity) -> str:
+    """The line for a principal that may not write `topic`, with the ACL that fixes it."""
+    principal = security.username if security.sasl and security.username else "PRINCIPAL"
+    command = kafka_acls_command(principal, Grant("topic", topic, ("Write",)))
+    return (
+        f"{_who(security)} is not authorized to write topic {topic} (missing ACL); "
+        f"the Kafka operator adds it with: {command}"
+    )
 
 
 async def _check_group(conn: KafkaConnection, group: str) -> None:

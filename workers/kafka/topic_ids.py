@@ -115,15 +115,20 @@ class MetadataRequest_v12(RequestStruct):
 
 
 class TopicMetadataRequest(Request[MetadataRequest_v12]):
-    """Metadata of the named topics, with their ids (v12 or nothing)."""
+    """Metadata of the named topics, with their ids (v12 or nothing), and with what the
+    principal may do on each when `authorized_operations` (workers/kafka/operations.py)."""
 
     API_KEY = 3
 
-    def __init__(self, topics: list[str]) -> None:
+    def __init__(self, topics: list[str], *, authorized_operations: bool = False) -> None:
         self._topics = topics
+        self._operations = authorized_operations
 
     def build(self, request_struct_class: type[MetadataRequest_v12]) -> MetadataRequest_v12:
-        return request_struct_class([(ZERO, name, {}) for name in self._topics], False, False, {})
+        names: list[tuple[uuid.UUID, str, dict[int, bytes]]] = [
+            (ZERO, name, {}) for name in self._topics
+        ]
+        return request_struct_class(names, False, self._operations, {})
 
 
 async def describe(

@@ -242,19 +242,19 @@ class PartitionStore:
         new_sessions = 0
         max_loc = self._max_location
         last_seqs: dict[str, int] = {}
+        put = wb.put
+        suffixes = {"": b""}  # producer -> its key suffix, encoded once per batch
         for sid, p in pending.items():
             seqs = p.seqs
             prefix = keys.entry_prefix(sid)
             skey = keys.session_key(sid)
             old = db.get(skey)
-            hi_seq = _NONE
             for (seq, producer), packed in seqs.items():
-                if producer:
-                    wb.put(prefix + _pack_u64(seq + _BIAS) + producer.encode(), packed)
-                else:
-                    wb.put(prefix + _pack_u64(seq + _BIAS), packed)
-                if seq > hi_seq:
-                    hi_seq = seq
+                suffix = suffixes.get(producer)
+                if suffix is None:
+                    suffix = suffixes[producer] = producer.encode()
+                put(prefix + _pack_u64(seq + _BIAS) + suffix, packed)
+            hi_seq = max(seqs)[0]  # keys are (seq, producer): the greatest seq of any producer
             added = len(seqs)
             if old is None:
                 new_sessions += 1
