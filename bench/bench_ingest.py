@@ -384,7 +384,7 @@ class BrokerRun:
 def single_total(args: argparse.Namespace) -> int:
     """Events of the one-event-per-message row (--single, default a tenth of the main run)."""
     total: int = args.single or (args.events or (200_000 if args.quick else 1_000_000)) // 10
-    return total - total % args.sessions
+    return total - total % int(args.sessions)
 
 
 def single_on(
