@@ -8,7 +8,9 @@ so Faust never commits an offset whose events are not durable. Dead letters
 are produced before the commit that covers their offset, and awaited by it.
 A message at an offset below the one its partition expects next (the consumer's
 position moved back) is processed only after the catch-up has checked whether the
-broker's offsets went back (`CatchUp.verify`), so a new event is never skipped as old.
+broker's offsets went back (`CatchUp.verify`), so a new event is never skipped as old;
+in a new epoch, a message the consumer fetched from the old incarnation is never
+numbered in the new one (`CatchUp.sift`).
 A message of a partition that is still catching up is held
 (`PartitionManager.hold`, up to `IngestConfig.held_max_bytes`) and processed, in
 order, when its catch-up is done: one loop feeds every partition, so waiting
@@ -58,8 +60,13 @@ def register_ingest(app: faust.App, manager: PartitionManager, dlq_topic: str = 
         """One message into its partition's pending group commit (the state is ready)."""
         message = event.message
         try:
-            if state.next_offset is not None and message.offset < state.next_offset:
-                await manager.catchup.verify(state, message.offset)  # offsets went back?
+            behind = state.next_offset is not None and message.offset < state.next_offset
+            if behind or state.suspect:
+                verdict = await manager.catchup.verify(state, message.offset, message.value)
+                if verdict == "stale":  # fetched from an old incarnation: never numbered
+                    event.ack()  # in order: verify committed everything before it
+                if verdict != "process":
+                    return
             async with state.lock:
                 if state.closed:
                     return

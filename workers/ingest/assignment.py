@@ -270,3 +270,4 @@ class PartitionManager(Service):
     async def on_stop(self) -> None:
         for p in list(self._states):
             await self._close_partition(p)
+        await self.catchup.close()

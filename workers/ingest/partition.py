@@ -20,7 +20,8 @@ Invariants:
 * the log and the index number records by *log offset* = epoch base + Kafka
   offset (`workers.ingest.epoch`); a new broker incarnation starts a new epoch
   above everything seen (`new_epoch`), and then only the (session_id, producer, seq)
-  dedupe keeps duplicates out;
+  dedupe keeps duplicates out; a message the consumer fetched from the old incarnation
+  and delivers after that is never numbered in the new epoch (``suspect``);
 * group commits are pipelined: at most one is in flight, they complete in order,
   and the batch being filled dedupes against the one committing behind it;
 * `read_session` reads through the index, which never points past fsynced data;
@@ -94,6 +95,10 @@ class PartitionState:
         self._released = False
         self._release_lock = threading.Lock()
         self.next_offset: int | None = None  # next Kafka offset to process (for lag)
+        #: a new epoch started and the consumer may still deliver messages of the old
+        #: incarnation it fetched before (nothing in a message says which): the ingest agent
+        #: has them sifted by the catch-up (`CatchUp.sift`) until one matches the broker's
+        self.suspect = False
         #: Kafka offsets from the group's committed offset up to this one are in the log, but
         #: their dead letters may never have been delivered (set by the catch-up)
         self.resend_letters_below = 0
@@ -175,6 +180,7 @@ class PartitionState:
         )
         self.epoch = epochs.Epoch(base).confirmed(now)
         epochs.store(self.directory, self.epoch)
+        self.suspect = True
 
     def confirm_epoch(self, now: Incarnation) -> None:
         """Record `now` as the incarnation the epoch numbers (when it says more than the

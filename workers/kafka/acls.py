@@ -37,10 +37,11 @@ ROLES: dict[str, tuple[Grant, ...]] = {
     # hooks' shipper on each laptop: write events; nothing else (not even read them back)
     "shipper": (Grant("topic", EVENTS_TOPIC, ("Write",)),),
     # the workers: read events and replay requests in their group, write dead letters
-    # and replay answers
+    # and replay answers; Write on the requests too, for `POST /sessions/{id}/replay`,
+    # which forwards the request to whichever worker owns the session
     "worker": (
         Grant("topic", EVENTS_TOPIC, ("Read",)),
-        Grant("topic", REPLAY_REQUESTS_TOPIC, ("Read",)),
+        Grant("topic", REPLAY_REQUESTS_TOPIC, ("Read", "Write")),
         Grant("topic", DLQ_TOPIC, ("Write",)),
         Grant("topic", REPLAY_TOPIC, ("Write",)),
         Grant("topic", SESSIONS_TOPIC, ("Write",)),
