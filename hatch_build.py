@@ -15,6 +15,7 @@ is a warning, never an error: the package then installs pure Python, as on ``pyt
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
 import subprocess
@@ -30,12 +31,19 @@ ROOT = Path(__file__).resolve().parent
 FLAGS = ["-O3", "-fPIC", "-shared", "-Wall", "-Werror=implicit-function-declaration"]
 
 
+def source_digest(text: bytes) -> str:
+    """What a built module says it was compiled from (``SOURCE_DIGEST``); workers/speedups.py
+    computes the same of the source beside it and refuses a stale build."""
+    return hashlib.sha256(text).hexdigest()[:16]
+
+
 def _compile(source: Path, target: Path) -> str | None:
     """Compile ``source`` into ``target``; None on success, else what went wrong."""
     cc = shlex.split(sysconfig.get_config_var("CC") or "cc")
     cmd = [
         *cc,
         *FLAGS,
+        f'-DKAIZEN_SOURCE_DIGEST="{source_digest(source.read_bytes())}"',
         f"-I{sysconfig.get_paths()['include']}",
         str(source),
         "-o",

@@ -52,3 +52,23 @@ def test_one_switch_per_speedup(value: str, monkeypatch: pytest.MonkeyPatch) -> 
 def test_every_c_source_has_a_switch() -> None:
     names = {".".join(s.relative_to(ROOT).with_suffix("").parts) for s in SOURCES}
     assert names == set(speedups.NAMES.values())
+
+
+@pytest.mark.skipif(os.environ.get("KAIZEN_NO_EXTENSIONS") == "1", reason="pure install")
+@pytest.mark.parametrize("module", sorted(speedups.NAMES.values()))
+def test_a_stale_build_is_refused(
+    module: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A module built from other C text than its source (a merge nobody rebuilt after) must
+    not run: C and Python would disagree (it once crashed workers at start)."""
+    monkeypatch.delenv(speedups.DISABLE_ENV, raising=False)
+    loaded = speedups.load(module)
+    assert loaded is not None
+    source = speedups.module_source(loaded)
+    assert not speedups.stale(loaded)
+    changed = tmp_path / source.name
+    changed.write_bytes(source.read_bytes() + b"/* changed */\n")
+    assert speedups.stale(loaded, changed)
+    monkeypatch.setattr(speedups, "module_source", lambda _m: changed)
+    assert speedups.load(module) is None
+    assert "run `make dev`" in capsys.readouterr().err

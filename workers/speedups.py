@@ -11,12 +11,22 @@ names ignores those only, e.g. ``KAIZEN_PURE_PYTHON=cframe`` or ``=cframe,cdecod
 name is the C module's without its leading underscore: `NAMES`; other names are
 ignored).  Read at import of the
 module that loads the speed-up: set it before the process starts.
+
+A stale build is never used: each module carries ``SOURCE_DIGEST``, the digest of the C
+text it was compiled from (``hatch_build.py``).  Where its source sits beside it (an
+editable install, a checkout) and says otherwise (the source changed by a merge, a pull, a
+branch switch, and nobody ran ``make dev``), :func:`load` warns once, naming the fix, and
+returns None: the pure-Python reference runs, never C that disagrees with the Python
+around it.  A wheel carries no sources, so it is taken as built.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
+import sys
+from pathlib import Path
 from types import ModuleType
 
 DISABLE_ENV = "KAIZEN_PURE_PYTHON"
@@ -47,6 +57,29 @@ def load(module: str) -> ModuleType | None:
     if disabled(name):
         return None
     try:
-        return importlib.import_module(module)
+        loaded = importlib.import_module(module)
     except ImportError:
         return None
+    if stale(loaded):
+        print(
+            f"kaizen-stream: {module} was built from an older {module_source(loaded).name}; "
+            "pure Python runs instead: run `make dev` to rebuild it",
+            file=sys.stderr,
+        )
+        return None
+    return loaded
+
+
+def module_source(loaded: ModuleType) -> Path:
+    """The C source a speed-up module is built from, beside it (``_cname.c``)."""
+    return Path(loaded.__file__ or "").with_name(loaded.__name__.rsplit(".", 1)[-1] + ".c")
+
+
+def stale(loaded: ModuleType, source: Path | None = None) -> bool:
+    """True when the C source beside the module is not the text it was built from."""
+    try:
+        text = (source or module_source(loaded)).read_bytes()
+    except OSError:
+        return False  # no source here (an installed wheel): the build is what there is
+    # hatch_build.source_digest, which is outside the package
+    return getattr(loaded, "SOURCE_DIGEST", "") != hashlib.sha256(text).hexdigest()[:16]

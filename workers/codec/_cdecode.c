@@ -688,6 +688,12 @@ static struct PyModuleDef module = {
     .m_methods = methods,
 };
 
+/* the digest of this file's text, set by hatch_build.py; workers/speedups.py refuses a
+   module built from other text than the source beside it (a stale build) */
+#ifndef KAIZEN_SOURCE_DIGEST
+#define KAIZEN_SOURCE_DIGEST ""
+#endif
+
 PyMODINIT_FUNC
 PyInit__cdecode(void)
 {
@@ -696,7 +702,8 @@ PyInit__cdecode(void)
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    if (PyModule_AddObjectRef(m, "Reader", (PyObject *)&ReaderType) < 0) {
+    if (PyModule_AddObjectRef(m, "Reader", (PyObject *)&ReaderType) < 0
+        || PyModule_AddStringConstant(m, "SOURCE_DIGEST", KAIZEN_SOURCE_DIGEST) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -398,6 +398,12 @@ static struct PyModuleDef module_def = {
     .m_methods = methods,
 };
 
+/* the digest of this file's text, set by hatch_build.py; workers/speedups.py refuses a
+   module built from other text than the source beside it (a stale build) */
+#ifndef KAIZEN_SOURCE_DIGEST
+#define KAIZEN_SOURCE_DIGEST ""
+#endif
+
 PyMODINIT_FUNC
 PyInit__cframe(void)
 {
@@ -416,7 +422,9 @@ PyInit__cframe(void)
 #endif
     use_hardware = cpu_has_sse42;
     PyObject *m = PyModule_Create(&module_def);
-    if (m != NULL && PyModule_AddIntConstant(m, "hardware", use_hardware) < 0)
+    if (m != NULL
+        && (PyModule_AddIntConstant(m, "hardware", use_hardware) < 0
+            || PyModule_AddStringConstant(m, "SOURCE_DIGEST", KAIZEN_SOURCE_DIGEST) < 0))
         Py_CLEAR(m);
     return m;
 }
