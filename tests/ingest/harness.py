@@ -12,10 +12,10 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -317,21 +317,24 @@ def indexed(data_dir: Path, partitions: int) -> dict[str, tuple[int, list[int]]]
     return out
 
 
-def log_events(data_dir: Path, partitions: int) -> Counter[tuple[str, int]]:
-    """(session, seq) -> how many good frames of the hot logs hold it (worker stopped).
-
-    The log itself, not the index: a duplicate appended but never indexed shows here only.
-    """
-    out: Counter[tuple[str, int]] = Counter()
+def hot_log_events(data_dir: Path, partitions: int) -> Iterator[dict[str, Any]]:
+    """Every event in the good frames of the hot logs, partition by partition, each in its
+    log's order (worker stopped)."""
     for p in range(partitions):
         d = data_dir / "hotlog" / f"{EVENTS_TOPIC}-{p}"
         if not d.is_dir():
             continue
         with PartitionLog.open(d, topic=EVENTS_TOPIC, partition=p) as log:
             for _loc, payload in log.scan():
-                ev = decode_event(payload)
-                out[(ev["session_id"], ev["seq"])] += 1
-    return out
+                yield decode_event(payload)
+
+
+def log_events(data_dir: Path, partitions: int) -> Counter[tuple[str, int]]:
+    """(session, seq) -> how many good frames of the hot logs hold it (worker stopped).
+
+    The log itself, not the index: a duplicate appended but never indexed shows here only.
+    """
+    return Counter((ev["session_id"], ev["seq"]) for ev in hot_log_events(data_dir, partitions))
 
 
 def logged_offsets(data_dir: Path, partitions: int) -> dict[int, int]:

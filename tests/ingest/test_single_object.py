@@ -17,6 +17,7 @@ from tests.conftest import TEST_PARTITIONS
 from tests.ingest.harness import (
     end_offsets,
     event,
+    hot_log_events,
     indexed,
     log_events,
     produce,
@@ -24,9 +25,7 @@ from tests.ingest.harness import (
     start_worker,
     wait_committed,
 )
-from workers.codec.event import decode_event
-from workers.hotlog import PartitionLog
-from workers.settings import DLQ_TOPIC, EVENTS_TOPIC
+from workers.settings import DLQ_TOPIC
 
 SESSIONS = 24
 PER_SESSION = 60
@@ -35,14 +34,8 @@ PER_SESSION = 60
 def session_order(data_dir: Path) -> dict[str, list[int]]:
     """session -> its seqs in the order its partition's hot log holds them (worker stopped)."""
     out: dict[str, list[int]] = defaultdict(list)
-    for p in range(TEST_PARTITIONS):
-        d = data_dir / "hotlog" / f"{EVENTS_TOPIC}-{p}"
-        if not d.is_dir():
-            continue
-        with PartitionLog.open(d, topic=EVENTS_TOPIC, partition=p) as log:
-            for _loc, payload in log.scan():
-                ev = decode_event(payload)
-                out[ev["session_id"]].append(ev["seq"])
+    for ev in hot_log_events(data_dir, TEST_PARTITIONS):
+        out[ev["session_id"]].append(ev["seq"])
     return out
 
 
