@@ -10,7 +10,9 @@ whose hot log serves it. Both entry points check this at start and route
 sessions by the broker's count (`workers.broker.topics.route_by_broker`). The
 assignor is sticky (it keeps a member's previous partitions when it can), so
 handoffs are rare. Offsets are committed only for
-acked messages, and the ingest agent acks only after its group commit.
+durable events: Faust never commits the events topic (its consumer does not fetch it);
+the live feed (workers/ingest/feed.py) commits each partition's offset after its group
+commit, through Faust's consumer, the group's member.
 Every Kafka client (Faust's, the catch-up consumers, the replay service's)
 connects through workers/kafka/clients.py with the same settings.
 """
@@ -84,23 +86,20 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         "web_bind": "0.0.0.0",
         "web_enabled": True,
         "TableManager": TableManager,
+        # Faust's check that every assigned partition is fetched would log errors for the
+        # events topic, which its consumer never fetches (workers/ingest/feed.py)
+        "stream_processing_timeout": 10.0 * 365 * 24 * 3600,
         **web_security.faust_web_settings(settings.web),
     }
     conf.update(overrides)
     app = faust.App(conf.pop("id", APP_ID), **conf)
     group_id = app.conf.id
 
-    def highwater(partition: int) -> int | None:
-        tp = faust.types.TP(events_topic, partition)
-        hw = app.consumer.highwater(tp)
-        return None if hw is None else int(hw)
-
     manager = PartitionManager(
         settings,
         topic=events_topic,
         group_id=group_id,
         config=ingest_config,
-        highwater=highwater,
     )
     app.kaizen_manager = manager  # type: ignore[attr-defined]
     app.kaizen_connection = connection  # type: ignore[attr-defined]
@@ -123,6 +122,11 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
         await manager.on_partitions_revoked(set(args[0] if args else kwargs["revoked"]))
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def _shutdown(sender: Any, **kwargs: Any) -> None:
+        # a clean stop commits what is durable while the group's member is still there
+        await manager.drain()
 
     app.service(manager)  # type: ignore[arg-type]  # an instance is fine at runtime
     register_ingest(app, manager)

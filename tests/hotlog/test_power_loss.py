@@ -67,13 +67,12 @@ def _keys(messages: list[bytes]) -> set[tuple[str, int]]:
     return out
 
 
-class _Ack:
-    def __init__(self, rec: powerloss.Recorder, offset: int) -> None:
-        self.rec, self.offset = rec, offset
-
-    def ack(self) -> bool:
-        self.rec.mark(powerloss.Ack(self.offset))
-        return True
+async def _commit(state: PartitionState, rec: powerloss.Recorder) -> None:
+    """A group commit, then the offset past it committed to the group (as the live feed
+    does: only once the commit is done)."""
+    await state.flush()
+    if state.next_kafka_offset:
+        rec.mark(powerloss.Ack(state.next_kafka_offset - 1))
 
 
 def _record(
@@ -105,12 +104,11 @@ def _record(
             )
             for i, value in enumerate(messages):
                 state.process(i, value, b"k")
-                state.add_ack(_Ack(rec, i))
                 if i % GROUP == GROUP - 1:
-                    await state.flush()
+                    await _commit(state, rec)
                     if retention:
                         await state.enforce_retention()
-            await state.flush()
+            await _commit(state, rec)
             rec.enabled = False  # closing writes nothing a power cut could lose
             state.close()
 

@@ -39,6 +39,7 @@ from workers.broker.topics import ensure_topics
 from workers.codec import batch
 from workers.ingest.catchup import CatchUp
 from workers.ingest.config import IngestConfig
+from workers.ingest.feed import LiveFeed
 from workers.ingest.partition import PartitionState
 from workers.settings import DLQ_TOPIC, EVENTS_TOPIC
 
@@ -122,18 +123,7 @@ def wait_ingested(worker: Worker, total: int, timeout: float = 120) -> None:
         time.sleep(0.5)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="topic made again with no rebalance: Faust drops new offsets below its read "
-    "offset (faust/transport/consumer.py, DROPPED MESSAGE ROFF); seen: 5160 of 8320 events",
-)
 def test_topic_recreated_while_the_worker_runs(operated_broker: Broker, tmp_path: Path) -> None:
-    if operated_broker.kind == "tansu":
-        # tansu answers a fetch past the end of the topic made again with no records (not
-        # "offset out of range") and the group sees no metadata change, so nothing moves
-        # the running consumer back for the worker to check: a partition whose old
-        # position is past the new end waits there (seen: 5160 of 8320 events)
-        pytest.skip("tansu: a topic made again under a running consumer is never reported")
     bootstrap = operated_broker.bootstrap
     data = tmp_path / "data"
     first = []
@@ -167,38 +157,79 @@ async def produce_to(bootstrap: str, partition: int, values: list[bytes]) -> Non
         await producer.stop()
 
 
-def test_a_message_fetched_from_the_old_topic_takes_no_new_offset(
-    operated_broker: Broker, tmp_path: Path
+@pytest.mark.parametrize("more", [False, True], ids=["fewer-records", "more-records"])
+def test_the_live_feed_reads_a_topic_made_again_from_its_start(
+    operated_broker: Broker, tmp_path: Path, more: bool
 ) -> None:
-    """The consumer fetched the old topic's offset 0 and delivers it after the topic was
-    made again (seen: the flaky run of the test above lost the new topic's offset 0 so):
-    the new topic's offset 0 is stored all the same."""
-    if operated_broker.kind == "tansu":
-        pytest.skip("tansu: a topic made again under a running consumer is never reported")
+    """The events topic deleted and made again under the live feed: with fewer records than
+    the old position (the broker answers "offset out of range") or already more (no fetch
+    error at all: only the topic id tells it), the partition goes back to the catch-up, a new
+    epoch begins and every event of the new topic is stored, none of the old one again."""
     bootstrap = operated_broker.bootstrap
+    config = IngestConfig(incarnation_every_s=0.2, group_commit_every_s=0.1)
 
-    async def main() -> list[int]:
+    async def main() -> tuple[list[int], list[int], int]:
         await ensure_topics(bootstrap, TEST_PARTITIONS)
-        old = [event("old", q) for q in range(5)]
-        await produce_to(bootstrap, 0, old)
-        state = PartitionState(0, tmp_path / "p0")
-        catchup = CatchUp(bootstrap, EVENTS_TOPIC, None, IngestConfig())
+        await produce_to(bootstrap, 0, [event("old", q) for q in range(5)])
+        state = PartitionState(0, tmp_path / "p0", config=config)
+        catchup = CatchUp(bootstrap, EVENTS_TOPIC, None, config)
         await catchup.handoff(state)  # the old topic in the log, its topic id in the epoch
+        rechecks: list[str] = []
+
+        async def letter(_: object) -> asyncio.Future[None]:
+            raise AssertionError("no dead letter expected")
+
+        def recheck(s: PartitionState, reason: str) -> None:
+            async def again() -> None:
+                async with s.lock:
+                    await catchup.rejoin(s)
+                feed.add(s)
+
+            rechecks.append(reason)
+            tasks.append(asyncio.ensure_future(again()))
+
+        tasks: list[asyncio.Future[None]] = []
+        feed = LiveFeed(
+            bootstrap,
+            EVENTS_TOPIC,
+            config,
+            send_dead_letter=letter,
+            recheck=recheck,
+            stops_for=lambda exc: False,
+        )
+        state.ready.set()
+        feed.add(state)
+        running = asyncio.ensure_future(feed.run())
         try:
             await delete_topic(bootstrap, EVENTS_TOPIC)
             await ensure_topics(bootstrap, TEST_PARTITIONS)
             new = [batch.join([event("new", q) for q in range(3)]), event("new", 3)]
+            if more:
+                new += [event("new", q) for q in range(4, 12)]
             await produce_to(bootstrap, 0, new)
-            # what the ingest agent does with a message below the offset it expects next
-            if await catchup.verify(state, 0, old[0]) == "process":
-                async with state.lock:
-                    state.process(0, old[0])
+            deadline = time.monotonic() + 60
+            while len([q for q, _ in state.read_session("new")]) < (12 if more else 4):
+                assert time.monotonic() < deadline, f"rechecks {rechecks}"
+                assert not running.done(), running
+                await asyncio.sleep(0.1)
+                async with state.lock:  # the worker's flusher does this on time
                     await state.flush()
-            return [seq for seq, _ in state.read_session("new")]
+            return (
+                [q for q, _ in state.read_session("new")],
+                [q for q, _ in state.read_session("old")],
+                len(rechecks),
+            )
         finally:
+            feed.stop()
+            await running
+            for task in tasks:
+                await task
             state.close()
 
-    assert asyncio.run(main()) == [0, 1, 2, 3]
+    new, old, rechecks = asyncio.run(main())
+    assert new == list(range(12 if more else 4))
+    assert old == list(range(5))
+    assert rechecks >= 1
 
 
 async def delete_group(bootstrap: str, group: str, timeout: float = 60) -> None:

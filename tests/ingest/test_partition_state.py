@@ -20,33 +20,24 @@ from workers.ingest.partition import PartitionState
 from workers.settings import Settings
 
 
-class Ack:
-    def __init__(self, log: list[str], name: str) -> None:
-        self.log, self.name = log, name
-
-    def ack(self) -> bool:
-        self.log.append(self.name)
-        return True
-
-
 def opened(directory: Path) -> PartitionState:
     state = PartitionState(0, directory)
     state.open()
     return state
 
 
-def feed(state: PartitionState, messages: list[bytes], first_offset: int = 0) -> list[str]:
-    acks: list[str] = []
+def feed(state: PartitionState, messages: list[bytes], first_offset: int = 0) -> int:
+    """Process `messages` and commit them; the next offset the group may then commit."""
 
     async def go() -> None:
+        before = state.next_kafka_offset
         for i, value in enumerate(messages):
             state.process(first_offset + i, value, b"k")
-            state.add_ack(Ack(acks, f"m{first_offset + i}"))
-        assert acks == []  # nothing acked before the group commit
+        assert state.next_kafka_offset == before  # nothing committable before the group commit
         await state.flush()
 
     asyncio.run(go())
-    return acks
+    return state.next_kafka_offset
 
 
 def seqs(state: PartitionState, sid: str) -> list[int]:
@@ -65,8 +56,7 @@ def test_ingest_dedupe_and_read(tmp_path: Path) -> None:
         batch.join([event("a", 1), event("a", 2)]),  # a duplicate across messages
         b"garbage-garbage",
     ]
-    acks = feed(state, msgs)
-    assert acks == ["m0", "m1", "m2", "m3"]
+    assert feed(state, msgs) == 4
     assert seqs(state, "a") == [0, 1, 2]
     assert seqs(state, "b") == [0]
     c = state.counters
@@ -76,14 +66,13 @@ def test_ingest_dedupe_and_read(tmp_path: Path) -> None:
     state.close()
 
 
-def test_redelivery_at_or_below_the_watermark_is_skipped_and_acked(tmp_path: Path) -> None:
+def test_redelivery_at_or_below_the_watermark_is_skipped_and_committed(tmp_path: Path) -> None:
     state = opened(tmp_path)
     feed(state, [event("a", 0), event("a", 1)])
     state.close()
     state = opened(tmp_path)
     assert state.counters.ingested == 2  # counters persist beside the partition
-    acks = feed(state, [event("a", 0), event("a", 1), event("a", 2)])
-    assert acks == ["m0", "m1", "m2"]
+    assert feed(state, [event("a", 0), event("a", 1), event("a", 2)]) == 3
     assert state.counters.skipped_messages == 2
     assert seqs(state, "a") == [0, 1, 2]
     state.close()
@@ -257,21 +246,18 @@ def test_retention_never_deletes_what_uncommitted_entries_point_into(tmp_path: P
     config = IngestConfig(segment_bytes=4096, retention=RetentionPolicy(max_bytes=6000))
     state = PartitionState(0, tmp_path, config=config)
     state.open()
-    acks: list[str] = []
 
     async def go() -> None:
         for i in range(60):  # appended (rolling segments), none committed to the index yet
             state.process(i, batch.join([event("s", i * 4 + j) for j in range(4)]), b"k")
-            state.add_ack(Ack(acks, f"m{i}"))
         await state.flush(wait=False)  # a group commit in flight
         for i in range(60, 70):
             state.process(i, event("s", 240 + i), b"k")
-            state.add_ack(Ack(acks, f"m{i}"))
         await state.enforce_retention()
         await state.flush()
 
     asyncio.run(go())
-    assert len(acks) == 70
+    assert state.next_kafka_offset == 70
     kept = {info.base for info in state.log.segments()}
     remaining = list(state.store.locations("s"))
     assert remaining

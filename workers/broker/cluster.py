@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from workers.kafka import clients, topic_ids
@@ -63,15 +64,20 @@ async def incarnation(bootstrap: clients.Target, topic: str) -> Incarnation:
     admin = clients.new_admin(bootstrap, request_timeout_ms=30000)
     await admin.start()
     try:
-        found = await topic_ids.describe(admin, [topic])
-        if found is None:  # no Metadata v12: the cluster id alone
-            cluster = (await admin.describe_cluster()).get("cluster_id")
-            return Incarnation(str(cluster) if cluster else None, None)
-        cluster, ids = found
-        tid = ids.get(topic)
-        return Incarnation(cluster, None if tid is None else str(tid))
+        return await incarnation_of(admin, topic)
     finally:
         await admin.close()
+
+
+async def incarnation_of(admin: AIOKafkaAdminClient, topic: str) -> Incarnation:
+    """`incarnation`, asked through a started admin client (kept by who asks often)."""
+    found = await topic_ids.describe(admin, [topic])
+    if found is None:  # no Metadata v12: the cluster id alone
+        cluster = (await admin.describe_cluster()).get("cluster_id")
+        return Incarnation(str(cluster) if cluster else None, None)
+    cluster, ids = found
+    tid = ids.get(topic)
+    return Incarnation(cluster, None if tid is None else str(tid))
 
 
 def is_embedded(cluster: str | None) -> bool:

@@ -8,10 +8,11 @@ a broker incarnation, kept beside each partition's log), ``metrics``
 ``assignment`` (PartitionManager: which partitions this worker owns),
 ``catchup`` (bringing a newly assigned partition up to date), ``flusher`` (timed
 group commits, stats, retention), ``folding`` (when session summaries are
-folded from the log), ``agent`` (the Faust agent over ``kaizen.events``).
+folded from the log), ``feed`` (the live feed: reads the ready partitions and
+commits their offsets to the group), ``agent`` (the Faust side: the group's member
+for ``kaizen.events``, dead letters).
 
 The order that makes ingest exactly-once (invariants 1, 2, 4): decode → dedupe
 on (session_id, producer, seq) → append → fsync → commit the index batch with the
-watermark → only then ack the Kafka messages (so only then may Faust commit
-their offsets).
+watermark → only then commit the offset past it to the group (the live feed).
 """

@@ -1,34 +1,29 @@
-"""The ingest agent: Faust agent over ``kaizen.events``, raw bytes in, durable frames out.
+"""The Faust side of ingest: the group's member for ``kaizen.events``, and dead letters.
 
-Decoding happens here, never in a Faust codec (faust crash-loops on a message
-its codec cannot read): the topic is raw bytes, and `PartitionState.process`
-splits and checks each message. Acks are manual (``stream.noack()``): an
-event is acked only after its partition's group commit (fsync + index batch),
-so Faust never commits an offset whose events are not durable. Dead letters
-are produced before the commit that covers their offset, and awaited by it.
-A message at an offset below the one its partition expects next (the consumer's
-position moved back) is processed only after the catch-up has checked whether the
-broker's offsets went back (`CatchUp.verify`), so a new event is never skipped as old;
-in a new epoch, a message the consumer fetched from the old incarnation is never
-numbered in the new one (`CatchUp.sift`).
-A message of a partition that is still catching up is held
-(`PartitionManager.hold`, up to `IngestConfig.held_max_bytes`) and processed, in
-order, when its catch-up is done: one loop feeds every partition, so waiting
-here would stall them all.
+The events are read by the live feed (:mod:`workers.ingest.feed`), not by a Faust stream.
+Faust's consumer still subscribes to the topic, through an agent over it, so that the
+group's co-partitioning assignor gives partition N of ``kaizen.events`` and of
+``kaizen.replay.requests`` to the same worker; `FaustMember` pauses its fetching of the
+topic at every assignment and commits the offsets the feed made durable. The topic has
+acks off in Faust, so Faust itself never commits (nor waits for) an offset of it.
+
+Invariants: the agent processes nothing (a record Faust fetched before the pause took
+hold is dropped: the feed reads it); every offset of the events topic committed to the
+group comes from `FaustMember.commit`, called by the feed with durable offsets only.
+Dead letters go through Faust's producer (`register_ingest` sets the manager's sender).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import faust
+from aiokafka import TopicPartition
 
-from workers.ingest import testpoint
 from workers.ingest.assignment import PartitionManager
 from workers.ingest.dlq import DeadLetter
-from workers.ingest.partition import PartitionState
 from workers.settings import DLQ_TOPIC
 
 log = logging.getLogger(__name__)
@@ -36,14 +31,46 @@ log = logging.getLogger(__name__)
 AGENT_NAME = "kaizen-ingest"
 
 
+class FaustMember:
+    """The worker's member of the consumer group, as the live feed needs it.
+
+    Faust's aiokafka consumer runs in a thread of its own; the calls go through it."""
+
+    def __init__(self, app: faust.App, topic: str) -> None:
+        self.app = app
+        self.topic = topic
+
+    async def commit(self, offsets: Mapping[int, int]) -> bool:
+        """Commit for the group (partitions no longer assigned are left out by Faust; a
+        commit refused because the group rebalanced meanwhile returns False)."""
+        tps = {faust.types.TP(self.topic, p): offset for p, offset in offsets.items()}
+        consumer: Any = self.app.consumer  # the aiokafka driver's Consumer
+        return bool(await consumer._commit(tps))
+
+    async def pause_fetching(self, partitions: Iterable[int]) -> None:
+        """Pause the partitions in Faust's aiokafka consumer (not only in Faust's own view
+        of them, which Faust resumes after every rebalance): it fetches nothing of them."""
+        consumer: Any = self.app.consumer
+        thread = consumer._thread
+        wanted = {TopicPartition(self.topic, p) for p in partitions}
+
+        async def pause() -> None:
+            aio = thread._ensure_consumer()
+            aio.pause(*(wanted & aio.assignment()))
+
+        await thread.call_thread(pause)
+
+
 def register_ingest(app: faust.App, manager: PartitionManager, dlq_topic: str = DLQ_TOPIC) -> Any:
-    """Define the ingest agent on `app` (source: ``manager.topic``); returns the agent."""
+    """Subscribe the app to ``manager.topic`` for the group and wire dead letters and the
+    group's member into the manager; returns the (idle) agent."""
     source = app.topic(
         manager.topic,
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
         value_serializer="raw",
+        acks=False,
     )
     dlq = app.topic(
         dlq_topic,
@@ -56,55 +83,12 @@ def register_ingest(app: faust.App, manager: PartitionManager, dlq_topic: str = 
     async def send_dead_letter(letter: DeadLetter) -> Any:
         return await dlq.send(key=letter.key, value=letter.value, headers=letter.headers)
 
-    async def process(state: PartitionState, event: Any) -> None:
-        """One message into its partition's pending group commit (the state is ready)."""
-        message = event.message
-        try:
-            behind = state.next_offset is not None and message.offset < state.next_offset
-            if behind or state.suspect:
-                verdict = await manager.catchup.verify(state, message.offset, message.value)
-                if verdict == "stale":  # fetched from an old incarnation: never numbered
-                    event.ack()  # in order: verify committed everything before it
-                if verdict != "process":
-                    return
-            async with state.lock:
-                if state.closed:
-                    return
-                letters = state.process(message.offset, message.value, message.key)
-                sent = [await send_dead_letter(letter) for letter in letters]
-                for delivery in sent:
-                    state.add_dlq(delivery)
-                if testpoint.ARMED:
-                    testpoint.after_message(message.partition, sent)
-                state.add_ack(event)
-                if state.want_flush():
-                    await state.flush(wait=False)
-        except Exception as exc:
-            # Bad input never raises (it is dead-lettered); this is I/O trouble or a bug.
-            # Restarting the agent alone would skip this message and stall the commits
-            # behind it, so stop the worker: a restart resumes from the committed offset.
-            if manager.stops_for(exc):
-                # a missing ACL: the worker stops cleanly; process nothing more meanwhile
-                await asyncio.Event().wait()
-            log.exception("ingest of %s offset %d failed", message.tp, message.offset)
-            await app.crash(exc)
-            raise
-
-    manager.process_held = process
+    manager.send_dead_letter = send_dead_letter
+    manager.member = FaustMember(app, manager.topic)
 
     @app.agent(source, name=AGENT_NAME)
     async def ingest(stream: Any) -> None:
-        async for event in stream.noack().events():
-            state = manager.get(event.message.partition)
-            if state is None:
-                continue  # revoked meanwhile: not ours to process (and never acked)
-            if not state.ready.is_set():
-                # catching up: hold it for the catch-up to process when done, and keep
-                # serving the other partitions (one loop feeds them all); only past the
-                # bound of what may be held, wait
-                if manager.hold(state, event):
-                    continue
-                await state.ready.wait()
-            await process(state, event)
+        async for _ in stream.events():
+            pass  # fetched before its partition was paused: the live feed reads it
 
     return ingest

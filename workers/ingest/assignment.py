@@ -3,20 +3,23 @@
 A mode.Service living as long as the worker.  On Faust's assignment it opens a
 :class:`~workers.ingest.partition.PartitionState` per new partition and hands it to the
 catch-up (:mod:`workers.ingest.catchup`) in a task of its own, so one partition's catch-up
-holds up neither the others' ingest nor a rebalance; the messages the ingest agent receives
-for it meanwhile are held (``hold``) and processed in order when it is done.  On revocation
-it flushes, and when a partition goes elsewhere it closes its state.  It runs the flusher
-(:mod:`workers.ingest.flusher`) and answers replay's questions (``get``, ``owned``,
-``wait_ready``, ``partition_for``; :class:`workers.replay.interfaces.ManagerLike`).
+holds up neither the others' ingest nor a rebalance; once caught up the partition is ready
+and the live feed (:mod:`workers.ingest.feed`) reads it on from there.  On revocation it
+stops feeding, flushes and commits; when a partition goes elsewhere it closes its state.
+It runs the flusher (:mod:`workers.ingest.flusher`) and the feed, and answers replay's
+questions (``get``, ``owned``, ``wait_ready``, ``partition_for``;
+:class:`workers.replay.interfaces.ManagerLike`).
 
-Invariants: at most one state per partition; a held message is never dropped while the
-partition is ours (once revoked it was never acked, so its next owner reads it); a state
-being replaced is closed before its successor opens the same files (the hot log's ``LOCK``
-would refuse it otherwise); the states of newly assigned partitions exist before
-``on_partitions_assigned`` first awaits anything (Faust resumes fetching while its receivers
-still run, and the agent drops, unacked, a message of a partition without a state: its
-commits would stall); a failed handoff crashes the worker (a restart resumes from the
-committed offset) rather than serve a partition that is behind.
+Invariants: at most one state per partition; a partition is fed only while it is ready,
+and it is ready only once its catch-up (or a recheck: offsets that went back, another
+incarnation) is done; a state being replaced is closed before its successor opens the
+same files (the hot log's ``LOCK`` would refuse it otherwise); the states of newly
+assigned partitions exist before ``on_partitions_assigned`` first awaits anything (replay
+asks for them at once); the worker's Faust consumer never fetches the events topic (its
+partitions are paused at every assignment, within the rebalance callback, before Faust
+resumes fetching); a failed handoff crashes
+the worker (a restart resumes from the committed offset) rather than serve a partition
+that is behind.
 """
 
 from __future__ import annotations
@@ -36,8 +39,10 @@ from workers.ingest import flusher, metrics, testpoint
 from workers.ingest.catchup import CatchUp
 from workers.ingest.config import IngestConfig
 from workers.ingest.decode import LeanDecoder
+from workers.ingest.dlq import DeadLetter
+from workers.ingest.feed import GroupMember, LiveFeed
 from workers.ingest.folding import Publish
-from workers.ingest.partition import PartitionState
+from workers.ingest.partition import PartitionState, SendDeadLetter
 from workers.settings import EVENTS_TOPIC, Settings
 
 log = logging.getLogger(__name__)
@@ -58,7 +63,6 @@ class PartitionManager(Service):
         topic: str = EVENTS_TOPIC,
         group_id: str | None = None,
         config: IngestConfig | None = None,
-        highwater: Callable[[int], int | None] | None = None,
         **kwargs: Any,
     ) -> None:
         self.settings = settings
@@ -66,19 +70,39 @@ class PartitionManager(Service):
         self.group_id = group_id
         self.config = config or IngestConfig()
         self.decoder = LeanDecoder(self.config.max_event_bytes)
-        self.highwater = highwater
         self._states: dict[int, PartitionState] = {}
         self._handoffs: dict[int, asyncio.Task[None]] = {}
         self._assigned: set[int] = set()
         self.catchup = CatchUp(settings.kafka, topic, group_id, self.config)
         #: set by the app: sends one session summary to kaizen.sessions (key, value)
         self.publish_summary: Publish | None = None
-        #: set by the ingest agent: processes one held message of a ready partition
-        self.process_held: Callable[[PartitionState, Any], Awaitable[None]] | None = None
+        #: set by `workers.ingest.agent`: hands a dead letter to Faust's producer
+        self.send_dead_letter: SendDeadLetter | None = None
         #: set by `kaizen-stream worker`: True when it stops cleanly for this error (a
         #: missing ACL, which no restart of a task can fix) instead of crashing
         self.stops_for: Callable[[BaseException], bool] = lambda exc: False
+        self.feed = LiveFeed(
+            settings.kafka,
+            topic,
+            self.config,
+            send_dead_letter=self._send_dead_letter,
+            recheck=self.recheck,
+            stops_for=lambda exc: self.stops_for(exc),
+        )
         super().__init__(**kwargs)
+
+    @property
+    def member(self) -> GroupMember | None:
+        return self.feed.member
+
+    @member.setter
+    def member(self, member: GroupMember) -> None:
+        """The worker's member of the group (set by `workers.ingest.agent`)."""
+        self.feed.member = member
+
+    async def _send_dead_letter(self, letter: DeadLetter) -> Awaitable[Any]:
+        assert self.send_dead_letter is not None, "no dead-letter producer set"
+        return await self.send_dead_letter(letter)
 
     # ------------------------------------------------------------------ the API of replay
 
@@ -112,7 +136,8 @@ class PartitionManager(Service):
     # ------------------------------------------------------------------ rebalance
 
     async def on_partitions_assigned(self, assigned: set[Any]) -> None:
-        """Faust's full assignment: open new partitions (catch-up in a task), close gone ones."""
+        """Faust's full assignment: open new partitions (catch-up in a task), recheck kept
+        ones, close gone ones."""
         mine = {tp.partition for tp in assigned if tp.topic == self.topic}
         self._assigned = mine
         gone = sorted(p for p in self._states if p not in mine)
@@ -123,8 +148,6 @@ class PartitionManager(Service):
         log.info(
             "assignment: partitions %s of %s (new %s, gone %s)", sorted(mine), self.topic, new, gone
         )
-        # new states first, before anything awaited here: Faust resumes fetching while this
-        # runs, and the agent drops a message of a partition without a state
         for p in new:
             state = PartitionState(
                 p,
@@ -135,26 +158,45 @@ class PartitionManager(Service):
             )
             self._states[p] = state
             self._handoffs[p] = asyncio.ensure_future(self._handoff(state))
+        if self.member is not None and mine:
+            await self.member.pause_fetching(mine)  # the live feed reads them
         # A kept partition may have been another member's meanwhile (this worker stalled
-        # past its session timeout and was never told): Faust now resumes it from the
-        # group's committed offset, past what this log holds. Not ready until checked.
+        # past its session timeout and was never told): the group's committed offset may
+        # be past what this log holds. Not fed again until checked.
         for p in kept:
             state = self._states[p]
-            if state.ready.is_set() and not state.closed:
+            task = self._handoffs.get(p)
+            if not state.closed and (task is None or task.done()):
+                self.feed.remove(p)
                 state.ready.clear()
                 self._handoffs[p] = asyncio.ensure_future(self._handoff(state, kept=True))
         for p in gone:
             await self._close_partition(p)
 
     async def on_partitions_revoked(self, revoked: set[Any]) -> None:
-        """Flush what is pending so its offsets go out with Faust's commit on revoke."""
-        for tp in revoked:
-            if tp.topic != self.topic:
-                continue
-            state = self._states.get(tp.partition)
+        """Stop feeding the revoked partitions, flush them and commit their offsets (the
+        next owner reads on from there)."""
+        mine = sorted(tp.partition for tp in revoked if tp.topic == self.topic)
+        for p in mine:
+            state = self._states.get(p)
             if state is not None and state.ready.is_set() and not state.closed:
+                state.ready.clear()  # the feed takes no more of it
                 async with state.lock:
                     await state.flush()
+        await self.feed.commit_offsets(mine)
+        for p in mine:
+            self.feed.remove(p)
+
+    def recheck(self, state: PartitionState, reason: str) -> None:
+        """The feed saw the partition's offsets go back, or another incarnation: not ready
+        until the catch-up has settled its epoch and read what it lacks (then fed again)."""
+        if state.closed or self._states.get(state.partition) is not state:
+            return
+        log.warning("partition %d: %s; checking it before ingesting on", state.partition, reason)
+        state.ready.clear()
+        task = self._handoffs.get(state.partition)
+        if task is None or task.done():
+            self._handoffs[state.partition] = asyncio.ensure_future(self._handoff(state, kept=True))
 
     async def _close_partition(self, p: int) -> None:
         await testpoint.slow(testpoint.CLOSE_SLOWLY)
@@ -175,35 +217,6 @@ class PartitionManager(Service):
 
     # ------------------------------------------------------------------ handoff
 
-    def hold(self, state: PartitionState, event: Any) -> bool:
-        """Keep a message of a partition that is catching up until `_release_held`.
-
-        False, holding nothing, once the partition holds `IngestConfig.held_max_bytes`: then
-        the agent waits for the catch-up. That bound is reached only when Faust reads far
-        behind the catch-up: a group with no committed offset, where both read the topic
-        from its start. (Pausing the partition's fetch in Faust instead stalled the group's
-        commits of the partition in the tests: its offsets were never all delivered.)
-        """
-        size = len(event.message.value or b"")
-        if state.held and state.held_bytes + size > self.config.held_max_bytes:
-            return False
-        state.held.append(event)
-        state.held_bytes += size
-        return True
-
-    async def _release_held(self, state: PartitionState) -> None:
-        """Process the held messages in order, then mark the partition ready.
-
-        ``ready`` is set with no await after the last held message was taken, so a
-        message the agent receives later is never processed before one held earlier.
-        """
-        while state.held:
-            held, state.held, state.held_bytes = state.held, [], 0
-            assert self.process_held is not None, "held messages without an ingest agent"
-            for event in held:
-                await self.process_held(state, event)
-        state.ready.set()
-
     async def _handoff(self, state: PartitionState, kept: bool = False) -> None:
         """Catch the partition up in the background: the other partitions keep flowing."""
         try:
@@ -212,7 +225,10 @@ class PartitionManager(Service):
                     await self.catchup.rejoin(state)
             else:
                 await self.catchup.handoff(state)
-            await self._release_held(state)
+            if state.closed:
+                return
+            state.ready.set()
+            self.feed.add(state)
             log.info("partition %d: ready", state.partition)
         except asyncio.CancelledError:
             raise
@@ -239,17 +255,36 @@ class PartitionManager(Service):
             if not self.stops_for(exc):
                 raise
 
+    @Service.task
+    async def _feeding(self) -> None:
+        try:
+            await self.feed.run()
+        except Exception as exc:
+            if not self.stops_for(exc):
+                await self.crash(exc)
+
+    async def drain(self) -> None:
+        """Stop feeding, make everything durable and commit it to the group (a clean stop,
+        while the group's member is still there)."""
+        self.feed.stop()
+        for state in list(self._states.values()):
+            if state.ready.is_set() and not state.closed:
+                async with state.lock:
+                    with contextlib.suppress(Exception):  # e.g. a dead letter refused
+                        await state.flush()
+        with contextlib.suppress(Exception):
+            await self.feed.commit_offsets()
+
     async def _publish(self, session_id: str, data: bytes) -> Awaitable[Any]:
         assert self.publish_summary is not None
         return await self.publish_summary(session_id, data)
 
     def _update_lag(self, state: PartitionState) -> None:
-        if self.highwater is None or state.next_offset is None:
+        if state.next_offset is None:
             return
-        with contextlib.suppress(Exception):
-            hw = self.highwater(state.partition)
-            if hw is not None:
-                state.counters.lag = max(hw - state.next_offset, 0)
+        hw = self.feed.highwater(state.partition)
+        if hw is not None:
+            state.counters.lag = max(hw - state.next_offset, 0)
 
     def summary_counters(self) -> list[Any]:
         """The usage counters (workers/analytics/counters.py) of every open partition."""
@@ -268,6 +303,6 @@ class PartitionManager(Service):
         return metrics.render(rows)
 
     async def on_stop(self) -> None:
+        self.feed.stop()
         for p in list(self._states):
             await self._close_partition(p)
-        await self.catchup.close()

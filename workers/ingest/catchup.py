@@ -8,9 +8,9 @@ Invariants:
 * a newly assigned partition is *not ready* until its log has caught up to the group's
   committed offset (exact, unlike tansu's end offsets): from its own watermark when it has
   local data, from the start of the topic when it has none, read with a raw aiokafka
-  consumer at the client's speed.  Until then the ingest agent holds the partition's messages
-  (``PartitionManager.hold``) and ``wait_ready`` (replay) waits; nothing is served from a
-  partition that is behind, and each partition catches up in its own task. With no
+  consumer at the client's speed.  Until then the live feed does not read the partition
+  and ``wait_ready`` (replay) waits; nothing is served from a partition that is behind, and
+  each partition catches up in its own task; the feed then reads on from where it ended. With no
   committed offset (a new group) it reads to the end offset Apache Kafka reports when it
   begins (exact); the embedded broker's end offsets are the start of the last batch + 1,
   so there it reads until polls come back empty (``workers.broker.cluster`` tells them apart);
@@ -19,19 +19,17 @@ Invariants:
   between are read first (``rejoin``);
 * a new broker incarnation starts a new epoch (``PartitionState.new_epoch``), told by
   `workers.ingest.epoch.went_back` from what the broker reports (cluster id, topic id,
-  the partition's exact end offset against the watermark), checked at every handoff, at
-  every rejoin, and whenever the ingest agent is given an offset below the next one it
-  expects (`verify`: the consumer's position moved back, as it does when offsets go back
-  under a running worker). In a new epoch, a message the consumer fetched from the old
-  incarnation is never numbered in the new one (`sift`). What the broker reports is
-  recorded with the epoch (``PartitionState.confirm_epoch``) before anything is appended
-  under it. A group
+  the partition's exact end offset against the watermark), checked at every handoff and
+  every rejoin; the live feed sends a partition back here (``rejoin``) when its offset is
+  out of range or the broker reports another topic or cluster id
+  (``PartitionManager.recheck``). What the broker reports is recorded with the epoch
+  (``PartitionState.confirm_epoch``) before anything is appended under it. A group
   without a committed offset is no new incarnation by itself: the partition reads on from
   its watermark, so expired group offsets never make it ingest or dead-letter twice;
 * up to a committed offset, whoever processed those offsets first sent their dead letters;
   to the end (no committed offset) nobody did, so the catch-up does, and each group commit
-  waits for their delivery as the agent's does; past the committed offset, what the log
-  holds may have lost its dead letters with a killed worker, so the agent sends them again
+  waits for their delivery as the feed's does; past the committed offset, what the log
+  holds may have lost its dead letters with a killed worker, so the feed sends them again
   (``PartitionState.resend_letters_below``).
 """
 
@@ -40,22 +38,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Literal
+from collections.abc import Awaitable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from workers.broker.cluster import cluster_id, incarnation, is_embedded
 from workers.ingest import epoch as epochs
 from workers.ingest.config import IngestConfig
-from workers.ingest.partition import PartitionState
+from workers.ingest.dlq import DeadLetter
+from workers.ingest.partition import PartitionState, SendDeadLetter, take
 from workers.kafka import clients
 from workers.settings import DLQ_TOPIC
 
 log = logging.getLogger(__name__)
-
-#: what the ingest agent does with a message `CatchUp.verify` was asked about: process it,
-#: ack it unprocessed (fetched from an old incarnation), or leave it (the partition is gone)
-Verdict = Literal["process", "stale", "revoked"]
 
 #: on the embedded broker, whose end offsets are not exact, catching up "to the end" stops
 #: after this many empty polls (500 ms each) in a row
@@ -73,9 +69,6 @@ class CatchUp:
         self.group_id = group_id
         self.config = config
         self._exact_ends: bool | None = None
-        #: suspect partitions: a consumer for their end offsets, the last offset not processed
-        self._probes: dict[int, AIOKafkaConsumer] = {}
-        self._dropped: dict[int, int] = {}
 
     async def handoff(self, state: PartitionState) -> None:
         """Open the partition, settle its epoch and read what it lacks (the partition
@@ -167,8 +160,9 @@ class CatchUp:
         """A partition kept across a rebalance: read what the group committed past its log.
 
         That happens when another member owned it meanwhile (this worker stalled past its
-        session timeout, was evicted and rejoined claiming it): Faust resumes it from the
-        committed offset, and without this read the log would miss the offsets between.
+        session timeout, was evicted and rejoined claiming it): without this read the log
+        would miss the offsets between. Also a partition the live feed sent back (offsets
+        out of range, another incarnation): a new epoch reads the new incarnation.
         """
         p = state.partition
         committed, end = await self.group_offset(p)
@@ -233,94 +227,6 @@ class CatchUp:
         finally:
             await consumer.stop()
 
-    async def verify(self, state: PartitionState, offset: int, value: bytes | None) -> Verdict:
-        """The ingest agent was given `offset`, below the next one it expects (the consumer's
-        position moved back), or the partition is `suspect`: may it process the message?
-
-        After a rebalance the position moves back to the group's committed offset
-        (redelivery: skipped by the watermark); when the broker's offsets went back it is a
-        new incarnation. The epoch is settled before the message is processed, and in a new
-        epoch the message is sifted (`sift`): it may be the old incarnation's."""
-        async with state.lock:
-            if state.closed:
-                return "revoked"
-            await state.flush()  # nothing pending of the old numbering when it changes
-            if not state.suspect:
-                exact = await self.exact_end_offsets()
-                end = await self.end_offset(state.partition) if exact else None
-                if not await self.settle_epoch(state, end, group_forgot=False):
-                    state.next_offset = offset  # checked down to here: the next jump back is
-                    return "process"
-                log.warning(
-                    "partition %d: offsets went back under the running worker (now at %d)",
-                    state.partition,
-                    offset,
-                )
-            return await self.sift(state, offset, value)
-
-    async def sift(self, state: PartitionState, offset: int, value: bytes | None) -> Verdict:
-        """A message the consumer delivered in a new epoch: is it the new incarnation's?
-
-        Nothing in a message says which incarnation it was fetched from, and the consumer
-        delivers what it fetched before the topic was made again (seen on Apache Kafka: the
-        old topic's offset 0, delivered after the new topic existed, took the new offset 0's
-        place, and the new offset 0 was never stored). So the new incarnation is read from
-        the broker instead, to its end, and the consumer's copy is processed only below that
-        end (where the watermark skips it: it is only acked). A copy at or past the exact end
-        was fetched from the old incarnation (the consumer fetches below the high
-        watermark): "stale", acked unprocessed (a committed offset past the log is read by
-        the next handoff or rejoin). Once a copy equals the broker's record at its offset
-        the consumer reads the new incarnation: the partition is no longer suspect. Caller
-        holds ``state.lock``."""
-        p = state.partition
-        start = state.next_kafka_offset
-        seen: dict[int, bytes | None] = {}
-        if offset >= start:
-            exact = await self.exact_end_offsets()
-            if exact and offset >= await self._probe_end(p):
-                if self._dropped.get(p) != offset - 1:  # one line per run of them
-                    log.info(
-                        "partition %d: offset %d delivered is past the end of the new "
-                        "incarnation: fetched from the old one, not processed",
-                        p,
-                        offset,
-                    )
-                self._dropped[p] = offset
-                state.next_offset = start
-                return "stale"
-            start = await self.read(state, start, None, to_snapshot=exact, seen=(offset, seen))
-        state.next_offset = start
-        if offset >= start:  # the embedded broker (no exact end): past what polls returned
-            return "stale"
-        if offset in seen and seen[offset] == value:
-            state.suspect = False
-            self._dropped.pop(p, None)
-            await self._close_probe(p)
-            log.info("partition %d: the consumer reads the new incarnation", p)
-        return "process"
-
-    async def _probe_end(self, partition: int) -> int:
-        """The partition's exact end offset, through a consumer kept while it is suspect
-        (one request per message sifted, not a consumer started for each)."""
-        tp = TopicPartition(self.topic, partition)
-        probe = self._probes.get(partition)
-        if probe is None:
-            probe = self._consumer()
-            await probe.start()
-            probe.assign([tp])
-            self._probes[partition] = probe
-        return int((await probe.end_offsets([tp]))[tp])
-
-    async def _close_probe(self, partition: int) -> None:
-        probe = self._probes.pop(partition, None)
-        if probe is not None:
-            await probe.stop()
-
-    async def close(self) -> None:
-        """Stop the consumers kept for suspect partitions."""
-        for p in list(self._probes):
-            await self._close_probe(p)
-
     async def read(
         self,
         state: PartitionState,
@@ -328,7 +234,6 @@ class CatchUp:
         end: int | None,
         *,
         to_snapshot: bool = False,
-        seen: tuple[int, dict[int, bytes | None]] | None = None,
     ) -> int:
         """Read [start, end) of the source topic into the log at the client's raw speed.
 
@@ -336,15 +241,22 @@ class CatchUp:
         `to_snapshot`, else until EMPTY_POLLS polls in a row come back empty. Returns the
         next offset to read. Up to a committed offset, whoever processed those offsets first
         sent their dead letters; to the end (no committed offset), nobody did, so this does,
-        and each group commit waits for their delivery as the agent's does. With `seen`
-        (offset, dict), the value of the record at that offset is put in the dict.
+        and each group commit waits for their delivery as the feed's does.
         """
         p = state.partition
         tp = TopicPartition(self.topic, p)
         consumer = self._consumer()
         dlq: AIOKafkaProducer | None = None
+        send: SendDeadLetter | None = None
         if end is None:  # nobody sent the dead letters of these offsets yet
-            dlq = await clients.start_producer(self.bootstrap, "dlq")
+            producer = dlq = await clients.start_producer(self.bootstrap, "dlq")
+
+            async def send(letter: DeadLetter) -> Awaitable[Any]:
+                delivery: Awaitable[Any] = await producer.send(
+                    DLQ_TOPIC, letter.value, key=letter.key, headers=letter.headers
+                )
+                return delivery
+
         await consumer.start()
         t0 = time.monotonic()
         n = 0
@@ -390,15 +302,7 @@ class CatchUp:
                     if end is not None and rec.offset >= end:
                         position = end
                         break
-                    if seen is not None and rec.offset == seen[0]:
-                        seen[1][rec.offset] = rec.value
-                    letters = state.process(rec.offset, rec.value, rec.key)
-                    if dlq is not None:
-                        for letter in letters:
-                            delivery = await dlq.send(
-                                DLQ_TOPIC, letter.value, key=letter.key, headers=letter.headers
-                            )
-                            state.add_dlq(delivery)
+                    await take(state, rec, send)
                     position = rec.offset + 1
                     n += 1
                 if state.want_flush():

@@ -28,8 +28,16 @@ class IngestConfig:
     #: catch-up reads
     catchup_fetch_bytes: int = 32 << 20
     catchup_stall_s: float = 60.0
-    #: message bytes held per partition while it catches up (beyond: ingest waits for it)
-    held_max_bytes: int = 64 << 20
+    #: the live feed (workers/ingest/feed.py): bytes a fetch takes per partition, how long a
+    #: poll waits for records, records a poll returns
+    live_fetch_bytes: int = 8 << 20
+    live_poll_ms: int = 200
+    live_max_records: int = 20_000
+    #: how often the fed partitions' durable offsets are committed to the group
+    group_commit_every_s: float = 0.5
+    #: how often the broker is asked for the events topic's id and its cluster id (a topic
+    #: deleted and made again under a running worker)
+    incarnation_every_s: float = 5.0
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     retention_every_s: float = 60.0
     stats_every_s: float = 1.0

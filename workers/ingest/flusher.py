@@ -1,10 +1,10 @@
-"""The background flusher: group commits on time (the agent commits on size), stats, retention,
+"""The background flusher: group commits on time (the live feed commits on size), stats, retention,
 and the pacing of session summary folds (workers/ingest/folding.py).
 
 One loop per worker over every owned partition, every ``IngestConfig.tick_s``.
 
 Invariants: it touches a partition only while it is ready and not closed, and only under
-``state.lock`` (the agent's lock), so a group commit never races the agent's; retention
+``state.lock`` (the feed's lock), so a group commit never races the feed's; retention
 drops a segment's index entries before the segment (``PartitionState.enforce_retention``).
 """
 

@@ -2,15 +2,17 @@
 
 The assignment (:mod:`workers.ingest.assignment`) opens a state when Faust assigns the
 partition, the catch-up (:mod:`workers.ingest.catchup`) brings it up to date, and then the
-ingest agent feeds it messages; the flusher (:mod:`workers.ingest.flusher`) commits on time.
+live feed (:mod:`workers.ingest.feed`) feeds it messages; the flusher
+(:mod:`workers.ingest.flusher`) commits on time.
 
 Invariants:
 
 * exactly-once order, per partition: decode → dedupe on (session_id, producer, seq) →
   ``log.append_batch`` → ``log.flush()`` (fsync) → ``IndexBatch.commit`` with
-  the watermark → ack the Faust events (only acked offsets are ever committed
-  to Kafka). A message at or below the watermark appends nothing, so
-  redelivery after a crash duplicates nothing;
+  the watermark; the offset committed to the group is the one past the watermark
+  (`next_kafka_offset`, committed by the live feed), so never past durable data. A
+  message at or below the watermark appends nothing, so redelivery after a crash
+  duplicates nothing;
 * dead letters at least once: a dead letter is delivered before the group commit that
   covers its offset, but a kill before that commit can leave later messages in the log,
   and recovery then puts the watermark past the dead-lettered one. So the catch-up sets
@@ -20,14 +22,14 @@ Invariants:
 * the log and the index number records by *log offset* = epoch base + Kafka
   offset (`workers.ingest.epoch`); a new broker incarnation starts a new epoch
   above everything seen (`new_epoch`), and then only the (session_id, producer, seq)
-  dedupe keeps duplicates out; a message the consumer fetched from the old incarnation
-  and delivers after that is never numbered in the new epoch (``suspect``);
+  dedupe keeps duplicates out (the live feed reads a partition in a new epoch from a new
+  position, so nothing fetched from the old incarnation is numbered in it);
 * group commits are pipelined: at most one is in flight, they complete in order,
   and the batch being filled dedupes against the one committing behind it;
 * `read_session` reads through the index, which never points past fsynced data;
 * retention commits what is pending before it deletes anything, so no index entry (written
   or still in a batch) points into a deleted segment;
-* one writer per partition: the agent, the flusher and healing
+* one writer per partition: the live feed, the flusher and healing
   (`workers.ingest.heal.heal_state`, started by a partial replay) take ``state.lock``;
   the catch-up runs before the state is ready, when neither touches it.
 """
@@ -39,15 +41,15 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from workers.analytics.store import SummaryStore
 from workers.broker.cluster import Incarnation
 from workers.hotlog import PartitionLog
 from workers.ingest import epoch as epochs
-from workers.ingest import metrics
+from workers.ingest import metrics, testpoint
 from workers.ingest.config import IngestConfig
 from workers.ingest.decode import LeanDecoder, MessageResult
 from workers.ingest.dlq import DeadLetter, dead_letter
@@ -56,11 +58,8 @@ from workers.state import IndexBatch, PartitionStore
 
 log = logging.getLogger(__name__)
 
-
-class Ackable(Protocol):
-    """A message whose Kafka offset may be committed once acked (a Faust event)."""
-
-    def ack(self) -> bool: ...
+#: hands one dead letter to a producer; the delivery (awaited by the group commit) back
+SendDeadLetter = Callable[[DeadLetter], Awaitable[Awaitable[Any]]]
 
 
 class PartitionState:
@@ -84,9 +83,6 @@ class PartitionState:
         self.config = config or IngestConfig()
         self.decoder = decoder or LeanDecoder(self.config.max_event_bytes)
         self.ready = asyncio.Event()
-        #: messages the ingest agent received while catching up (assignment.hold), in order
-        self.held: list[Any] = []
-        self.held_bytes = 0
         self.lock = asyncio.Lock()
         self.counters = metrics.Counters()
         self.epoch = epochs.Epoch()
@@ -95,10 +91,6 @@ class PartitionState:
         self._released = False
         self._release_lock = threading.Lock()
         self.next_offset: int | None = None  # next Kafka offset to process (for lag)
-        #: a new epoch started and the consumer may still deliver messages of the old
-        #: incarnation it fetched before (nothing in a message says which): the ingest agent
-        #: has them sifted by the catch-up (`CatchUp.sift`) until one matches the broker's
-        self.suspect = False
         #: Kafka offsets from the group's committed offset up to this one are in the log, but
         #: their dead letters may never have been delivered (set by the catch-up)
         self.resend_letters_below = 0
@@ -108,7 +100,6 @@ class PartitionState:
         self._pending_events = 0
         self._pending_bytes = 0
         self._pending_since = 0.0
-        self._acks: list[Ackable] = []
         self._dlq: list[Awaitable[Any]] = []
         self._inflight: asyncio.Future[None] | None = None  # the group commit under way
         self._inflight_batch: IndexBatch | None = None
@@ -180,7 +171,6 @@ class PartitionState:
         )
         self.epoch = epochs.Epoch(base).confirmed(now)
         epochs.store(self.directory, self.epoch)
-        self.suspect = True
 
     def confirm_epoch(self, now: Incarnation) -> None:
         """Record `now` as the incarnation the epoch numbers (when it says more than the
@@ -213,13 +203,13 @@ class PartitionState:
         """Decode, dedupe and append one Kafka message; returns what to dead-letter.
 
         Durable only after the next `flush`. The caller holds ``lock`` (or owns the
-        state alone during catch-up) and later acks the message via `add_ack`.
+        state alone during catch-up).
         """
         log_offset = self.epoch.base + offset
         self.next_offset = offset + 1
         if self._pending_messages == 0:
             self._pending_since = time.monotonic()
-        # counted as pending even when skipped: its ack goes out with the next group commit
+        # counted as pending even when skipped: the next group commit covers its offset
         self._pending_messages += 1
         if log_offset <= self._pending_offset or log_offset <= self.store.watermark:
             self.counters.skipped_messages += 1
@@ -271,9 +261,6 @@ class PartitionState:
             for i, bad in enumerate(result.rejected)
         ]
 
-    def add_ack(self, ack: Ackable) -> None:
-        self._acks.append(ack)
-
     def add_dlq(self, delivery: Awaitable[Any]) -> None:
         self._dlq.append(delivery)
 
@@ -295,23 +282,23 @@ class PartitionState:
     async def flush(self, wait: bool = True) -> None:
         """Group commit of everything processed so far. Caller holds ``lock``.
 
-        Pipelined: the fsync runs in an executor thread while the agent goes on processing
+        Pipelined: the fsync runs in an executor thread while the feed goes on processing
         into a new batch; at most one commit is in flight and commits complete in order.
         Its steps: dead letters delivered → log fsynced → index batch committed with the
-        watermark (on the loop thread, so dedupe never races it) → messages acked. With
-        ``wait`` (the default) return only when that is done.
+        watermark (on the loop thread, so dedupe never races it); the offset past the
+        watermark is what the feed commits to the group. With ``wait`` (the default)
+        return only when that is done.
         """
         await self._await_inflight()
         if self._pending_messages:
             deliveries, self._dlq = self._dlq, []
             batch = self._batch if self._batch is not None else self.store.begin()
             self._batch = None
-            acks, self._acks = self._acks, []
             events, size = self._pending_events, self._pending_bytes
             self._pending_messages = self._pending_events = self._pending_bytes = 0
             self._inflight_batch = batch
             self._inflight = asyncio.ensure_future(
-                self._commit(batch, self._pending_offset, acks, deliveries, (events, size))
+                self._commit(batch, self._pending_offset, deliveries, (events, size))
             )
         if wait:
             await self._await_inflight()
@@ -320,7 +307,6 @@ class PartitionState:
         self,
         batch: IndexBatch,
         watermark: int,
-        acks: list[Ackable],
         deliveries: list[Awaitable[Any]],
         ingested: tuple[int, int],
     ) -> None:
@@ -337,8 +323,6 @@ class PartitionState:
         # counted only now: bench_ingest stops its clock on this counter
         self.counters.ingested += ingested[0]
         self.counters.bytes += ingested[1]
-        for ack in acks:
-            ack.ack()
         self.counters.flushes += 1
 
     async def _await_inflight(self) -> None:
@@ -375,9 +359,9 @@ class PartitionState:
             self.log.delete_segments(expired)
 
     def close(self) -> None:
-        """Close log and store; pending (unflushed) work is dropped, never acked.
+        """Close log and store; pending (unflushed) work is dropped, never committed.
 
-        Also wakes whoever waits on ``ready`` (the agent, `wait_ready`): they check
+        Also wakes whoever waits on ``ready`` (`wait_ready`): they check
         ``closed`` and let go of the partition.
         """
         if self.closed:
@@ -406,3 +390,17 @@ class PartitionState:
         if self.summaries is None or self.closed:
             return 0
         return self.summaries.fold_log(self.log, self.store.max_location, max_frames)
+
+
+async def take(state: PartitionState, record: Any, send: SendDeadLetter | None) -> None:
+    """One Kafka record (offset, value, key) into its partition's pending group commit;
+    the caller holds ``state.lock`` or owns the state alone. Its dead letters are handed to
+    `send` and their deliveries awaited by the group commit; with no `send` they are
+    dropped (offsets up to the group's committed one: whoever processed them first sent
+    them)."""
+    letters = state.process(record.offset, record.value, record.key)
+    sent = [await send(letter) for letter in letters] if letters and send is not None else []
+    for delivery in sent:
+        state.add_dlq(delivery)
+    if testpoint.ARMED:
+        testpoint.after_message(state.partition, sent)

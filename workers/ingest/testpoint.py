@@ -9,7 +9,7 @@ widening a window that is short but real (a wait on I/O or on a cancelled task).
 
 Points:
 
-* ``dead-letter-pending``: the ingest agent has appended a message of a partition while a
+* ``dead-letter-pending``: the live feed has appended a message of a partition while a
   dead letter of an earlier message of that partition is handed to the producer but not yet
   delivered, so before the group commit that would cover both
   (``tests/ingest/test_dead_letter_crash.py``).
@@ -47,7 +47,7 @@ async def slow(point: str) -> None:
 
 
 def after_message(partition: int, deliveries: Sequence[Any]) -> None:
-    """The agent processed a message of `partition` and handed its dead letters over."""
+    """The feed processed a message of `partition` and handed its dead letters over."""
     if ARMED != DEAD_LETTER_PENDING:
         return
     pending = [d for d in _undelivered.get(partition, ()) if not d.done()]
