@@ -287,6 +287,8 @@ def single_object_row(
     workdir.mkdir(parents=True, exist_ok=True)
     messages = asyncio.run(produce_single(bootstrap, total, sessions))
     noop_s = noop_faust(bootstrap, messages, workdir)
+    # the group at offset 0: the catch-up has nothing to read, so the worker's live path
+    # (workers/ingest/feed.py) ingests every message, as it does new ones
     asyncio.run(commit_offsets(bootstrap, dict.fromkeys(range(PARTITIONS), 0)))
     worker_s, m = worker_run(bootstrap, total, workdir)
     return noop_s, worker_s, m

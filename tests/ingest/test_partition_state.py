@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
@@ -16,8 +17,16 @@ from workers.codec.event import decode_event
 from workers.ingest import epoch as epochs
 from workers.ingest import metrics
 from workers.ingest.assignment import PartitionManager, partition_for_key
-from workers.ingest.partition import PartitionState
+from workers.ingest.partition import PartitionState, take
 from workers.settings import Settings
+
+
+class Record(NamedTuple):
+    """A Kafka record as `take` reads it."""
+
+    offset: int
+    value: bytes
+    key: bytes | None = b"k"
 
 
 def opened(directory: Path) -> PartitionState:
@@ -328,4 +337,61 @@ def test_redelivered_messages_send_their_dead_letters_again_below_the_mark(
     assert state.process(2, event("rs", 1)) == []
     assert state.process(3, poison) == []  # at the mark: its dead letter was delivered
     assert sum(1 for _ in state.log.scan()) == frames  # nothing appended again
+    state.close()
+
+
+def test_a_failed_group_commit_lets_no_later_one_cover_its_offsets(tmp_path: Path) -> None:
+    """A dead letter refused (a missing ACL): its group commit fails, and so must every later
+    one, or its watermark would cover the message whose dead letter never went out (and
+    the events of the aborted index batch), and the offset past it would reach the group."""
+    state = opened(tmp_path)
+    poison = b"\x00\x01 not an event"
+
+    class Refused(Exception):
+        pass
+
+    async def refused() -> None:
+        raise Refused("not authorized to write topic kaizen.events.dlq")
+
+    async def go() -> None:
+        state.process(0, event("f", 0))
+        await state.flush()
+        for letter in state.process(1, poison):
+            state.add_dlq(asyncio.ensure_future(refused()))
+            assert letter.headers
+        state.process(2, event("f", 1))
+        with pytest.raises(Refused):
+            await state.flush()
+        state.process(3, event("f", 2))
+        with pytest.raises(Refused):  # the next commit would cover offsets 1..3
+            await state.flush()
+
+    asyncio.run(go())
+    assert state.store.watermark == 0
+    assert state.next_kafka_offset == 1  # the group may commit up to the poison, not past it
+    state.close()
+
+
+def test_a_dead_letter_the_producer_refuses_at_once_fails_the_partition(tmp_path: Path) -> None:
+    """The producer refuses the dead letter as it is handed over (no metadata for a topic the
+    worker may not write): the message is processed but its dead letter never went out, so
+    no later group commit may cover it either."""
+    state = opened(tmp_path)
+
+    class Refused(Exception):
+        pass
+
+    async def refuse(letter: object) -> asyncio.Future[None]:
+        raise Refused("not authorized to write topic kaizen.events.dlq")
+
+    async def go() -> None:
+        await take(state, Record(0, event("g", 0)), refuse)
+        with pytest.raises(Refused):
+            await take(state, Record(1, b"\x00\x01 not an event"), refuse)
+        await take(state, Record(2, event("g", 1)), refuse)
+        with pytest.raises(Refused):
+            await state.flush()
+
+    asyncio.run(go())
+    assert state.next_kafka_offset == 0  # nothing committable past the refused dead letter
     state.close()

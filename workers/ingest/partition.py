@@ -25,7 +25,10 @@ Invariants:
   dedupe keeps duplicates out (the live feed reads a partition in a new epoch from a new
   position, so nothing fetched from the old incarnation is numbered in it);
 * group commits are pipelined: at most one is in flight, they complete in order,
-  and the batch being filled dedupes against the one committing behind it;
+  and the batch being filled dedupes against the one committing behind it; a group
+  commit that fails (an fsync, a dead letter refused), or a dead letter the producer
+  refuses as it is handed over (`take`), fails every later one with the same error, so no watermark ever covers the offsets of the failed one (the state
+  must be closed and opened again: a worker restart);
 * `read_session` reads through the index, which never points past fsynced data;
 * retention commits what is pending before it deletes anything, so no index entry (written
   or still in a batch) points into a deleted segment;
@@ -104,6 +107,8 @@ class PartitionState:
         self._inflight: asyncio.Future[None] | None = None  # the group commit under way
         self._inflight_batch: IndexBatch | None = None
         self.summaries: SummaryStore | None = None
+        #: why a group commit failed: every later flush raises it (see the invariants)
+        self.failed: BaseException | None = None
 
     # ------------------------------------------------------------------ opening
 
@@ -290,6 +295,8 @@ class PartitionState:
         return only when that is done.
         """
         await self._await_inflight()
+        if self.failed is not None:
+            raise self.failed
         if self._pending_messages:
             deliveries, self._dlq = self._dlq, []
             batch = self._batch if self._batch is not None else self.store.begin()
@@ -316,7 +323,8 @@ class PartitionState:
                 await asyncio.gather(*deliveries)
             await asyncio.get_running_loop().run_in_executor(None, self.log.flush)
             batch.commit(watermark)  # only after the fsync: never points past durable data
-        except BaseException:
+        except BaseException as exc:
+            self.failed = exc
             if not batch.closed:
                 batch.abort()
             raise
@@ -399,7 +407,14 @@ async def take(state: PartitionState, record: Any, send: SendDeadLetter | None) 
     dropped (offsets up to the group's committed one: whoever processed them first sent
     them)."""
     letters = state.process(record.offset, record.value, record.key)
-    sent = [await send(letter) for letter in letters] if letters and send is not None else []
+    sent = []
+    if letters and send is not None:
+        try:
+            sent = [await send(letter) for letter in letters]
+        except BaseException as exc:
+            # processed, but its dead letter never went out: no group commit may cover it
+            state.failed = exc
+            raise
     for delivery in sent:
         state.add_dlq(delivery)
     if testpoint.ARMED:
