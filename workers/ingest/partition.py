@@ -27,8 +27,9 @@ Invariants:
 * group commits are pipelined: at most one is in flight, they complete in order,
   and the batch being filled dedupes against the one committing behind it; a group
   commit that fails (an fsync, a dead letter refused), or a dead letter the producer
-  refuses as it is handed over (`take`), fails every later one with the same error, so no watermark ever covers the offsets of the failed one (the state
-  must be closed and opened again: a worker restart);
+  refuses as it is handed over (`take`), fails every later one with the same error, so
+  no watermark ever covers the offsets of the failed one (the state must be closed and
+  opened again: a worker restart);
 * `read_session` reads through the index, which never points past fsynced data;
 * retention commits what is pending before it deletes anything, so no index entry (written
   or still in a batch) points into a deleted segment;
