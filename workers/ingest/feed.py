@@ -185,6 +185,7 @@ class LiveFeed:
                 if self._fed.get(state.partition) is not state:
                     return  # removed while its records were fetched
                 if state.closed or not state.ready.is_set():
+                    self._changed = True  # read these again from its next offset, if fed on
                     return
                 send = self.send_dead_letter
                 for record in records:
