@@ -61,11 +61,6 @@ Verdict = Literal["process", "stale", "revoked"]
 #: after this many empty polls (500 ms each) in a row
 EMPTY_POLLS = 2
 
-#: the catch-up yields to the event loop after processing this many message bytes, so the
-#: consumer's fetch task sends the next fetch and reads its answer while the records taken
-#: are processed (about what asyncio reads from a socket per wakeup)
-YIELD_BYTES = 256 << 10
-
 
 class CatchUp:
     """Reads a partition's missing offsets from the source topic into its hot log."""
@@ -391,15 +386,7 @@ class CatchUp:
                     continue
                 last_progress = time.monotonic()
                 empty = 0
-                unyielded = YIELD_BYTES
                 for rec in records:
-                    if unyielded >= YIELD_BYTES:
-                        # the consumer asks for the next records only once these are taken,
-                        # and reads the answer only when the loop runs: without a yield the
-                        # broker's read and send waited for the whole chunk's processing
-                        await asyncio.sleep(0)
-                        unyielded = 0
-                    unyielded += len(rec.value) if rec.value is not None else 0
                     if end is not None and rec.offset >= end:
                         position = end
                         break

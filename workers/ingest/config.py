@@ -25,9 +25,8 @@ class IngestConfig:
     segment_bytes: int = 64 << 20
     #: group commit (fsync, index batch, acks) once any bound is reached; records = events
     commit: CommitPolicy = INGEST_COMMIT
-    #: catch-up reads: bytes per fetch, at least a batch of the default KAIZEN_MAX_MESSAGE_BYTES
-    #: (smaller fetches overlap the next fetch with processing more finely, bench_handoff)
-    catchup_fetch_bytes: int = 16 << 20
+    #: catch-up reads
+    catchup_fetch_bytes: int = 32 << 20
     catchup_stall_s: float = 60.0
     #: message bytes held per partition while it catches up (beyond: ingest waits for it)
     held_max_bytes: int = 64 << 20
