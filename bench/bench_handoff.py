@@ -19,9 +19,14 @@ fails the benchmark (exit 1, one line): there is no ratio without it.
 
 Goal: handoff <= 15 s for 1M events, >= 10x faster than the Faust restore.
 
+With `--compare CHECKOUT` it times instead the worker of another checkout (before a
+change; its C speed-ups built) against this one's, alternating, `--rounds` each on one
+broker, and prints the medians of every phase and their ratios (no Faust baseline).
+
     .venv/bin/python bench/bench_handoff.py                   # 1M events, both brokers
     .venv/bin/python bench/bench_handoff.py --quick           # 100k events
     .venv/bin/python bench/bench_handoff.py --broker kafka    # Apache Kafka only
+    .venv/bin/python bench/bench_handoff.py --broker kafka --compare /tmp/before --rounds 4
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import asyncio
 import json
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -192,15 +198,27 @@ def phases(log_path: Path, t0: float) -> list[tuple[str, float]]:
 
 
 def kaizen_handoff(
-    bootstrap: str, workdir: Path, session: str, expected: int
+    bootstrap: str,
+    workdir: Path,
+    session: str,
+    expected: int,
+    *,
+    root: Path = ROOT,
+    name: str = "worker",
 ) -> tuple[float, list[tuple[str, float]]]:
-    """(start → complete replay, the phases of it from the worker's log)."""
-    env = worker_env(bootstrap, workdir / "kaizen-data", 1)
-    log_path = workdir / "worker.log"
+    """(start → complete replay, the phases of it from the worker's log), of the worker of
+    the checkout `root`, with the data dir and log `name` under `workdir`."""
+    env = worker_env(bootstrap, workdir / f"{name}-data", 1)
+    log_path = workdir / f"{name}.log"
     t0 = time.time()
     # default log level: the lines it logs time the phases
     with running_worker(
-        env, log_path, web_port=free_port(), session_timeout=SESSION_TIMEOUT, loglevel=None
+        env,
+        log_path,
+        web_port=free_port(),
+        session_timeout=SESSION_TIMEOUT,
+        loglevel=None,
+        root=root,
     ) as worker:
         while True:
             r = subprocess.run(
@@ -313,6 +331,57 @@ def report(run: HandoffRun) -> None:
     )
 
 
+def unbuilt_speedups(root: Path) -> list[str]:
+    """The C speed-ups of the checkout `root` that have no built module beside them."""
+    return [
+        str(c.relative_to(root))
+        for c in sorted((root / "workers").rglob("_c*.c"))
+        if not list(c.parent.glob(f"{c.stem}.*.so"))
+    ]
+
+
+def compare_on(kind: str, args: argparse.Namespace, total: int, workdir: Path) -> None:
+    """The handoff of the worker of `args.compare` (another checkout: before) against this
+    checkout's (after), alternating, `args.rounds` each, on one fresh broker of `kind`;
+    prints every run's phases, then the medians and their ratios."""
+    before = Path(args.compare).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    print(f"--- {LABELS[kind]} (load {load_average()}): before {before}, after {ROOT}", flush=True)
+    runs: dict[str, list[tuple[float, list[tuple[str, float]]]]] = {"before": [], "after": []}
+    with running_broker(kind, workdir, 1) as bootstrap:
+        messages, session, per_session = asyncio.run(
+            produce_events(bootstrap, total, args.sessions)
+        )
+        asyncio.run(commit_offsets(bootstrap, {0: messages}))
+        print(f"{total:,} events in {messages:,} messages on one partition", flush=True)
+        for r in range(args.rounds):
+            order = [("before", before), ("after", ROOT)]
+            for label, root in order if r % 2 == 0 else order[::-1]:
+                # the last worker (another data dir, so another static member id) leaves the
+                # group only when its session times out; a join before that waits for it
+                time.sleep(SESSION_TIMEOUT + 2)
+                run = kaizen_handoff(
+                    bootstrap, workdir, session, per_session, root=root, name=f"{label}-{r}"
+                )
+                runs[label].append(run)
+                cells = " ".join(f"{secs:6.2f}" for _, secs in run[1])
+                print(f"{label:7} {run[0]:7.2f}  {cells}  (load {load_average()})", flush=True)
+    print()
+    print(f"{LABELS[kind]}, {total:,} events, medians of {args.rounds} alternating runs")
+    print(f"{'path':52} {'before':>8} {'after':>8} {'ratio':>7}")
+    medians = {
+        label: [
+            statistics.median(t for t, _ in v),
+            *(statistics.median(split[i][1] for _, split in v) for i in range(len(PHASES))),
+        ]
+        for label, v in runs.items()
+    }
+    names = ["kaizen worker: start -> complete replay", *("  " + n for n, _ in PHASES)]
+    for i, name in enumerate(names):
+        b, a = medians["before"][i], medians["after"][i]
+        print(f"{name:52} {b:8.2f} {a:8.2f} {a / b if b else float('nan'):6.2f}x")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100k events instead of 1M")
@@ -320,13 +389,34 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=200)
     parser.add_argument("--faust-timeout", type=float, default=600.0)
     parser.add_argument("--keep", action="store_true", help="keep the work dir")
+    parser.add_argument(
+        "--compare",
+        metavar="CHECKOUT",
+        help="time the worker of another checkout (its C speed-ups built) against this one's, "
+        "alternating, instead of the Faust baseline",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each with --compare")
     add_broker_flag(parser)
     args = parser.parse_args()
     kinds = broker_kinds(args.broker)
     total = args.events or (100_000 if args.quick else 1_000_000)
     total -= total % args.sessions
+    if args.compare:
+        if not (Path(args.compare) / "workers" / "__init__.py").is_file():
+            raise SystemExit(f"bench_handoff: {args.compare} is no checkout of kaizen-stream")
+        unbuilt = unbuilt_speedups(Path(args.compare))
+        if unbuilt:
+            raise SystemExit(f"bench_handoff: {args.compare} has no built {unbuilt[0]} (make dev)")
     workdir = Path(tempfile.mkdtemp(prefix="bench-handoff-"))
     keep = args.keep
+    if args.compare:
+        try:
+            for kind in kinds:
+                compare_on(kind, args, total, workdir / kind)
+        finally:
+            if not keep:
+                shutil.rmtree(workdir, ignore_errors=True)
+        return 0
     try:
         runs = [run_on(kind, args, total, workdir / kind) for kind in kinds]
     except BaselineFailed as exc:

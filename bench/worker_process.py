@@ -34,14 +34,16 @@ def running_worker(
     web_port: int,
     session_timeout: float = 6,
     loglevel: str | None = "warning",
+    root: Path = ROOT,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A worker process for the `with` block, output to `log`; stopped (SIGTERM) after it."""
+    """A worker process for the `with` block, output to `log`; stopped (SIGTERM) after it.
+    `root`: the checkout whose `workers` package runs (this one by default)."""
     args = [sys.executable, "-m", "workers", "worker", "--web-port", str(web_port)]
     args += ["--session-timeout", str(session_timeout)]
     if loglevel is not None:
         args += ["--loglevel", loglevel]
     with log.open("wb") as out:
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=root)
         try:
             yield proc
         finally:

@@ -32,13 +32,14 @@ from workers.ingest.agent import register_ingest
 from workers.ingest.assignment import PartitionManager
 from workers.ingest.config import IngestConfig
 from workers.kafka import clients
+from workers.kafka.acls import WORKER_GROUP
 from workers.replay.agent import register as register_replay
 from workers.settings import EVENTS_TOPIC, SESSIONS_TOPIC, Settings
 from workers.web import security as web_security
 
 log = logging.getLogger(__name__)
 
-APP_ID = "kaizen-stream"
+APP_ID = WORKER_GROUP  # the consumer group the documented ACLs grant
 DEFAULT_WEB_PORT = 6066
 
 app: faust.App  # built on first access (see __getattr__ below)

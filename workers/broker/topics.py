@@ -308,6 +308,12 @@ def route_by_broker(settings: Settings, say: Callable[[str], None]) -> Settings:
                 time.sleep(min(2.0 * attempt, 10.0))
     finally:
         aiokafka_log.setLevel(level)
+    return routed_by(settings, partitions, say)
+
+
+def routed_by(settings: Settings, partitions: int, say: Callable[[str], None]) -> Settings:
+    """`settings` routing sessions by `partitions`, the count kaizen.events has on the broker
+    (`worker_partitions`); `say` is called once when it is not KAIZEN_PARTITIONS."""
     if partitions != settings.partitions:
         say(
             f"{EVENTS_TOPIC} has {partitions} partitions on the broker "

@@ -54,54 +54,75 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
 
 
-def check_kafka(settings: Settings) -> None:
-    """Wait until a broker answers (one line per attempt); CliError naming the cause when
-    the credentials, TLS settings or ACLs cannot work (no traceback, no Faust start)."""
-    # the check reports trouble in one line; aiokafka's own log lines would repeat it
+def check_kafka(settings: Settings) -> tuple[Settings, str | None]:
+    """Wait until a broker answers (one line per attempt), then check at once what the
+    worker needs of it: its ACLs, its topics, and the cluster id. Returns the settings
+    routing sessions by the partition count the broker reports, and the cluster id (None:
+    unknown). CliError naming the cause when the credentials, TLS settings or ACLs cannot
+    work, or a topic is missing or miscounted (no traceback, no Faust start)."""
+    from aiokafka.errors import KafkaError
+
+    from workers.broker.topics import TopicsError, routed_by
+    from workers.kafka.errors import KafkaAccessError, KafkaTransient
+
+    # each failure is reported in one line; aiokafka's own log lines would repeat it
     aiokafka_log = logging.getLogger("aiokafka")
     level = aiokafka_log.level
     aiokafka_log.setLevel(logging.CRITICAL)
+    attempt = 0
     try:
-        _wait_for_kafka(settings)
+        while True:
+            attempt += 1
+            try:
+                partitions, cluster = asyncio.run(_broker_facts(settings))
+                return routed_by(settings, partitions, _say), cluster
+            except KafkaTransient as exc:
+                _say(f"{exc} (attempt {attempt}; retrying)")
+            except KafkaAccessError as exc:
+                raise CliError(f"worker: {exc}", 1) from None
+            except TopicsError as exc:
+                raise CliError(f"worker: {exc}", 1) from None
+            except KafkaError as exc:
+                _say(f"{settings.broker} does not answer ({exc}); attempt {attempt}, retrying")
+            time.sleep(min(2.0 * attempt, 10.0))
     finally:
         aiokafka_log.setLevel(level)
 
 
-def _wait_for_kafka(settings: Settings) -> None:
-    from workers.app import APP_ID
-    from workers.kafka.acls import topics_of
-    from workers.kafka.errors import KafkaAccessError, KafkaTransient, check_access
+async def _broker_facts(settings: Settings) -> tuple[int, str | None]:
+    """(kaizen.events' partition count, the cluster id), asked at once beside the access
+    check; the access check's error first, as when they were asked one after the other."""
+    from workers.broker.cluster import cluster_id
+    from workers.broker.topics import worker_partitions
+    from workers.kafka.acls import WORKER_GROUP, topics_of
+    from workers.kafka.errors import check_access
 
     # the worker role's topics (workers/kafka/acls.py): events and replay requests read in
     # its group; dead letters, replay answers and summaries written. Checked now, because
     # a refused write would otherwise surface only later, from inside Faust.
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            asyncio.run(
-                check_access(
-                    settings.kafka,
-                    read=topics_of("worker", "Read"),
-                    write=topics_of("worker", "Write"),
-                    group=APP_ID,
-                )
-            )
-            return
-        except KafkaTransient as exc:
-            print(f"kaizen-stream worker: {exc} (attempt {attempt}; retrying)", file=sys.stderr)
-            time.sleep(min(2.0 * attempt, 10.0))
-        except KafkaAccessError as exc:
-            raise CliError(f"worker: {exc}", 1) from None
+    access, partitions, cluster = await asyncio.gather(
+        check_access(
+            settings.kafka,
+            read=topics_of("worker", "Read"),
+            write=topics_of("worker", "Write"),
+            group=WORKER_GROUP,
+        ),
+        worker_partitions(settings.kafka),
+        cluster_id(settings.kafka),
+        return_exceptions=True,
+    )
+    for outcome in (access, partitions, cluster):
+        if isinstance(outcome, BaseException):
+            raise outcome
+    assert isinstance(partitions, int) and not isinstance(cluster, BaseException)
+    return partitions, cluster
 
 
-def static_instance_id(settings: Settings, web_port: int) -> str | None:
-    """The worker's ``group.instance.id``, or None where the broker mishandles static members."""
-    import asyncio
+def static_instance_id(settings: Settings, web_port: int, cluster: str | None) -> str | None:
+    """The worker's ``group.instance.id``, or None where the broker mishandles static members
+    (`cluster`: the cluster id it reports)."""
+    from workers.broker.cluster import static_membership_works
 
-    from workers.broker.cluster import cluster_id, static_membership_works
-
-    cluster = asyncio.run(cluster_id(settings.kafka))
     if not static_membership_works(cluster):
         log.info("the embedded broker: joining the group as a dynamic member")
         return None
@@ -159,13 +180,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args).override(worker_id=args.worker_id)
     if args.session_timeout <= 1.0:
         raise CliError("--session-timeout must be more than 1 second")
-    check_kafka(settings)
-    from workers.broker.topics import TopicsError, route_by_broker
-
-    try:
-        settings = route_by_broker(settings, _say)
-    except TopicsError as exc:
-        raise CliError(f"worker: {exc}", 1) from None
+    settings, cluster = check_kafka(settings)
     from workers.app import create_app  # heavy (Faust): only now
     from workers.hotlog.owner import hold_for_worker
 
@@ -174,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     hold_for_worker(settings.hotlog_dir)
     # static membership: a worker back within the session timeout keeps its partitions with
     # no rebalance (docs/OPERATIONS.md, "Consumer group"); not on the embedded broker
-    instance_id = static_instance_id(settings, args.web_port)
+    instance_id = static_instance_id(settings, args.web_port, cluster)
     app = create_app(
         settings,
         consumer_group_instance_id=instance_id,

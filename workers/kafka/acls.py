@@ -21,7 +21,7 @@ from workers.settings import (
 )
 
 KAFKA_ACLS = "kafka-acls.sh --bootstrap-server $BROKER --command-config admin.properties"
-WORKER_GROUP = "kaizen-stream"  # the Faust app id (workers/app.py APP_ID)
+WORKER_GROUP = "kaizen-stream"  # the workers' consumer group: the Faust app id (workers/app.py)
 TOPIC_PREFIX = "kaizen."
 
 

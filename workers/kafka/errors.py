@@ -11,9 +11,10 @@ topic or group. Pure mapping (`describe_*`) is separate from the probing.
 `KafkaAccessError` whose message is that line: commands print it (no
 traceback), the worker logs it, the shipper logs it and keeps its spool.
 
-`check_access` is the start check: the connection, Read on topics (a fetch
-at their end), Write on topics (the broker's authorized operations for them,
-`workers/kafka/operations.py`: nothing is written), the consumer group. For
+`check_access` is the start check: the connection, Read and Write on topics
+(the broker's authorized operations for them, `workers/kafka/operations.py`:
+nothing is read or written; a fetch at a topic's end where the broker does not
+report them), the consumer group; one admin client, the checks at once. For
 what is refused later, while a process runs, `OneLineRefusals` (a log
 filter) turns every record about a missing ACL into its one line, once.
 """
@@ -29,6 +30,7 @@ import time
 from collections.abc import AsyncIterator, Iterable
 
 from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.conn import create_conn
 from aiokafka.errors import (
     ClusterAuthorizationFailedError,
@@ -340,38 +342,65 @@ async def check_access(
     group: str | None = None,
 ) -> None:
     """KafkaAccessError naming the cause unless the brokers take this connection, each
-    existing topic in `read` can be read (a fetch at its end), each in `write` written
-    (the broker's authorized operations for it; nothing is written) and `group` described."""
+    existing topic in `read` can be read and each in `write` written (the broker's authorized
+    operations for them; nothing is read or written; a fetch at its end for a topic whose
+    operations the broker does not report) and `group` described.
+
+    One admin client asks all of it at once; a refused topic is named before a refused
+    group, as when they were asked one after the other."""
     async with explained(conn):
         reads, writes = list(read), list(write)
-        if reads or writes:
-            await _check_topics(conn, reads, writes)
-        if group is not None:
-            await _check_group(conn, group)
+        admin = clients.new_admin(conn, role="check")
+        try:
+            await admin.start()
+            checks = []
+            if reads or writes:
+                checks.append(_check_topics(conn, admin, reads, writes))
+            if group is not None:
+                checks.append(_check_group(admin, group))
+            for outcome in await asyncio.gather(*checks, return_exceptions=True):
+                if isinstance(outcome, BaseException):
+                    raise outcome
+        finally:
+            await admin.close()
 
 
-async def _check_topics(conn: KafkaConnection, reads: list[str], writes: list[str]) -> None:
-    # a short fetch wait: Apache Kafka answers one request per connection at a time, so
-    # the probe fetch at a topic's end (500 ms by default) held up the next topic's metadata
-    # request by as much, at every worker start
+async def _check_topics(
+    conn: KafkaConnection, admin: AIOKafkaAdminClient, reads: list[str], writes: list[str]
+) -> None:
+    found = await operations.topic_operations(admin._client, sorted({*reads, *writes}))
+    unknown = []
+    for topic in reads:
+        allowed = operations.allows(found[topic], operations.READ)
+        if allowed is False:
+            raise TopicAuthorizationFailedError(topic)
+        if allowed is None:
+            unknown.append(topic)
+    if unknown:
+        await _fetch_at_end(conn, unknown)
+    for topic in writes:
+        if operations.allows(found[topic], operations.WRITE) is False:
+            raise KafkaAccessError(describe_missing_write(topic, conn.security))
+
+
+async def _fetch_at_end(conn: KafkaConnection, topics: list[str]) -> None:
+    """Read is checked on fetch: one fetch at the end of each topic (one of its partitions),
+    all in one request, where the broker does not report its authorized operations."""
+    # a short fetch wait: Apache Kafka answers one request per connection at a time
     consumer = clients.new_consumer(
         conn, role="check", group_id=None, enable_auto_commit=False, fetch_max_wait_ms=50
     )
     try:
         await consumer.start()
-        for topic in reads:
+        tps = []
+        for topic in topics:
             partitions = await clients.topic_partitions(consumer._client, topic)
-            if not partitions:
-                continue  # a missing topic is for the topics check to report
-            tp = TopicPartition(topic, min(partitions))
-            consumer.assign([tp])
-            await consumer.seek_to_end(tp)
-            await consumer.getmany(tp, timeout_ms=100)  # Read is checked on fetch
-        if writes:
-            found = await operations.topic_operations(consumer._client, writes)
-            for topic in writes:
-                if operations.allows(found[topic], operations.WRITE) is False:
-                    raise KafkaAccessError(describe_missing_write(topic, conn.security))
+            if partitions:  # a missing topic is for the topics check to report
+                tps.append(TopicPartition(topic, min(partitions)))
+        if tps:
+            consumer.assign(tps)
+            await consumer.seek_to_end(*tps)
+            await consumer.getmany(*tps, timeout_ms=100)
     finally:
         await consumer.stop()
 
@@ -386,24 +415,19 @@ def describe_missing_write(topic: str, security: KafkaSecurity) -> str:
     )
 
 
-async def _check_group(conn: KafkaConnection, group: str) -> None:
+async def _check_group(admin: AIOKafkaAdminClient, group: str) -> None:
     """GroupAuthorizationFailedError when the principal may not use `group`. Anything else
     (a coordinator not elected yet on a new cluster, the embedded broker closing the
     connection for an unknown group) is left for the group join to report."""
-    admin = clients.new_admin(conn, role="check")
-    try:
-        await admin.start()
-        deadline = time.monotonic() + COORDINATOR_WAIT_S
-        while time.monotonic() < deadline:
-            try:
-                await asyncio.wait_for(admin.list_consumer_group_offsets(group), PROBE_TIMEOUT_S)
-                return
-            except GroupAuthorizationFailedError:
-                raise
-            except GroupCoordinatorNotAvailableError:
-                # a new cluster creates __consumer_offsets on the first group lookup
-                await asyncio.sleep(0.5)
-            except (KafkaError, TimeoutError):
-                return
-    finally:
-        await admin.close()
+    deadline = time.monotonic() + COORDINATOR_WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            await asyncio.wait_for(admin.list_consumer_group_offsets(group), PROBE_TIMEOUT_S)
+            return
+        except GroupAuthorizationFailedError:
+            raise
+        except GroupCoordinatorNotAvailableError:
+            # a new cluster creates __consumer_offsets on the first group lookup
+            await asyncio.sleep(0.5)
+        except (KafkaError, TimeoutError):
+            return
