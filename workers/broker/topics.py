@@ -22,7 +22,12 @@ from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.errors import (
+    KafkaError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+    for_code,
+)
 
 from workers.broker.embedded import BrokerError
 from workers.kafka import clients
@@ -244,12 +249,19 @@ async def _read_back(
 
     Apache Kafka acks CreateTopics when the controller has the topics; the broker that
     answers metadata learns of them a little later (KRaft propagates asynchronously), so
-    a read-back at once can find them missing."""
+    a read-back at once can find them missing. On a cluster the brokers learn of them one
+    by one: one broker's metadata may show them while the one asked for their configs
+    still answers "unknown topic" (seen on three nodes), which counts as not shown yet."""
     deadline = time.monotonic() + _READ_BACK_S
     while True:
-        states = await describe_topics(admin, names, keys)
-        if all(states.values()) or time.monotonic() >= deadline:
-            return states
+        try:
+            states = await describe_topics(admin, names, keys)
+        except UnknownTopicOrPartitionError:
+            if time.monotonic() >= deadline:
+                raise
+        else:
+            if all(states.values()) or time.monotonic() >= deadline:
+                return states
         await asyncio.sleep(0.1)
 
 
