@@ -37,14 +37,10 @@ class Member:
 
 
 def new_feed(rechecks: list[tuple[int, str]]) -> LiveFeed:
-    async def no_letters(_: object) -> asyncio.Future[None]:
-        raise AssertionError("no dead letter expected")
-
     return LiveFeed(
         "127.0.0.1:1",  # never dialled here
         "kaizen.events",
         IngestConfig(),
-        send_dead_letter=no_letters,
         recheck=lambda state, reason: rechecks.append((state.partition, reason)),
         stops_for=lambda exc: False,
     )

@@ -193,10 +193,10 @@ def test_the_live_feed_reads_a_topic_made_again_from_its_start(
             bootstrap,
             EVENTS_TOPIC,
             config,
-            send_dead_letter=letter,
             recheck=recheck,
             stops_for=lambda exc: False,
         )
+        feed.send_dead_letter = letter
         state.ready.set()
         feed.add(state)
         running = asyncio.ensure_future(feed.run())

@@ -10,7 +10,7 @@ acks off in Faust, so Faust itself never commits (nor waits for) an offset of it
 Invariants: the agent processes nothing (a record Faust fetched before the pause took
 hold is dropped: the feed reads it); every offset of the events topic committed to the
 group comes from `FaustMember.commit`, called by the feed with durable offsets only.
-Dead letters go through Faust's producer (`register_ingest` sets the manager's sender).
+Dead letters go through Faust's producer (`register_ingest` sets the feed's sender).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class FaustMember:
 
 def register_ingest(app: faust.App, manager: PartitionManager, dlq_topic: str = DLQ_TOPIC) -> Any:
     """Subscribe the app to ``manager.topic`` for the group and wire dead letters and the
-    group's member into the manager; returns the (idle) agent."""
+    group's member into the manager's live feed; returns the (idle) agent."""
     source = app.topic(
         manager.topic,
         key_type=bytes,
@@ -83,8 +83,8 @@ def register_ingest(app: faust.App, manager: PartitionManager, dlq_topic: str = 
     async def send_dead_letter(letter: DeadLetter) -> Any:
         return await dlq.send(key=letter.key, value=letter.value, headers=letter.headers)
 
-    manager.send_dead_letter = send_dead_letter
-    manager.member = FaustMember(app, manager.topic)
+    manager.feed.send_dead_letter = send_dead_letter
+    manager.feed.member = FaustMember(app, manager.topic)
 
     @app.agent(source, name=AGENT_NAME)
     async def ingest(stream: Any) -> None:

@@ -39,10 +39,9 @@ from workers.ingest import flusher, metrics, testpoint
 from workers.ingest.catchup import CatchUp
 from workers.ingest.config import IngestConfig
 from workers.ingest.decode import LeanDecoder
-from workers.ingest.dlq import DeadLetter
-from workers.ingest.feed import GroupMember, LiveFeed
+from workers.ingest.feed import LiveFeed
 from workers.ingest.folding import Publish
-from workers.ingest.partition import PartitionState, SendDeadLetter
+from workers.ingest.partition import PartitionState
 from workers.settings import EVENTS_TOPIC, Settings
 
 log = logging.getLogger(__name__)
@@ -76,8 +75,6 @@ class PartitionManager(Service):
         self.catchup = CatchUp(settings.kafka, topic, group_id, self.config)
         #: set by the app: sends one session summary to kaizen.sessions (key, value)
         self.publish_summary: Publish | None = None
-        #: set by `workers.ingest.agent`: hands a dead letter to Faust's producer
-        self.send_dead_letter: SendDeadLetter | None = None
         #: set by `kaizen-stream worker`: True when it stops cleanly for this error (a
         #: missing ACL, which no restart of a task can fix) instead of crashing
         self.stops_for: Callable[[BaseException], bool] = lambda exc: False
@@ -85,24 +82,10 @@ class PartitionManager(Service):
             settings.kafka,
             topic,
             self.config,
-            send_dead_letter=self._send_dead_letter,
             recheck=self.recheck,
             stops_for=lambda exc: self.stops_for(exc),
         )
         super().__init__(**kwargs)
-
-    @property
-    def member(self) -> GroupMember | None:
-        return self.feed.member
-
-    @member.setter
-    def member(self, member: GroupMember) -> None:
-        """The worker's member of the group (set by `workers.ingest.agent`)."""
-        self.feed.member = member
-
-    async def _send_dead_letter(self, letter: DeadLetter) -> Awaitable[Any]:
-        assert self.send_dead_letter is not None, "no dead-letter producer set"
-        return await self.send_dead_letter(letter)
 
     # ------------------------------------------------------------------ the API of replay
 
@@ -158,8 +141,8 @@ class PartitionManager(Service):
             )
             self._states[p] = state
             self._handoffs[p] = asyncio.ensure_future(self._handoff(state))
-        if self.member is not None and mine:
-            await self.member.pause_fetching(mine)  # the live feed reads them
+        if self.feed.member is not None and mine:
+            await self.feed.member.pause_fetching(mine)  # the live feed reads them
         # A kept partition may have been another member's meanwhile (this worker stalled
         # past its session timeout and was never told): the group's committed offset may
         # be past what this log holds. Not fed again until checked.

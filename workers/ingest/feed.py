@@ -72,17 +72,18 @@ class LiveFeed:
         topic: str,
         config: IngestConfig,
         *,
-        send_dead_letter: SendDeadLetter,
         recheck: Callable[[PartitionState, str], None],
         stops_for: Callable[[BaseException], bool],
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.config = config
-        self.send_dead_letter = send_dead_letter
+        #: hands a dead letter to a producer (Faust's: set by `workers.ingest.agent`)
+        self.send_dead_letter: SendDeadLetter | None = None
         #: hands a partition back to the catch-up (the manager's): reason in the log line
         self.recheck = recheck
         self.stops_for = stops_for
+        #: the worker's member of the group (set by `workers.ingest.agent`)
         self.member: GroupMember | None = None
         self._fed: dict[int, PartitionState] = {}
         self._changed = True
@@ -188,6 +189,7 @@ class LiveFeed:
                     self._changed = True  # read these again from its next offset, if fed on
                     return
                 send = self.send_dead_letter
+                assert send is not None, "no dead-letter producer set"
                 for record in records:
                     await take(state, record, send)
                     if state.want_flush():
